@@ -1,0 +1,89 @@
+# lemo: build, set up, test, run.
+#   make            build/lemo (CPU engine + server; CUDA backend too where nvcc is found)
+#   make setup      install missing system packages (apt-get) and the test tools (npm)
+#   make test       setup + build + every test that runs without a GPU (what CI runs)
+#   make run        setup + build + start the service on http://127.0.0.1:8080
+#   make fuzz       build the libFuzzer targets and run each briefly
+#   make asan       unit + integration tests under AddressSanitizer + UBSan
+#   make test-gpu   GPU tests (on a machine with an NVIDIA GPU)
+#   make bench      ours vs the peer (on a machine with an NVIDIA GPU)
+
+CC      ?= cc
+BUILD   ?= build
+OPT     ?= -O2
+CFLAGS  += -std=c11 $(OPT) -g -Wall -Wextra -D_GNU_SOURCE -fopenmp -Iengine -Ikernels -Iserver \
+           -I/usr/include/x86_64-linux-gnu/openblas-pthread
+LDLIBS  += -fopenmp -lmicrohttpd -ljansson -lsqlite3 -lcurl -lpcre2-8 -lopenblas -lm -lpthread
+
+SRC      := $(wildcard engine/*.c kernels/cpu/*.c server/*.c)
+OBJ      := $(SRC:%.c=$(BUILD)/obj/%.o)
+LIB_OBJ  := $(filter-out $(BUILD)/obj/engine/main.o,$(OBJ))
+TEST_SRC := $(wildcard tests/unit/test_*.c tests/integration/test_*.c)
+TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
+
+# CUDA backend: only where nvcc exists. Without it the CPU build is complete and says so.
+NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+CU_SRC := $(wildcard kernels/cuda/*.cu)
+ifneq ($(NVCC)$(NO_CUDA),)
+ifeq ($(NO_CUDA),)
+ifneq ($(CU_SRC),)
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+NVFLAGS  ?= -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -gencode=arch=compute_90,code=compute_90 \
+            -Xcompiler -fPIC -Iengine -Ikernels
+CU_OBJ   := $(CU_SRC:%.cu=$(BUILD)/obj/%.o)
+LIB_OBJ  += $(CU_OBJ)
+OBJ      += $(CU_OBJ)
+CFLAGS   += -DLEMO_CUDA -I$(CUDA_HOME)/include
+LDLIBS   += -L$(CUDA_HOME)/lib64 -lcublas -lcublasLt -lcudart -lstdc++ -Wl,-rpath,$(CUDA_HOME)/lib64
+endif
+endif
+endif
+
+.PHONY: all setup test run fuzz asan test-gpu bench clean
+all: $(BUILD)/lemo
+	@if [ -n "$(CU_OBJ)" ]; then echo "built $(BUILD)/lemo with the CUDA backend (sm_90a + PTX)"; \
+	 else echo "built $(BUILD)/lemo, CPU only (no nvcc or no CUDA sources: CUDA backend skipped)"; fi
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVFLAGS) -c $< -o $@
+
+$(BUILD)/liblemo.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/lemo: $(BUILD)/obj/engine/main.o $(BUILD)/liblemo.a
+	$(CC) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/%.c $(BUILD)/liblemo.a tests/check.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests -o $@ $< $(BUILD)/liblemo.a $(LDLIBS)
+
+setup:
+	@bash scripts/setup.sh
+
+test: setup
+	@$(MAKE) --no-print-directory all $(TESTS)
+	@bash tests/run.sh $(BUILD)
+
+run: setup
+	@$(MAKE) --no-print-directory all
+	@bash scripts/run.sh $(BUILD)
+
+fuzz:
+	@bash fuzz/run.sh
+
+asan:
+	@$(MAKE) --no-print-directory BUILD=build-asan NO_CUDA=1 OPT="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer" \
+	  LDLIBS_EXTRA= all $(patsubst $(BUILD)/%,build-asan/%,$(TESTS)) \
+	  LDLIBS="-fsanitize=address,undefined -fopenmp -lmicrohttpd -ljansson -lsqlite3 -lcurl -lpcre2-8 -lopenblas -lm -lpthread"
+	@ASAN_OPTIONS=detect_leaks=0 bash tests/run.sh build-asan
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+-include $(OBJ:.o=.d)

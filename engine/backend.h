@@ -1,0 +1,149 @@
+/* backend.h: the table of compute ops the model and trainer are written against.
+ *
+ * One implementation per device: kernels/cpu (fp32, the reference and the
+ * specification) and kernels/cuda (bf16 activations, fp32 accumulation).
+ * Model code never touches device memory directly; it only passes pointers
+ * that came from `alloc` back into these ops. So the same forward/backward
+ * code runs on either device, and every CUDA op can be checked against its
+ * CPU twin by calling both tables on the same inputs.
+ *
+ * Types. "act" pointers hold activations and frozen base weights in the
+ * backend's activation dtype (`act_dtype`: fp32 on the CPU, bf16 on CUDA).
+ * `float *` pointers are always fp32 on the device (LoRA master weights,
+ * their grads, optimizer state, log-sum-exp, rstd). `int *` are int32 on the
+ * device (token ids, positions, row indices).
+ *
+ * Dimension letters: S rows (tokens), C model width, NH query heads, NKV
+ * key/value heads, HS head size, F MLP width, V vocabulary, R LoRA rank,
+ * K/N the in/out width of a linear layer. Row-major everywhere; a linear
+ * layer's weight is (N, K) as in PyTorch, so y = x W^T.
+ *
+ * Conventions: ops named *_backward ACCUMULATE (+=) into input gradients
+ * unless the comment says "written"; this lets residual branches add up
+ * without extra buffers. Ops may run asynchronously; `sync` waits. */
+#ifndef LEMO_BACKEND_H
+#define LEMO_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum { DT_F32 = 0, DT_BF16 = 1, DT_F16 = 2 };  // storage dtypes (disk and device)
+
+typedef struct Backend Backend;
+struct Backend {
+    const char *name;   // "cpu" or "cuda"
+    int act_dtype;      // DT_F32 or DT_BF16
+    size_t act_size;    // bytes per act element
+
+    /* --- memory --- */
+    void *(*alloc)(size_t bytes);                               // zeroed; NULL on failure
+    void (*free)(void *p);
+    void (*zero)(void *p, size_t bytes);
+    void (*sync)(void);
+    void (*copy_to_device)(void *dst, const void *src, size_t bytes);  // raw bytes
+    void (*copy_to_host)(void *dst, const void *src, size_t bytes);
+    void (*copy_device)(void *dst, const void *src, size_t bytes);
+    /* host data of dtype src_dtype (DT_F32/DT_BF16/DT_F16) -> act dtype on the device */
+    void (*upload_act)(void *dst, const void *src, int src_dtype, size_t n);
+    /* act dtype on the device -> fp32 on the host */
+    void (*download_act)(float *dst, const void *src, size_t n);
+    /* bytes of device memory in use now by this process's backend (0 if unknown) */
+    size_t (*mem_used)(void);
+
+    /* --- ops --- */
+    // out(S,C) = wte[tok[s]]; tok (S) int32, wte (V,C) act
+    void (*embedding_forward)(void *out, const int *tok, const void *wte, int S, int C);
+
+    // out(S,C) = in * rstd * w;  rstd(S) written (fp32); w (C) act
+    void (*rmsnorm_forward)(void *out, float *rstd, const void *in, const void *w,
+                            int S, int C, float eps);
+    // din(S,C) += d/din given dout(S,C); w frozen (no dw)
+    void (*rmsnorm_backward)(void *din, const void *dout, const void *in, const void *w,
+                             const float *rstd, int S, int C);
+
+    // out(S,N) = in(S,K) W(N,K)^T + bias(N) (bias may be NULL); accumulate!=0: out +=
+    void (*matmul_forward)(void *out, const void *in, const void *w, const void *bias,
+                           int S, int K, int N, int accumulate);
+    // din(S,K) += dout(S,N) W(N,K)   (base weights are frozen: no dW, no dbias)
+    void (*matmul_backward)(void *din, const void *dout, const void *w, int S, int K, int N);
+
+    /* LoRA: out(S,N) += scale * (drop(in) A^T) B^T, A (R,K), B (N,R) fp32 masters.
+     * t (S,R) fp32 is written (saved for backward). drop() is inverted dropout
+     * with probability p whose keep/drop decision for element e of in (S*K
+     * elements, row-major) is lora_dropout_keep(seed, e, p) (below), so a
+     * recomputed forward and the backward see the same mask. p == 0: no dropout. */
+    void (*lora_forward)(void *out, float *t, const void *in, const float *A, const float *B,
+                         int S, int K, int N, int R, float scale, float p, uint64_t seed);
+    /* din(S,K) += ..., dA(R,K) += ..., dB(N,R) += ...; dout (S,N) act */
+    void (*lora_backward)(void *din, float *dA, float *dB, const void *dout, const void *in,
+                          const float *t, const float *A, const float *B,
+                          int S, int K, int N, int R, float scale, float p, uint64_t seed);
+
+    /* RoPE in HF "rotate_half" layout: for head h, i < HS/2, angle = pos[s]*inv_freq[i]:
+     * (x[i], x[i+HS/2]) -> (x[i] cos - x[i+HS/2] sin, x[i+HS/2] cos + x[i] sin),
+     * then both multiplied by mscale (1 unless the scaling type has an attention factor).
+     * x (S,NH,HS) in place; pos (S) int32 original positions; inv_freq (HS/2) fp32. */
+    void (*rope_forward)(void *x, const int *pos, const float *inv_freq, int S, int NH, int HS,
+                         float mscale);
+    // dx in place: the transpose of rope_forward (rotation by -angle, times mscale)
+    void (*rope_backward)(void *dx, const int *pos, const float *inv_freq, int S, int NH, int HS,
+                          float mscale);
+
+    /* Causal grouped-query attention over S rows in order (row s sees rows 0..s),
+     * softmax scale 1/sqrt(HS); query head h uses kv head h / (NH/NKV).
+     * q (S,NH,HS), k,v (S,NKV,HS), out (S,NH,HS) written, lse (NH,S) fp32 written
+     * (natural-log log-sum-exp of the scaled scores). Memory O(S): tiles + online softmax. */
+    void (*attention_forward)(void *out, float *lse, const void *q, const void *k, const void *v,
+                              int S, int NH, int NKV, int HS);
+    // dq (S,NH,HS), dk, dv (S,NKV,HS): written (not accumulated)
+    void (*attention_backward)(void *dq, void *dk, void *dv, const void *dout, const void *out,
+                               const float *lse, const void *q, const void *k, const void *v,
+                               int S, int NH, int NKV, int HS);
+
+    // out(n) = silu(gate) * up
+    void (*swiglu_forward)(void *out, const void *gate, const void *up, size_t n);
+    // dgate, dup (n) written
+    void (*swiglu_backward)(void *dgate, void *dup, const void *dout, const void *gate,
+                            const void *up, size_t n);
+
+    // a(n) += b(n)
+    void (*add_inplace)(void *a, const void *b, size_t n);
+    // out(n,C) = in[idx[i]] (written); idx (n) int32 sorted row indices into in (S,C)
+    void (*gather_rows)(void *out, const void *in, const int *idx, int n, int C);
+    // out[idx[i]] += in(i)   (rows of out not in idx untouched)
+    void (*scatter_add_rows)(void *out, const void *in, const int *idx, int n, int C);
+
+    /* Fused LM head + cross-entropy, in row chunks so (S,V) logits never exist.
+     * logits_s = x_s W^T (W (V,C) act); target (S) int32, -1 = no loss on that row.
+     * Returns sum over counted rows of -log softmax(logits_s)[target_s] (fp64 on host)
+     * and stores the number of counted rows in *count. If dx != NULL, dx (S,C) is
+     * WRITTEN with grad_scale * d(sum)/dx. */
+    double (*lm_head_ce)(void *dx, long *count, const void *x, const void *w, const int *target,
+                         int S, int C, int V, float grad_scale);
+
+    /* --- fp32 optimizer-side ops (LoRA parameters) --- */
+    double (*sumsq)(const float *g, size_t n);      // sum of squares, fp64 on host
+    void (*scale)(float *g, size_t n, float s);      // g *= s
+    /* AdamW (decoupled weight decay, bias correction with step t >= 1):
+     * m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
+     * p -= lr * ( (m/(1-b1^t)) / (sqrt(v/(1-b2^t)) + eps) + wd p ) */
+    void (*adamw)(float *p, const float *g, float *m, float *v, size_t n,
+                  float lr, float b1, float b2, float eps, float wd, int t);
+};
+
+/* The dropout mask shared by every backend: keep element e with probability 1-p.
+ * A splitmix64 hash of (seed, e) compared against p; pure, so it can be recomputed
+ * anywhere (forward, recompute, backward, CPU or GPU) and give the same mask. */
+static inline int lora_dropout_keep(uint64_t seed, uint64_t e, float p) {
+    uint64_t z = seed + 0x9E3779B97F4A7C15ull * (e + 1);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (float)(z >> 40) * (1.0f / 16777216.0f) >= p;
+}
+
+const Backend *backend_cpu(void);
+/* NULL when built without CUDA or when no device is present; *why says which. */
+const Backend *backend_cuda(const char **why);
+
+#endif
