@@ -28,7 +28,7 @@ ifneq ($(NVCC)$(NO_CUDA),)
 ifeq ($(NO_CUDA),)
 ifneq ($(CU_SRC),)
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
-NVFLAGS  ?= -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -gencode=arch=compute_90,code=compute_90 \
+NVFLAGS  ?= -O3 -std=c++17 -lineinfo -gencode=arch=compute_90a,code=sm_90a -gencode=arch=compute_90,code=compute_90 \
             -Xcompiler -fPIC -Iengine -Ikernels
 CU_OBJ   := $(CU_SRC:%.cu=$(BUILD)/obj/%.o)
 LIB_OBJ  += $(CU_OBJ)
@@ -39,16 +39,21 @@ endif
 endif
 endif
 
-.PHONY: all setup test run fuzz asan test-gpu bench clean
+.PHONY: all setup test run fuzz asan test-gpu bench clean FORCE
 all: $(BUILD)/lemo
 	@if [ -n "$(CU_OBJ)" ]; then echo "built $(BUILD)/lemo with the CUDA backend (sm_90a + PTX)"; \
 	 else echo "built $(BUILD)/lemo, CPU only (no nvcc or no CUDA sources: CUDA backend skipped)"; fi
 
-$(BUILD)/obj/%.o: %.c
+# Objects depend on the flags they were built with, so switching e.g. NO_CUDA rebuilds them.
+$(BUILD)/flags: FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(CC) $(CFLAGS) $(NVFLAGS)' | cmp -s - $@ || echo '$(CC) $(CFLAGS) $(NVFLAGS)' > $@
+
+$(BUILD)/obj/%.o: %.c $(BUILD)/flags
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
-$(BUILD)/obj/%.o: %.cu
+$(BUILD)/obj/%.o: %.cu $(BUILD)/flags
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVFLAGS) -c $< -o $@
 
@@ -59,9 +64,25 @@ $(BUILD)/liblemo.a: $(LIB_OBJ)
 $(BUILD)/lemo: $(BUILD)/obj/engine/main.o $(BUILD)/liblemo.a
 	$(CC) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/%.c $(BUILD)/liblemo.a tests/check.h
+$(BUILD)/tests/%: tests/%.c $(BUILD)/liblemo.a tests/check.h $(wildcard tests/unit/*.h tests/integration/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests -o $@ $< $(BUILD)/liblemo.a $(LDLIBS)
+
+# GPU tests and the benchmark: programs under tests/gpu and bench/, linked like the unit tests.
+GPU_TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/gpu/test_*.c))
+BENCHES   := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
+
+$(BUILD)/bench/%: bench/%.c $(BUILD)/liblemo.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/liblemo.a $(LDLIBS)
+
+test-gpu:
+	@$(MAKE) --no-print-directory all $(GPU_TESTS)
+	@bash tests/gpu/run.sh $(BUILD)
+
+bench:
+	@$(MAKE) --no-print-directory all $(BENCHES)
+	@bash bench/run.sh $(BUILD)
 
 setup:
 	@bash scripts/setup.sh

@@ -27,6 +27,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 enum { DT_F32 = 0, DT_BF16 = 1, DT_F16 = 2 };  // storage dtypes (disk and device)
 
 typedef struct Backend Backend;
@@ -129,7 +133,22 @@ struct Backend {
      * p -= lr * ( (m/(1-b1^t)) / (sqrt(v/(1-b2^t)) + eps) + wd p ) */
     void (*adamw)(float *p, const float *g, float *m, float *v, size_t n,
                   float lr, float b1, float b2, float eps, float wd, int t);
+
+    /* --- host staging with copies that overlap compute (layer checkpoints offloaded) ---
+     * host_alloc: page-locked host memory the async copies can use (contents undefined;
+     * NULL on failure); the CPU backend gives plain memory. copy_async copies bytes
+     * (device <-> host, either way) once every op issued before it has finished, on a
+     * side stream, and returns at once; the copy is named by a ticket in
+     * [0, BACKEND_COPY_TICKETS). copy_wait(ticket): every op issued after it waits for
+     * the last copy started under that ticket (none started: no wait). The CPU backend
+     * copies at once and its copy_wait does nothing. */
+    void *(*host_alloc)(size_t bytes);
+    void (*host_free)(void *p);
+    void (*copy_async)(void *dst, const void *src, size_t bytes, int ticket);
+    void (*copy_wait)(int ticket);
 };
+
+#define BACKEND_COPY_TICKETS 4
 
 /* The dropout mask shared by every backend: keep element e with probability 1-p.
  * A splitmix64 hash of (seed, e) compared against p; pure, so it can be recomputed
@@ -145,5 +164,9 @@ static inline int lora_dropout_keep(uint64_t seed, uint64_t e, float p) {
 const Backend *backend_cpu(void);
 /* NULL when built without CUDA or when no device is present; *why says which. */
 const Backend *backend_cuda(const char **why);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

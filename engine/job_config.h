@@ -35,8 +35,14 @@ typedef struct {
     struct { float lr, beta1, beta2, eps, weight_decay, grad_clip; int warmup_steps; float min_lr_ratio; } optim;
     int has_rope_scaling;
     RopeScaling rope_scaling;        // overrides the model's when has_rope_scaling
-    int checkpointing;               // per-layer activation checkpointing on (1) or keep all (0)
+    int checkpointing;               // activation policy, ACT_*: memory.checkpointing and memory.offload
 } JobConfig;
+
+/* Activation policy (JobConfig.checkpointing, model_load's `checkpointing`): keep every
+ * layer's activations; keep each layer's input on the device and recompute the layer in
+ * backward; or keep those layer inputs in pinned host memory, copied back ahead of each
+ * layer's recompute while the previous layer computes ("memory": {"offload": true}). */
+enum { ACT_KEEP = 0, ACT_RECOMPUTE = 1, ACT_OFFLOAD = 2 };
 
 void job_config_defaults(JobConfig *c);
 /* Parses a JSON object text into c (starting from defaults); validates every value. */

@@ -9,29 +9,24 @@
 
 typedef int (*CmdFn)(int argc, char **argv);
 
-/* Weak so a partial build (e.g. without the server) still links and says what is missing. */
-#define CMD(name) int name(int argc, char **argv) __attribute__((weak));
+#define CMD(name) int name(int argc, char **argv);
 CMD(cmd_train) CMD(cmd_eval) CMD(cmd_tokenize) CMD(cmd_estimate) CMD(cmd_init_model)
-CMD(cmd_serve) CMD(cmd_keys)
+
 #undef CMD
 
 static const struct { const char *name; const char *help; } commands[] = {
-    {"serve", "run the HTTP service (API, job queue, dashboard)"},
     {"train", "run one fine-tuning job from a config file"},
     {"eval", "mean next-token loss of a model (+ adapter) on text or a dataset"},
     {"tokenize", "text on stdin -> token ids (or --decode ids -> text)"},
     {"estimate", "predict peak memory and time of a job config without running it"},
-    {"keys", "create, list or revoke API keys"},
     {"init-model", "write a small randomly initialized model folder"},
 };
 
 static CmdFn lookup(const char *name) {
-    if (!strcmp(name, "serve")) return cmd_serve;
     if (!strcmp(name, "train")) return cmd_train;
     if (!strcmp(name, "eval")) return cmd_eval;
     if (!strcmp(name, "tokenize")) return cmd_tokenize;
     if (!strcmp(name, "estimate")) return cmd_estimate;
-    if (!strcmp(name, "keys")) return cmd_keys;
     if (!strcmp(name, "init-model")) return cmd_init_model;
     return NULL;
 }
@@ -39,8 +34,7 @@ static CmdFn lookup(const char *name) {
 static void usage(FILE *f) {
     fprintf(f, "usage: lemo COMMAND [FLAGS]   (lemo COMMAND --help for its flags)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(f, "  %-11s %s%s\n", commands[i].name, commands[i].help,
-                lookup(commands[i].name) ? "" : " [not in this build]");
+        fprintf(f, "  %-11s %s\n", commands[i].name, commands[i].help);
 }
 
 int main(int argc, char **argv) {
@@ -50,12 +44,7 @@ int main(int argc, char **argv) {
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
         if (strcmp(argv[1], commands[i].name)) continue;
-        CmdFn fn = lookup(argv[1]);
-        if (!fn) {
-            fprintf(stderr, "lemo: '%s' is not in this build\n", argv[1]);
-            return 2;
-        }
-        return fn(argc - 1, argv + 1);
+        return lookup(argv[1])(argc - 1, argv + 1);
     }
     fprintf(stderr, "lemo: unknown command '%s'\n\n", argv[1]);
     usage(stderr);

@@ -1,0 +1,65 @@
+/* cmd_estimate.c: `lemo estimate CONFIG.json`: the job's memory and time estimate as JSON. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "estimate.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: lemo estimate CONFIG.json [flags]\n"
+            "  Prints the predicted peak memory, whether it fits, the largest context_length that\n"
+            "  fits, and the estimated tokens and duration of the job, as one JSON object.\n"
+            "  --device D       auto, cpu or cuda (default: the config's device, else auto)\n"
+            "  --device-mem N   memory available in bytes (default: detected; GPU via nvidia-smi)\n"
+            "  --help           this text\n");
+}
+
+int cmd_estimate(int argc, char **argv) {
+    const char *path = NULL, *device = NULL;
+    size_t mem = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
+        if ((!strcmp(a, "--device") || !strcmp(a, "--device-mem")) && i + 1 < argc) {
+            const char *v = argv[++i];
+            if (!strcmp(a, "--device")) {
+                if (strcmp(v, "auto") && strcmp(v, "cpu") && strcmp(v, "cuda")) {
+                    fprintf(stderr, "lemo estimate: --device must be auto, cpu or cuda\n");
+                    return 2;
+                }
+                device = v;
+            } else {
+                char *end;
+                unsigned long long n = strtoull(v, &end, 10);
+                if (*end || n == 0) { fprintf(stderr, "lemo estimate: --device-mem must be a byte count\n"); return 2; }
+                mem = (size_t)n;
+            }
+            continue;
+        }
+        if (a[0] == '-' || path) {
+            fprintf(stderr, "lemo estimate: unexpected argument '%s'\n", a);
+            usage(stderr);
+            return 2;
+        }
+        path = a;
+    }
+    if (!path) { usage(stderr); return 2; }
+    JobConfig c;
+    Err e = {0};
+    json_t *out = NULL;
+    if (job_config_load(path, &c, &e) || estimate_job(&c, device ? device : c.device, mem, &out, &e)) {
+        json_t *err = json_pack("{s:{s:s, s:s}}", "error", "message", e.msg, "param", e.param);
+        char *s = json_dumps(err, JSON_COMPACT);
+        puts(s);
+        free(s);
+        json_decref(err);
+        fprintf(stderr, "lemo estimate: %s\n", e.msg);
+        return 2;
+    }
+    char *s = json_dumps(out, JSON_COMPACT | JSON_REAL_PRECISION(6));
+    puts(s);
+    free(s);
+    json_decref(out);
+    return 0;
+}

@@ -1,0 +1,146 @@
+/* estimate.c: predict a job's peak memory and duration without running it
+ * (`lemo estimate` and the service's dry run).
+ *
+ * Memory is model_plan's exact byte count for each category (the trainer allocates exactly
+ * these, once) plus what the runtime itself holds: on the CPU the process baseline and the
+ * tokenized dataset; on CUDA the context, the cuBLAS workspace and the ops' scratch block
+ * (the largest of the attention backward's fp32 dQ accumulator and the fused loss's chunk,
+ * grown with the headroom cuda_scratch gives it). With offloaded layer checkpoints their
+ * pinned host memory is reported apart (host_bytes), not in the device peak. Time is the step's FLOPs
+ * over a throughput: on the CPU measured here with a short sgemm; on CUDA a nominal
+ * sustained bf16 rate. The largest context that fits is found by bisection on the plan. */
+#include "estimate.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "model.h"
+
+#define CUDA_CONTEXT_BYTES ((size_t)606 << 20)  // context + cuBLAS's own: device used - tracked, H100, CUDA 13
+#define CUBLAS_WORKSPACE_BYTES ((size_t)32 << 20) // kernels/cuda/cuda_backend.cu
+#define CUDA_RUNTIME_BYTES (CUDA_CONTEXT_BYTES + CUBLAS_WORKSPACE_BYTES)
+#define CPU_RUNTIME_BYTES ((size_t)16 << 20)    // process, libraries, OpenBLAS buffers, stacks
+#define CUDA_SUSTAINED_FLOPS 250e12             // bf16 dense, sustained in training
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* sgemm rate of this machine, from a ~0.2 s probe (what the CPU trainer spends its time in). */
+static double cpu_flops(void) {
+    int n = 384;
+    float *a = calloc((size_t)n * n, 4), *b = calloc((size_t)n * n, 4), *c = calloc((size_t)n * n, 4);
+    for (int i = 0; i < n * n; i++) a[i] = b[i] = (float)(i % 7) * 0.1f;
+    int reps = 0;
+    double t0 = now_s(), t;
+    do {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1, a, n, b, n, 0, c, n);
+        reps++;
+    } while ((t = now_s() - t0) < 0.2);
+    free(a); free(b); free(c);
+    return 2.0 * n * n * n * reps / t;
+}
+
+/* FLOPs of one training window of S tokens (forward, recompute when checkpointing, backward
+ * of inputs and LoRA; no base-weight gradients). */
+static double step_flops(const ModelConfig *c, double S, int checkpointing) {
+    double C = c->hidden, Q = (double)c->n_heads * c->head_dim, KV = (double)c->n_kv_heads * c->head_dim;
+    double lin = 2 * S * (C * Q * 2 + C * KV * 2 + 3 * C * c->ffn) * c->n_layers;
+    double att = 2 * 2 * S * (S / 2) * Q * c->n_layers;   // QK^T and PV over the causal half
+    double head = 2 * S * C * c->vocab;
+    double fwd = lin + att;
+    return fwd * (checkpointing ? 2 : 1) + lin + 2.5 * att + 2 * head;
+}
+
+/* The ops' scratch. CPU: the fused loss's (128, V) fp32 logits per chunk (kernels/cpu/loss.c).
+ * CUDA: one block (cuda_scratch) sized by its largest user: the attention backward's fp32
+ * dQ accumulator and row sums, 4 S (NH HS + NH) bytes (cuda_attention.cu), or the fused
+ * loss's chunk of fp32 logits + bf16 dlogits within 256 MiB plus S fp32 row losses
+ * (cuda_loss.cu); the block grows to 1.25x the request, in MiB steps. */
+static size_t scratch_bytes(const ModelConfig *mc, size_t S, int cuda) {
+    if (!cuda) return (size_t)128 * mc->vocab * 4;
+    size_t att = 4 * S * ((size_t)mc->n_heads * mc->head_dim + mc->n_heads) + 256;
+    size_t rows = ((size_t)256 << 20) / ((size_t)mc->vocab * 6);
+    rows = rows < 64 ? 64 : rows / 64 * 64;
+    if (rows > S) rows = S;
+    size_t loss = rows * mc->vocab * 6 + 4 * S + 768;
+    size_t need = att > loss ? att : loss;
+    need += need / 4;
+    return (need + ((size_t)1 << 20) - 1) & ~(((size_t)1 << 20) - 1);
+}
+
+static size_t peak_for(const ModelConfig *mc, const JobConfig *jc, int S, int cuda, size_t data_bytes) {
+    LoraSpec spec = {jc->lora.r, jc->lora.alpha, jc->lora.dropout, {0}};
+    memcpy(spec.targets, jc->lora.targets, sizeof spec.targets);
+    MemPlan p;
+    model_plan(mc, S, &spec, jc->checkpointing, cuda ? 2 : 4, &p);
+    // on the CPU the offloaded checkpoints live in the same memory as everything else
+    return p.total + scratch_bytes(mc, S, cuda) + (cuda ? CUDA_RUNTIME_BYTES : CPU_RUNTIME_BYTES + data_bytes + p.host);
+}
+
+static size_t cuda_device_mem(void) {
+    FILE *f = popen("nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2>/dev/null", "r");
+    if (!f) return 0;
+    unsigned long mib = 0;
+    if (fscanf(f, "%lu", &mib) != 1) mib = 0;
+    pclose(f);
+    return (size_t)mib << 20;
+}
+
+int estimate_job(const JobConfig *jc, const char *device, size_t device_mem, json_t **out, Err *e) {
+    ModelConfig mc;
+    if (model_config_load(jc->model, &mc, e)) return -1;
+    int cuda = !strcmp(device, "cuda") || (!strcmp(device, "auto") && cuda_device_mem() > 0);
+    const char *mem_source = "given";
+    if (!device_mem) {
+        device_mem = cuda ? cuda_device_mem() : (size_t)sysconf(_SC_PHYS_PAGES) * (size_t)sysconf(_SC_PAGESIZE);
+        mem_source = cuda ? "nvidia-smi" : "physical memory";
+        if (!device_mem) return err_set_at(e, "device", 0, "no CUDA device found to estimate for");
+    }
+    // tokens of the dataset: ~1 token per 4 bytes of JSONL text; the packed windows hold 8 bytes
+    // per token (input and target ids) on the host while training
+    struct stat st;
+    if (stat(jc->train_file, &st)) return err_set_at(e, "train_file", 0, "train_file %s not found", jc->train_file);
+    double data_tokens = (double)st.st_size / 4.0;
+    size_t data_bytes = (size_t)(data_tokens * 8);
+
+    int S = jc->context_length;
+    size_t peak = peak_for(&mc, jc, S, cuda, data_bytes);
+    // the budget leaves 5% headroom for fragmentation and other processes
+    size_t budget = (size_t)(device_mem * 0.95);
+    int lo = 0, hi = 1 << 22;
+    while (lo < hi) {  // the largest multiple of 256 tokens that fits
+        int mid = (lo + hi + 1) / 2;
+        if (peak_for(&mc, jc, mid * 256, cuda, data_bytes) <= budget) lo = mid; else hi = mid - 1;
+    }
+    double windows = floor(data_tokens / S);
+    if (windows < 1) windows = 1;
+    double steps = jc->max_steps ? jc->max_steps : ceil(jc->epochs * windows / jc->grad_accum);
+    double tokens = steps * jc->grad_accum * S;
+    double rate = cuda ? CUDA_SUSTAINED_FLOPS : cpu_flops() * 0.7;
+    double secs = steps * jc->grad_accum * step_flops(&mc, S, jc->checkpointing) / rate;
+
+    LoraSpec spec = {jc->lora.r, jc->lora.alpha, jc->lora.dropout, {0}};
+    memcpy(spec.targets, jc->lora.targets, sizeof spec.targets);
+    MemPlan p;
+    model_plan(&mc, S, &spec, jc->checkpointing, cuda ? 2 : 4, &p);
+    *out = json_pack(
+        "{s:s, s:I, s:s, s:I, s:b, s:i, s:i, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:I, s:I, s:f, s:f, s:f}",
+        "device", cuda ? "cuda" : "cpu", "device_mem_bytes", (json_int_t)device_mem, "device_mem_source",
+        mem_source, "peak_bytes", (json_int_t)peak, "fits", peak <= budget, "context_length", S,
+        "max_context_length", lo * 256, "breakdown", "weights", (json_int_t)p.weights, "lora_and_optimizer",
+        (json_int_t)p.lora, "layer_checkpoints", (json_int_t)p.checkpoints, "activations",
+        (json_int_t)(p.activations + p.grads), "loss_chunk", (json_int_t)(p.loss + scratch_bytes(&mc, S, cuda)),
+        "tokens_and_data", (json_int_t)(p.tokens + (cuda ? 0 : data_bytes)), "runtime",
+        (json_int_t)(cuda ? CUDA_RUNTIME_BYTES : CPU_RUNTIME_BYTES), "host_bytes", (json_int_t)p.host,
+        "tokens", (json_int_t)tokens, "steps", steps, "est_seconds", secs, "tokens_per_s", tokens / secs);
+    return 0;
+}

@@ -1,0 +1,323 @@
+/* job_config.c: parse and validate the job config JSON (see job_config.h).
+ *
+ * Every key is looked up in a table of known keys first, so a typo is an error that
+ * names the key instead of a silently ignored setting. Values are range-checked here,
+ * once, for both the CLI and the server. */
+#include "job_config.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "data.h"
+
+const char *const job_target_names[JOB_MAX_TARGETS] = {
+    "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+
+void job_config_defaults(JobConfig *c) {
+    memset(c, 0, sizeof *c);
+    strcpy(c->device, "auto");
+    c->context_length = 1024;
+    c->max_steps = 0;
+    c->epochs = 1.0;
+    c->seed = 42;
+    c->chat_template = TEMPLATE_AUTO;
+    c->eval_fraction = 0.05;
+    c->eval_every = 0;          // 0: only at the end
+    c->checkpoint_every = 0;    // 0: only at the end
+    c->eval_windows = 32;
+    c->grad_accum = 1;
+    c->lora.r = 8;
+    c->lora.alpha = 16;
+    c->lora.dropout = 0.0f;
+    c->lora.targets[TARGET_Q] = c->lora.targets[TARGET_K] = 1;
+    c->lora.targets[TARGET_V] = c->lora.targets[TARGET_O] = 1;
+    c->optim.lr = 2e-4f;
+    c->optim.beta1 = 0.9f;
+    c->optim.beta2 = 0.999f;
+    c->optim.eps = 1e-8f;
+    c->optim.weight_decay = 0.0f;
+    c->optim.grad_clip = 1.0f;
+    c->optim.warmup_steps = 0;
+    c->optim.min_lr_ratio = 0.0f;
+    c->checkpointing = 1;
+}
+
+/* Returns -1 with an error naming `key` unless every key of obj is in `known`. */
+static int check_keys(json_t *obj, const char *prefix, const char *const *known, Err *e) {
+    const char *k;
+    json_t *v;
+    json_object_foreach(obj, k, v) {
+        int ok = 0;
+        for (int i = 0; known[i]; i++)
+            if (!strcmp(k, known[i])) ok = 1;
+        if (!ok) {
+            char p[128];
+            snprintf(p, sizeof p, "%s%s", prefix, k);
+            return err_set_at(e, p, 0, "unknown key '%s'", p);
+        }
+    }
+    return 0;
+}
+
+static int get_str(json_t *o, const char *key, const char *name, char *dst, size_t cap, Err *e) {
+    json_t *v = json_object_get(o, key);
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_string(v)) return err_set_at(e, name, 0, "'%s' must be a string", name);
+    if (strlen(json_string_value(v)) >= cap) return err_set_at(e, name, 0, "'%s' is too long", name);
+    strcpy(dst, json_string_value(v));
+    return 0;
+}
+
+/* Integer in [lo, hi]; a float with an integral value is accepted (JSON writers differ). */
+static int get_int(json_t *o, const char *key, const char *name, int *dst, long lo, long hi, Err *e) {
+    json_t *v = json_object_get(o, key);
+    if (!v || json_is_null(v)) return 0;
+    double d;
+    if (json_is_integer(v)) d = (double)json_integer_value(v);
+    else if (json_is_real(v) && floor(json_real_value(v)) == json_real_value(v)) d = json_real_value(v);
+    else return err_set_at(e, name, 0, "'%s' must be an integer", name);
+    if (d < lo || d > hi) return err_set_at(e, name, 0, "'%s' must be in [%ld, %ld], got %.0f", name, lo, hi, d);
+    *dst = (int)d;
+    return 0;
+}
+
+static int get_num(json_t *o, const char *key, const char *name, double *dst, double lo, double hi, Err *e) {
+    json_t *v = json_object_get(o, key);
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_number(v)) return err_set_at(e, name, 0, "'%s' must be a number", name);
+    double d = json_number_value(v);
+    if (!(d >= lo && d <= hi)) return err_set_at(e, name, 0, "'%s' must be in [%g, %g], got %g", name, lo, hi, d);
+    *dst = d;
+    return 0;
+}
+
+static int get_float(json_t *o, const char *key, const char *name, float *dst, double lo, double hi, Err *e) {
+    double d = *dst;
+    if (get_num(o, key, name, &d, lo, hi, e)) return -1;
+    *dst = (float)d;
+    return 0;
+}
+
+static int parse_lora(json_t *o, JobConfig *c, Err *e) {
+    static const char *const known[] = {"r", "alpha", "dropout", "target_modules", NULL};
+    if (!json_is_object(o)) return err_set_at(e, "lora", 0, "'lora' must be an object");
+    if (check_keys(o, "lora.", known, e)) return -1;
+    if (get_int(o, "r", "lora.r", &c->lora.r, 1, 1024, e)) return -1;
+    if (get_float(o, "alpha", "lora.alpha", &c->lora.alpha, 1e-6, 1e6, e)) return -1;
+    if (get_float(o, "dropout", "lora.dropout", &c->lora.dropout, 0, 0.9, e)) return -1;
+    json_t *t = json_object_get(o, "target_modules");
+    if (t && !json_is_null(t)) {
+        if (!json_is_array(t) || json_array_size(t) == 0)
+            return err_set_at(e, "lora.target_modules", 0, "'lora.target_modules' must be a non-empty array of module names");
+        memset(c->lora.targets, 0, sizeof c->lora.targets);
+        size_t i;
+        json_t *x;
+        json_array_foreach(t, i, x) {
+            const char *s = json_is_string(x) ? json_string_value(x) : NULL;
+            int found = -1;
+            for (int j = 0; s && j < JOB_MAX_TARGETS; j++) {
+                size_t n = strlen(job_target_names[j]) - 5;  // "q_proj" also accepted as "q"
+                if (!strcmp(s, job_target_names[j]) || (strlen(s) == n && !strncmp(s, job_target_names[j], n)))
+                    found = j;
+            }
+            if (found < 0)
+                return err_set_at(e, "lora.target_modules", 0,
+                                  "'lora.target_modules[%zu]' must be one of q_proj, k_proj, v_proj, o_proj, "
+                                  "gate_proj, up_proj, down_proj", i);
+            c->lora.targets[found] = 1;
+        }
+    }
+    return 0;
+}
+
+static int parse_optimizer(json_t *o, JobConfig *c, Err *e) {
+    static const char *const known[] = {"lr", "betas", "eps", "weight_decay", "warmup_steps", "grad_clip",
+                                        "min_lr_ratio", "schedule", NULL};
+    if (!json_is_object(o)) return err_set_at(e, "optimizer", 0, "'optimizer' must be an object");
+    if (check_keys(o, "optimizer.", known, e)) return -1;
+    if (get_float(o, "lr", "optimizer.lr", &c->optim.lr, 0, 1, e)) return -1;
+    if (get_float(o, "eps", "optimizer.eps", &c->optim.eps, 1e-12, 1e-2, e)) return -1;
+    if (get_float(o, "weight_decay", "optimizer.weight_decay", &c->optim.weight_decay, 0, 10, e)) return -1;
+    if (get_float(o, "grad_clip", "optimizer.grad_clip", &c->optim.grad_clip, 0, 1e6, e)) return -1;
+    if (get_float(o, "min_lr_ratio", "optimizer.min_lr_ratio", &c->optim.min_lr_ratio, 0, 1, e)) return -1;
+    if (get_int(o, "warmup_steps", "optimizer.warmup_steps", &c->optim.warmup_steps, 0, 10000000, e)) return -1;
+    json_t *s = json_object_get(o, "schedule");
+    if (s && !(json_is_string(s) && !strcmp(json_string_value(s), "cosine")))
+        return err_set_at(e, "optimizer.schedule", 0, "'optimizer.schedule' must be \"cosine\" (warmup + cosine)");
+    json_t *b = json_object_get(o, "betas");
+    if (b) {
+        if (!json_is_array(b) || json_array_size(b) != 2 || !json_is_number(json_array_get(b, 0)) ||
+            !json_is_number(json_array_get(b, 1)))
+            return err_set_at(e, "optimizer.betas", 0, "'optimizer.betas' must be [beta1, beta2]");
+        double b1 = json_number_value(json_array_get(b, 0)), b2 = json_number_value(json_array_get(b, 1));
+        if (!(b1 >= 0 && b1 < 1 && b2 >= 0 && b2 < 1))
+            return err_set_at(e, "optimizer.betas", 0, "'optimizer.betas' must each be in [0, 1)");
+        c->optim.beta1 = (float)b1;
+        c->optim.beta2 = (float)b2;
+    }
+    return 0;
+}
+
+static int parse_rope(json_t *o, JobConfig *c, Err *e) {
+    static const char *const known[] = {"type", "rope_type", "factor", "low_freq_factor", "high_freq_factor",
+                                        "original_max_position_embeddings", NULL};
+    if (json_is_null(o)) return 0;
+    if (!json_is_object(o)) return err_set_at(e, "rope_scaling", 0, "'rope_scaling' must be an object");
+    if (check_keys(o, "rope_scaling.", known, e)) return -1;
+    json_t *t = json_object_get(o, "type");
+    if (!t) t = json_object_get(o, "rope_type");
+    const char *ts = t && json_is_string(t) ? json_string_value(t) : NULL;
+    RopeScaling *r = &c->rope_scaling;
+    memset(r, 0, sizeof *r);
+    if (ts && !strcmp(ts, "linear")) r->type = ROPE_LINEAR;
+    else if (ts && !strcmp(ts, "llama3")) r->type = ROPE_LLAMA3;
+    else if (ts && !strcmp(ts, "default")) r->type = ROPE_DEFAULT;
+    else return err_set_at(e, "rope_scaling.type", 0, "'rope_scaling.type' must be \"linear\", \"llama3\" or \"default\"");
+    r->factor = 1;
+    r->low_freq_factor = 1;
+    r->high_freq_factor = 4;
+    r->original_max_position = 8192;
+    if (get_float(o, "factor", "rope_scaling.factor", &r->factor, 1, 1024, e)) return -1;
+    if (get_float(o, "low_freq_factor", "rope_scaling.low_freq_factor", &r->low_freq_factor, 1e-3, 1e3, e)) return -1;
+    if (get_float(o, "high_freq_factor", "rope_scaling.high_freq_factor", &r->high_freq_factor, 1e-3, 1e3, e)) return -1;
+    if (get_int(o, "original_max_position_embeddings", "rope_scaling.original_max_position_embeddings",
+                &r->original_max_position, 1, 1 << 24, e))
+        return -1;
+    if (r->type == ROPE_LLAMA3 && !(r->high_freq_factor > r->low_freq_factor))
+        return err_set_at(e, "rope_scaling.high_freq_factor", 0, "'rope_scaling.high_freq_factor' must exceed low_freq_factor");
+    c->has_rope_scaling = 1;
+    return 0;
+}
+
+int job_config_parse(const char *text, JobConfig *c, Err *e) {
+    static const char *const known[] = {
+        "model", "train_file", "eval_file", "output_dir", "resume_from", "device", "context_length",
+        "max_steps", "epochs", "seed", "chat_template", "eval_fraction", "eval_every", "checkpoint_every",
+        "eval_windows", "grad_accum", "lora", "optimizer", "rope_scaling", "memory", NULL};
+    job_config_defaults(c);
+    json_error_t je;
+    json_t *o = json_loads(text, 0, &je);
+    if (!o) return err_set(e, "config is not valid JSON: line %d: %s", je.line, je.text);
+    int rc = -1;
+    if (!json_is_object(o)) { err_set(e, "config must be a JSON object"); goto out; }
+    if (check_keys(o, "", known, e)) goto out;
+    if (get_str(o, "model", "model", c->model, sizeof c->model, e)) goto out;
+    if (get_str(o, "train_file", "train_file", c->train_file, sizeof c->train_file, e)) goto out;
+    if (get_str(o, "eval_file", "eval_file", c->eval_file, sizeof c->eval_file, e)) goto out;
+    if (get_str(o, "output_dir", "output_dir", c->output_dir, sizeof c->output_dir, e)) goto out;
+    if (get_str(o, "resume_from", "resume_from", c->resume_from, sizeof c->resume_from, e)) goto out;
+    if (get_str(o, "device", "device", c->device, sizeof c->device, e)) goto out;
+    if (strcmp(c->device, "auto") && strcmp(c->device, "cpu") && strcmp(c->device, "cuda")) {
+        err_set_at(e, "device", 0, "'device' must be \"auto\", \"cpu\" or \"cuda\"");
+        goto out;
+    }
+    if (!c->model[0]) { err_set_at(e, "model", 0, "'model' (a model directory) is required"); goto out; }
+    if (!c->train_file[0]) { err_set_at(e, "train_file", 0, "'train_file' is required"); goto out; }
+    if (!c->output_dir[0]) { err_set_at(e, "output_dir", 0, "'output_dir' is required"); goto out; }
+    if (get_int(o, "context_length", "context_length", &c->context_length, 2, 1 << 22, e)) goto out;
+    if (get_int(o, "max_steps", "max_steps", &c->max_steps, 0, 100000000, e)) goto out;
+    if (get_num(o, "epochs", "epochs", &c->epochs, 1e-6, 1e6, e)) goto out;
+    if (json_object_get(o, "seed")) {
+        json_t *s = json_object_get(o, "seed");
+        if (!json_is_integer(s) || json_integer_value(s) < 0) { err_set_at(e, "seed", 0, "'seed' must be a non-negative integer"); goto out; }
+        c->seed = (uint64_t)json_integer_value(s);
+    }
+    json_t *tm = json_object_get(o, "chat_template");
+    if (tm && !json_is_null(tm)) {
+        const char *s = json_is_string(tm) ? json_string_value(tm) : "";
+        if (!strcmp(s, "auto")) c->chat_template = TEMPLATE_AUTO;
+        else if (!strcmp(s, "llama3")) c->chat_template = TEMPLATE_LLAMA3;
+        else if (!strcmp(s, "chatml")) c->chat_template = TEMPLATE_CHATML;
+        else if (!strcmp(s, "inst")) c->chat_template = TEMPLATE_INST;
+        else { err_set_at(e, "chat_template", 0, "'chat_template' must be \"auto\", \"llama3\", \"chatml\" or \"inst\""); goto out; }
+    }
+    if (get_num(o, "eval_fraction", "eval_fraction", &c->eval_fraction, 0, 0.5, e)) goto out;
+    if (get_int(o, "eval_every", "eval_every", &c->eval_every, 0, 100000000, e)) goto out;
+    if (get_int(o, "checkpoint_every", "checkpoint_every", &c->checkpoint_every, 0, 100000000, e)) goto out;
+    if (get_int(o, "eval_windows", "eval_windows", &c->eval_windows, 1, 1000000, e)) goto out;
+    if (get_int(o, "grad_accum", "grad_accum", &c->grad_accum, 1, 4096, e)) goto out;
+    json_t *x;
+    if ((x = json_object_get(o, "lora")) && parse_lora(x, c, e)) goto out;
+    if ((x = json_object_get(o, "optimizer")) && parse_optimizer(x, c, e)) goto out;
+    if ((x = json_object_get(o, "rope_scaling")) && parse_rope(x, c, e)) goto out;
+    if ((x = json_object_get(o, "memory"))) {
+        static const char *const mk[] = {"checkpointing", "offload", NULL};
+        if (!json_is_object(x)) { err_set_at(e, "memory", 0, "'memory' must be an object"); goto out; }
+        if (check_keys(x, "memory.", mk, e)) goto out;
+        json_t *cp = json_object_get(x, "checkpointing"), *of = json_object_get(x, "offload");
+        if (cp) {
+            if (!json_is_boolean(cp)) { err_set_at(e, "memory.checkpointing", 0, "'memory.checkpointing' must be true or false"); goto out; }
+            c->checkpointing = json_is_true(cp) ? ACT_RECOMPUTE : ACT_KEEP;
+        }
+        if (of) {
+            if (!json_is_boolean(of)) { err_set_at(e, "memory.offload", 0, "'memory.offload' must be true or false"); goto out; }
+            // offloading moves the layer checkpoints to host memory: it needs checkpointing
+            if (json_is_true(of) && c->checkpointing == ACT_KEEP) {
+                err_set_at(e, "memory.offload", 0, "'memory.offload' needs 'memory.checkpointing' (offload moves the layer checkpoints to host memory)");
+                goto out;
+            }
+            if (json_is_true(of)) c->checkpointing = ACT_OFFLOAD;
+        }
+    }
+    rc = 0;
+out:
+    json_decref(o);
+    return rc;
+}
+
+int job_config_load(const char *path, JobConfig *c, Err *e) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return err_set(e, "cannot open config %s", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    if (n < 0 || n > (1 << 20)) { fclose(f); return err_set(e, "config %s: too large or unreadable", path); }
+    char *buf = malloc((size_t)n + 1);
+    size_t got = fread(buf, 1, (size_t)n, f);
+    fclose(f);
+    buf[got] = 0;
+    int rc = job_config_parse(buf, c, e);
+    free(buf);
+    if (rc) err_prefix(e, "config %s", path);
+    return rc;
+}
+
+char *job_config_to_json(const JobConfig *c) {
+    static const char *const tmpl[] = {"auto", "llama3", "chatml", "inst"};
+    json_t *t = json_array();
+    for (int i = 0; i < JOB_MAX_TARGETS; i++)
+        if (c->lora.targets[i]) json_array_append_new(t, json_string(job_target_names[i]));
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:f, s:I, s:s, s:f, s:i, s:i, s:i, s:i}",
+                          "model", c->model, "train_file", c->train_file, "eval_file", c->eval_file,
+                          "output_dir", c->output_dir, "resume_from", c->resume_from, "device", c->device,
+                          "context_length", c->context_length, "max_steps", c->max_steps, "epochs", c->epochs,
+                          "seed", (json_int_t)c->seed, "chat_template", tmpl[c->chat_template],
+                          "eval_fraction", c->eval_fraction, "eval_every", c->eval_every,
+                          "checkpoint_every", c->checkpoint_every, "eval_windows", c->eval_windows,
+                          "grad_accum", c->grad_accum);
+    json_object_set_new(o, "lora", json_pack("{s:i, s:f, s:f, s:o}", "r", c->lora.r, "alpha", (double)c->lora.alpha,
+                                             "dropout", (double)c->lora.dropout, "target_modules", t));
+    json_object_set_new(o, "optimizer",
+                        json_pack("{s:f, s:[f,f], s:f, s:f, s:i, s:f, s:f}", "lr", (double)c->optim.lr, "betas",
+                                  (double)c->optim.beta1, (double)c->optim.beta2, "eps", (double)c->optim.eps,
+                                  "weight_decay", (double)c->optim.weight_decay, "warmup_steps",
+                                  c->optim.warmup_steps, "grad_clip", (double)c->optim.grad_clip, "min_lr_ratio",
+                                  (double)c->optim.min_lr_ratio));
+    if (c->has_rope_scaling) {
+        static const char *const rt[] = {"default", "linear", "llama3"};
+        const RopeScaling *r = &c->rope_scaling;
+        json_object_set_new(o, "rope_scaling",
+                            json_pack("{s:s, s:f, s:f, s:f, s:i}", "type", rt[r->type], "factor", (double)r->factor,
+                                      "low_freq_factor", (double)r->low_freq_factor, "high_freq_factor",
+                                      (double)r->high_freq_factor, "original_max_position_embeddings",
+                                      r->original_max_position));
+    }
+    json_object_set_new(o, "memory", json_pack("{s:b, s:b}", "checkpointing", c->checkpointing != ACT_KEEP, "offload",
+                                               c->checkpointing == ACT_OFFLOAD));
+    char *s = json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS);
+    json_decref(o);
+    return s;
+}

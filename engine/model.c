@@ -1,0 +1,492 @@
+/* model.c: the transformer forward and backward with LoRA, over the Backend table.
+ *
+ * One layer (x: residual (S, C); idx: kept rows, n of them; dense when idx is all rows):
+ *   h  = rmsnorm(x);  hk = h[idx]
+ *   q, k, v = hk Wq^T (+bq) (+lora), ...;  RoPE(q, k) at positions idx
+ *   att = causal_attention(q, k, v);  o = att Wo^T (+lora)
+ *   x1 = x;  x1[idx] += o
+ *   h2 = rmsnorm(x1);  a = silu(h2 Wg^T) * (h2 Wu^T);  x' = x1 + a Wd^T   (+lora each)
+ * then the final norm and the fused LM-head + cross-entropy. The backward walks the same
+ * graph in reverse; base weights are frozen so only input gradients and LoRA gradients
+ * are formed. With checkpointing the layer's forward is recomputed from its saved input
+ * right before its backward; it sees the same kept list and the same dropout masks (they
+ * are a pure function of a seed), so the recomputation is exact. With the layer inputs
+ * offloaded to host memory (ACT_OFFLOAD) the device holds two of them, used in turn: layer l
+ * reads slot l % 2 and writes slot (l+1) % 2; each input is copied out to the host after the
+ * layer that made it (a copy ticket per slot; a layer waits for its slot's copy before
+ * overwriting it), and in backward the input of layer l-1 is copied back into the slot
+ * layer l+1 has finished with while layer l recomputes and back-propagates. Copies of the
+ * same bytes in another order give the same numbers: offloading changes no result. */
+#include "model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "safetensors.h"
+
+#define NT JOB_MAX_TARGETS
+
+/* Splitmix64: the seeded stream for LoRA A initialisation (deterministic everywhere). */
+static uint64_t splitmix(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* In and out widths of the linear layer that target t adapts. */
+static void target_dims(const ModelConfig *c, int t, int *K, int *N) {
+    int C = c->hidden, Q = c->n_heads * c->head_dim, KV = c->n_kv_heads * c->head_dim, F = c->ffn;
+    static const int in_is[NT] = {0, 0, 0, 1, 0, 0, 2};  // 0: C, 1: Q, 2: F
+    int ins[3] = {C, Q, F};
+    int outs[NT] = {Q, KV, KV, C, F, F, C};
+    *K = ins[in_is[t]];
+    *N = outs[t];
+}
+
+static size_t lora_count(const ModelConfig *c, const LoraSpec *l) {
+    size_t n = 0;
+    for (int t = 0; t < NT; t++) {
+        if (!l->targets[t]) continue;
+        int K, N;
+        target_dims(c, t, &K, &N);
+        n += (size_t)l->r * (K + N);
+    }
+    return n * c->n_layers;
+}
+
+static size_t weight_count(const ModelConfig *c) {
+    size_t C = c->hidden, Q = (size_t)c->n_heads * c->head_dim, KV = (size_t)c->n_kv_heads * c->head_dim;
+    size_t F = c->ffn, V = c->vocab;
+    size_t layer = 2 * C + Q * C + 2 * KV * C + C * Q + 3 * F * C + (c->qkv_bias ? Q + 2 * KV : 0);
+    return V * C * (c->tie_embeddings ? 1 : 2) + C + layer * c->n_layers;
+}
+
+/* Bytes of one LayerActs for S rows. */
+static size_t acts_bytes(const ModelConfig *c, size_t S, const LoraSpec *l, size_t as) {
+    size_t C = c->hidden, Q = (size_t)c->n_heads * c->head_dim, KV = (size_t)c->n_kv_heads * c->head_dim;
+    size_t F = c->ffn, n = 0;
+    for (int t = 0; t < NT; t++) n += l->targets[t] ? S * l->r * 4 : 0;
+    return as * (S * C * 4 + S * Q * 2 + S * KV * 2 + S * F * 3) + 4 * ((size_t)c->n_heads * S + 2 * S) + n;
+}
+
+void model_plan(const ModelConfig *c, int Si, const LoraSpec *l, int checkpointing, size_t as, MemPlan *p) {
+    size_t S = Si, C = c->hidden, Q = (size_t)c->n_heads * c->head_dim, KV = (size_t)c->n_kv_heads * c->head_dim;
+    size_t F = c->ffn;
+    memset(p, 0, sizeof *p);
+    p->weights = weight_count(c) * as;
+    p->lora = lora_count(c, l) * 4 * 4;
+    int off = checkpointing == ACT_OFFLOAD;
+    p->checkpoints = (size_t)(off ? 2 : c->n_layers + 1) * S * C * as;
+    p->host = off ? (size_t)(c->n_layers > 1 ? c->n_layers - 1 : 0) * S * C * as : 0;
+    p->activations = acts_bytes(c, S, l, as) * (checkpointing ? 1 : c->n_layers);
+    // (S, F) gradient scratch only for a down_proj adapter: otherwise dL/da goes into the
+    // layer's own `a`, and swiglu's backward runs in place (layer_backward)
+    p->grads = as * (S * C * 5 + S * Q * 2 + S * KV * 2 + (l->targets[TARGET_DOWN] ? S * F : 0));
+    p->loss = as * S * C * 2 + 4 * S;
+    p->tokens = 4 * (S * 3 + S * c->n_layers) + 4 * (size_t)c->head_dim / 2;
+    p->total = p->weights + p->lora + p->checkpoints + p->activations + p->grads + p->loss + p->tokens;
+}
+
+/* Carves consecutive aligned pieces out of one allocation. */
+typedef struct { char *base; size_t off, cap; } Carve;
+static void *carve(Carve *cv, size_t bytes) {
+    size_t off = (cv->off + 255) & ~(size_t)255;
+    if (off + bytes > cv->cap) abort();  // sizes come from model_plan + padding: a bug, not input
+    cv->off = off + bytes;
+    return cv->base + off;
+}
+static size_t padded(size_t bytes, int pieces) { return bytes + 256 * (size_t)pieces; }
+
+static int upload_tensor(Model *m, const SafeModel *sm, const char *name, void **dst, Carve *cv,
+                         int64_t d0, int64_t d1, Err *e) {
+    const StTensor *t = st_model_find(sm, name);
+    if (!t) return err_set(e, "tensor %s is missing from the model", name);
+    int64_t want = d1 ? d0 * d1 : d0;
+    int shape_ok = t->numel == want && (d1 ? (t->ndim == 2 && t->shape[0] == d0 && t->shape[1] == d1) : t->ndim == 1);
+    if (!shape_ok)
+        return err_set(e, "tensor %s has shape [%lld%s%lld], expected [%lld%s%lld]", name,
+                       (long long)t->shape[0], t->ndim > 1 ? ", " : "", t->ndim > 1 ? (long long)t->shape[1] : 0LL,
+                       (long long)d0, d1 ? ", " : "", (long long)d1);
+    *dst = carve(cv, (size_t)want * m->be->act_size);
+    m->be->upload_act(*dst, t->data, t->dtype, (size_t)want);
+    return 0;
+}
+
+static int load_weights(Model *m, const char *dir, Err *e) {
+    const ModelConfig *c = &m->cfg;
+    SafeModel *sm = st_model_open(dir, e);
+    if (!sm) return -1;
+    int C = c->hidden, Q = c->n_heads * c->head_dim, KV = c->n_kv_heads * c->head_dim, F = c->ffn;
+    Carve cv = {m->blocks[0], 0, padded(m->plan.weights, 16 * (c->n_layers + 2))};
+    char n[160];
+    int rc = -1;
+    if (upload_tensor(m, sm, "model.embed_tokens.weight", &m->wte, &cv, c->vocab, C, e)) goto out;
+    if (upload_tensor(m, sm, "model.norm.weight", &m->final_norm, &cv, C, 0, e)) goto out;
+    if (c->tie_embeddings) m->lm_head = m->wte;
+    else if (upload_tensor(m, sm, "lm_head.weight", &m->lm_head, &cv, c->vocab, C, e)) goto out;
+    for (int l = 0; l < c->n_layers; l++) {
+        LayerWeights *w = &m->layers[l];
+        struct { const char *suffix; void **dst; int d0, d1; } spec[] = {
+            {"input_layernorm.weight", &w->attn_norm, C, 0},
+            {"self_attn.q_proj.weight", &w->wq, Q, C},
+            {"self_attn.k_proj.weight", &w->wk, KV, C},
+            {"self_attn.v_proj.weight", &w->wv, KV, C},
+            {"self_attn.o_proj.weight", &w->wo, C, Q},
+            {"post_attention_layernorm.weight", &w->mlp_norm, C, 0},
+            {"mlp.gate_proj.weight", &w->wg, F, C},
+            {"mlp.up_proj.weight", &w->wu, F, C},
+            {"mlp.down_proj.weight", &w->wd, C, F},
+            {"self_attn.q_proj.bias", &w->bq, Q, 0},
+            {"self_attn.k_proj.bias", &w->bk, KV, 0},
+            {"self_attn.v_proj.bias", &w->bv, KV, 0},
+        };
+        int nspec = c->qkv_bias ? 12 : 9;
+        for (int i = 0; i < nspec; i++) {
+            snprintf(n, sizeof n, "model.layers.%d.%s", l, spec[i].suffix);
+            if (upload_tensor(m, sm, n, spec[i].dst, &cv, spec[i].d0, spec[i].d1, e)) goto out;
+        }
+    }
+    rc = 0;
+out:
+    st_model_close(sm);
+    if (rc) err_prefix(e, "model %s", dir);
+    return rc;
+}
+
+static void carve_acts(Model *m, LayerActs *a, Carve *cv, int S) {
+    const ModelConfig *c = &m->cfg;
+    size_t as = m->be->act_size, C = c->hidden, Q = (size_t)c->n_heads * c->head_dim;
+    size_t KV = (size_t)c->n_kv_heads * c->head_dim, F = c->ffn;
+    a->h = carve(cv, as * S * C);
+    a->hk = carve(cv, as * S * C);
+    a->q = carve(cv, as * S * Q);
+    a->k = carve(cv, as * S * KV);
+    a->v = carve(cv, as * S * KV);
+    a->att = carve(cv, as * S * Q);
+    a->x1 = carve(cv, as * S * C);
+    a->h2 = carve(cv, as * S * C);
+    a->g = carve(cv, as * S * F);
+    a->u = carve(cv, as * S * F);
+    a->a = carve(cv, as * S * F);
+    a->lse = carve(cv, 4 * (size_t)c->n_heads * S);
+    a->rstd1 = carve(cv, 4 * (size_t)S);
+    a->rstd2 = carve(cv, 4 * (size_t)S);
+    for (int t = 0; t < NT; t++) a->t[t] = m->lora.targets[t] ? carve(cv, 4 * (size_t)S * m->lora.r) : NULL;
+}
+
+/* LoRA A ~ uniform(-1/sqrt(K), 1/sqrt(K)) (PEFT's kaiming_uniform(a=sqrt(5))), B = 0. */
+static void lora_init(Model *m, uint64_t seed) {
+    float *host = calloc(m->n_lora, sizeof(float));
+    uint64_t s = seed ^ 0x4C6F5241ull;  // "LoRA"
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        for (int t = 0; t < NT; t++) {
+            LoraSlot *sl = &m->slots[l * NT + t];
+            if (sl->a < 0) continue;
+            float bound = 1.0f / sqrtf((float)sl->K);
+            for (long i = 0; i < (long)m->lora.r * sl->K; i++) {
+                double u = (double)(splitmix(&s) >> 11) * (1.0 / 9007199254740992.0);
+                host[sl->a + i] = (float)((2 * u - 1) * bound);
+            }
+        }
+    m->be->copy_to_device(m->lora_params, host, m->n_lora * sizeof(float));
+    free(host);
+}
+
+Model *model_load(const Backend *be, const char *dir, const RopeScaling *rope_override, int S_max,
+                  const LoraSpec *lora, int checkpointing, uint64_t seed, Err *e) {
+    Model *m = calloc(1, sizeof *m);
+    m->be = be;
+    if (model_config_load(dir, &m->cfg, e)) goto fail;
+    const ModelConfig *c = &m->cfg;
+    if (lora->r < 1) { err_set(e, "LoRA rank must be >= 1"); goto fail; }
+    m->S_max = S_max;
+    m->checkpointing = checkpointing;
+    m->lora = *lora;
+    m->lora_scale = lora->alpha / lora->r;
+    m->layers = calloc(c->n_layers, sizeof *m->layers);
+    m->slots = malloc(sizeof *m->slots * c->n_layers * NT);
+    long off = 0;
+    for (int l = 0; l < c->n_layers; l++)
+        for (int t = 0; t < NT; t++) {
+            LoraSlot *sl = &m->slots[l * NT + t];
+            target_dims(c, t, &sl->K, &sl->N);
+            sl->a = sl->b = -1;
+            if (!lora->targets[t]) continue;
+            sl->a = off;
+            off += (long)lora->r * sl->K;
+            sl->b = off;
+            off += (long)sl->N * lora->r;
+        }
+    m->n_lora = off;
+    model_plan(c, S_max, lora, checkpointing, be->act_size, &m->plan);
+
+    int n_acts = checkpointing ? 1 : c->n_layers;
+    size_t sizes[7] = {padded(m->plan.weights, 16 * (c->n_layers + 2)), padded(m->plan.lora, 4),
+                       padded(m->plan.checkpoints, 1), padded(m->plan.activations, 32 * n_acts),
+                       padded(m->plan.grads, 16), padded(m->plan.loss, 3), padded(m->plan.tokens, 5)};
+    for (int i = 0; i < 7; i++) {
+        m->blocks[i] = be->alloc(sizes[i]);
+        if (!m->blocks[i]) {
+            err_set(e, "out of %s memory: %zu MiB more needed for %s", be->name, sizes[i] >> 20,
+                    (const char *[]){"weights", "LoRA + optimizer", "layer checkpoints", "activations",
+                                     "gradients", "loss", "tokens"}[i]);
+            goto fail;
+        }
+    }
+    if (load_weights(m, dir, e)) goto fail;
+
+    Carve cv = {m->blocks[1], 0, sizes[1]};
+    m->lora_params = carve(&cv, 4 * m->n_lora);
+    m->lora_grads = carve(&cv, 4 * m->n_lora);
+    m->adam_m = carve(&cv, 4 * m->n_lora);
+    m->adam_v = carve(&cv, 4 * m->n_lora);
+    lora_init(m, seed);
+
+    size_t as = be->act_size, S = S_max, C = c->hidden, Q = (size_t)c->n_heads * c->head_dim;
+    size_t KV = (size_t)c->n_kv_heads * c->head_dim, F = c->ffn;
+    m->resid = m->blocks[2];
+    if (checkpointing == ACT_OFFLOAD && !(m->host_resid = be->host_alloc(m->plan.host))) {
+        err_set(e, "out of pinned host memory: %zu MiB needed for offloaded layer checkpoints", m->plan.host >> 20);
+        goto fail;
+    }
+    cv = (Carve){m->blocks[3], 0, sizes[3]};
+    m->acts = calloc(n_acts, sizeof *m->acts);
+    for (int i = 0; i < n_acts; i++) carve_acts(m, &m->acts[i], &cv, S_max);
+    cv = (Carve){m->blocks[4], 0, sizes[4]};
+    void **g5[] = {&m->dx, &m->dh, &m->dhk, &m->dok, &m->dh2};
+    for (int i = 0; i < 5; i++) *g5[i] = carve(&cv, as * S * C);
+    m->dq = carve(&cv, as * S * Q);
+    m->datt = carve(&cv, as * S * Q);
+    m->dk = carve(&cv, as * S * KV);
+    m->dv = carve(&cv, as * S * KV);
+    m->da = lora->targets[TARGET_DOWN] ? carve(&cv, as * S * F) : NULL;
+    cv = (Carve){m->blocks[5], 0, sizes[5]};
+    m->xf = carve(&cv, as * S * C);
+    m->dxf = carve(&cv, as * S * C);
+    m->rstdf = carve(&cv, 4 * S);
+    cv = (Carve){m->blocks[6], 0, sizes[6]};
+    m->tok_in = carve(&cv, 4 * S);
+    m->tok_tgt = carve(&cv, 4 * S);
+    m->iota = carve(&cv, 4 * S);
+    m->kept = carve(&cv, 4 * S * c->n_layers);
+    m->inv_freq = carve(&cv, 4 * (size_t)c->head_dim / 2);
+
+    int *iota = malloc(sizeof(int) * S);
+    for (size_t i = 0; i < S; i++) iota[i] = (int)i;
+    be->copy_to_device(m->iota, iota, sizeof(int) * S);
+    free(iota);
+    float *inv = malloc(sizeof(float) * c->head_dim / 2);
+    model_rope_inv_freq(c, rope_override, inv, &m->mscale);
+    be->copy_to_device(m->inv_freq, inv, sizeof(float) * c->head_dim / 2);
+    free(inv);
+    return m;
+fail:
+    model_free(m);
+    return NULL;
+}
+
+void model_free(Model *m) {
+    if (!m) return;
+    for (int i = 0; i < 7; i++)
+        if (m->blocks[i]) m->be->free(m->blocks[i]);
+    if (m->host_resid) m->be->host_free(m->host_resid);
+    free(m->layers);
+    free(m->slots);
+    free(m->acts);
+    free(m);
+}
+
+void model_zero_grads(Model *m) { m->be->zero(m->lora_grads, 4 * m->n_lora); }
+
+int model_lora_name(const Model *m, int layer, int target, int is_b, char *buf, size_t cap) {
+    (void)m;
+    const char *block = target <= TARGET_O ? "self_attn" : "mlp";
+    return snprintf(buf, cap, "base_model.model.model.layers.%d.%s.%s.lora_%c.weight", layer, block,
+                    job_target_names[target], is_b ? 'B' : 'A');
+}
+
+/* Per-(layer, target) dropout seed: distinct streams from one step seed. */
+static uint64_t drop_seed(uint64_t base, int l, int t) {
+    uint64_t s = base ^ (0xD1B54A32D192ED03ull * (uint64_t)(l * NT + t + 1));
+    return splitmix(&s);
+}
+
+typedef struct {
+    Model *m;
+    int l, train;
+    uint64_t seed;
+} Ctx;
+
+/* out (+)= in W^T (+ bias) (+ LoRA of target t). */
+static void linear_fwd(Ctx *x, LayerActs *a, int t, void *out, const void *in, const void *w,
+                       const void *bias, int S, int accumulate) {
+    Model *m = x->m;
+    const LoraSlot *sl = &m->slots[x->l * NT + t];
+    m->be->matmul_forward(out, in, w, bias, S, sl->K, sl->N, accumulate);
+    if (sl->a >= 0)
+        m->be->lora_forward(out, a->t[t], in, m->lora_params + sl->a, m->lora_params + sl->b, S, sl->K, sl->N,
+                            m->lora.r, m->lora_scale, x->train ? m->lora.dropout : 0.0f,
+                            drop_seed(x->seed, x->l, t));
+}
+
+/* din += dout W (+ LoRA input grad); LoRA weight grads accumulate. */
+static void linear_bwd(Ctx *x, LayerActs *a, int t, void *din, const void *dout, const void *in,
+                       const void *w, int S) {
+    Model *m = x->m;
+    const LoraSlot *sl = &m->slots[x->l * NT + t];
+    m->be->matmul_backward(din, dout, w, S, sl->K, sl->N);
+    if (sl->a >= 0)
+        m->be->lora_backward(din, m->lora_grads + sl->a, m->lora_grads + sl->b, dout, in, a->t[t],
+                             m->lora_params + sl->a, m->lora_params + sl->b, S, sl->K, sl->N, m->lora.r,
+                             m->lora_scale, x->train ? m->lora.dropout : 0.0f, drop_seed(x->seed, x->l, t));
+}
+
+/* Layer l forward: x (S, C) -> out (S, C); idx (n) kept rows on the device. */
+static void layer_forward(Ctx *x, LayerActs *a, const void *xin, void *xout, const int *idx, int n, int S) {
+    Model *m = x->m;
+    const Backend *be = m->be;
+    const ModelConfig *c = &m->cfg;
+    const LayerWeights *w = &m->layers[x->l];
+    int C = c->hidden, HS = c->head_dim;
+    size_t as = be->act_size;
+    int dense = idx == m->iota;
+
+    be->rmsnorm_forward(a->h, a->rstd1, xin, w->attn_norm, S, C, c->norm_eps);
+    const void *hk = a->h;
+    if (!dense) {
+        be->gather_rows(a->hk, a->h, idx, n, C);
+        hk = a->hk;
+    }
+    linear_fwd(x, a, TARGET_Q, a->q, hk, w->wq, w->bq, n, 0);
+    linear_fwd(x, a, TARGET_K, a->k, hk, w->wk, w->bk, n, 0);
+    linear_fwd(x, a, TARGET_V, a->v, hk, w->wv, w->bv, n, 0);
+    be->rope_forward(a->q, idx, m->inv_freq, n, c->n_heads, HS, m->mscale);
+    be->rope_forward(a->k, idx, m->inv_freq, n, c->n_kv_heads, HS, m->mscale);
+    be->attention_forward(a->att, a->lse, a->q, a->k, a->v, n, c->n_heads, c->n_kv_heads, HS);
+    // o = att Wo^T (+lora) is formed apart and then added, on both paths, so a kept list of
+    // all rows gives bit-for-bit the dense result
+    linear_fwd(x, a, TARGET_O, m->dok, a->att, w->wo, NULL, n, 0);
+    be->copy_device(a->x1, xin, as * S * C);
+    if (dense) be->add_inplace(a->x1, m->dok, (size_t)S * C);
+    else be->scatter_add_rows(a->x1, m->dok, idx, n, C);
+    be->rmsnorm_forward(a->h2, a->rstd2, a->x1, w->mlp_norm, S, C, c->norm_eps);
+    linear_fwd(x, a, TARGET_GATE, a->g, a->h2, w->wg, NULL, S, 0);
+    linear_fwd(x, a, TARGET_UP, a->u, a->h2, w->wu, NULL, S, 0);
+    be->swiglu_forward(a->a, a->g, a->u, (size_t)S * c->ffn);
+    be->copy_device(xout, a->x1, as * S * C);
+    linear_fwd(x, a, TARGET_DOWN, xout, a->a, w->wd, NULL, S, 1);
+}
+
+/* Layer l backward: m->dx holds dL/d(layer output) on entry and dL/d(layer input) on exit. */
+static void layer_backward(Ctx *x, LayerActs *a, const void *xin, const int *idx, int n, int S) {
+    Model *m = x->m;
+    const Backend *be = m->be;
+    const ModelConfig *c = &m->cfg;
+    const LayerWeights *w = &m->layers[x->l];
+    int C = c->hidden, F = c->ffn, HS = c->head_dim;
+    int Q = c->n_heads * HS;
+    size_t as = be->act_size;
+    int dense = idx == m->iota;
+
+    // MLP branch. Without a down_proj adapter `a` is dead here, so dL/da goes into it. The
+    // swiglu backward runs in place (every element is read before it is written): dgate over
+    // da, dup over u; neither g nor u is read again in this step.
+    void *da = m->da ? m->da : a->a;
+    be->zero(da, as * (size_t)S * F);
+    linear_bwd(x, a, TARGET_DOWN, da, m->dx, a->a, w->wd, S);
+    be->swiglu_backward(da, a->u, da, a->g, a->u, (size_t)S * F);
+    be->zero(m->dh2, as * (size_t)S * C);
+    linear_bwd(x, a, TARGET_GATE, m->dh2, da, a->h2, w->wg, S);
+    linear_bwd(x, a, TARGET_UP, m->dh2, a->u, a->h2, w->wu, S);
+    be->rmsnorm_backward(m->dx, m->dh2, a->x1, w->mlp_norm, a->rstd2, S, C);
+
+    // attention branch: only the kept rows received the attention output
+    const void *dout = m->dx;
+    if (!dense) {
+        be->gather_rows(m->dok, m->dx, idx, n, C);
+        dout = m->dok;
+    }
+    be->zero(m->datt, as * (size_t)n * Q);
+    linear_bwd(x, a, TARGET_O, m->datt, dout, a->att, w->wo, n);
+    be->attention_backward(m->dq, m->dk, m->dv, m->datt, a->att, a->lse, a->q, a->k, a->v, n, c->n_heads,
+                           c->n_kv_heads, HS);
+    be->rope_backward(m->dq, idx, m->inv_freq, n, c->n_heads, HS, m->mscale);
+    be->rope_backward(m->dk, idx, m->inv_freq, n, c->n_kv_heads, HS, m->mscale);
+    const void *hk = dense ? a->h : a->hk;
+    void *dhk = dense ? m->dh : m->dhk;
+    be->zero(dhk, as * (size_t)n * C);
+    linear_bwd(x, a, TARGET_Q, dhk, m->dq, hk, w->wq, n);
+    linear_bwd(x, a, TARGET_K, dhk, m->dk, hk, w->wk, n);
+    linear_bwd(x, a, TARGET_V, dhk, m->dv, hk, w->wv, n);
+    if (!dense) {
+        be->zero(m->dh, as * (size_t)S * C);
+        be->scatter_add_rows(m->dh, m->dhk, idx, n, C);
+    }
+    be->rmsnorm_backward(m->dx, m->dh, xin, w->attn_norm, a->rstd1, S, C);
+}
+
+double model_step(Model *m, const int32_t *inputs, const int32_t *targets, int S, const int *const *kept,
+                  const int *n_kept, int backward, int train, float grad_scale, uint64_t dropout_seed,
+                  long *count) {
+    const Backend *be = m->be;
+    const ModelConfig *c = &m->cfg;
+    int C = c->hidden, L = c->n_layers;
+    size_t as = be->act_size, SC = (size_t)S * C;
+    if (S > m->S_max) abort();  // callers size the model for their longest window
+
+    be->copy_to_device(m->tok_in, inputs, 4 * (size_t)S);
+    be->copy_to_device(m->tok_tgt, targets, 4 * (size_t)S);
+    const int *idx[L];
+    int n[L];
+    for (int l = 0; l < L; l++) {
+        int dense = !kept || !kept[l];
+        n[l] = dense ? S : n_kept[l];
+        idx[l] = dense ? m->iota : m->kept + (size_t)l * m->S_max;
+        if (!dense) be->copy_to_device(m->kept + (size_t)l * m->S_max, kept[l], 4 * (size_t)n_kept[l]);
+    }
+
+    // layer j's input on the device (j == L: the final residual), and offloaded on the host
+    int off = m->checkpointing == ACT_OFFLOAD;
+    char *resid = m->resid, *host = m->host_resid;
+#define XIN(j) (resid + (size_t)(off ? (j) % 2 : (j)) * SC * as)
+#define XHOST(j) (host + (size_t)(j) * SC * as)
+    int out_copies = off && backward;  // inputs of layers 0..L-2 go to the host
+    be->embedding_forward(XIN(0), m->tok_in, m->wte, S, C);
+    if (out_copies && L > 1) be->copy_async(XHOST(0), XIN(0), SC * as, 0);
+    for (int l = 0; l < L; l++) {
+        Ctx x = {m, l, train, dropout_seed};
+        LayerActs *a = &m->acts[m->checkpointing ? 0 : l];
+        if (off) be->copy_wait((l + 1) % 2);  // the slot written here (layer l-1's input) is out
+        layer_forward(&x, a, XIN(l), XIN(l + 1), idx[l], n[l], S);
+        if (out_copies && l + 1 <= L - 2) be->copy_async(XHOST(l + 1), XIN(l + 1), SC * as, (l + 1) % 2);
+    }
+    const void *xL = XIN(L);
+    be->rmsnorm_forward(m->xf, m->rstdf, xL, m->final_norm, S, C, c->norm_eps);
+    double loss = be->lm_head_ce(backward ? m->dxf : NULL, count, m->xf, m->lm_head, m->tok_tgt, S, C, c->vocab,
+                                 grad_scale);
+    if (!backward) return loss;
+
+    be->zero(m->dx, as * SC);
+    be->rmsnorm_backward(m->dx, m->dxf, xL, m->final_norm, m->rstdf, S, C);
+    for (int l = L - 1; l >= 0; l--) {
+        Ctx x = {m, l, train, dropout_seed};
+        LayerActs *a = &m->acts[m->checkpointing ? 0 : l];
+        if (off) {
+            // bring layer l-1's input into the slot layer l+1 (or the final norm) is done with,
+            // while this layer computes; then wait for this layer's own input
+            if (l >= 1) be->copy_async(XIN(l - 1), XHOST(l - 1), SC * as, (l - 1) % 2);
+            be->copy_wait(l % 2);
+        }
+        const void *xin = XIN(l);
+        // recompute into dh-free scratch: the forward writes only a's buffers and m->dok
+        if (m->checkpointing) layer_forward(&x, a, xin, m->dh2, idx[l], n[l], S);
+        layer_backward(&x, a, xin, idx[l], n[l], S);
+    }
+#undef XIN
+#undef XHOST
+    be->sync();
+    return loss;
+}

@@ -1,0 +1,131 @@
+/* model.h: a decoder-only transformer (Llama / Mistral / Qwen2) with LoRA, forward and
+ * backward, written once against the Backend table (backend.h).
+ *
+ * Memory is planned before anything is allocated (model_plan): one device allocation per
+ * category (base weights, LoRA + optimizer state, layer checkpoints, layer activations,
+ * gradient scratch, loss, token buffers), nothing allocated inside a step. The activation
+ * policy (ACT_* in job_config.h) picks what a layer keeps for its backward: everything
+ * (ACT_KEEP); only its input residual, the layer being recomputed right before its backward
+ * (ACT_RECOMPUTE); or that input in pinned host memory (ACT_OFFLOAD): the device then holds
+ * two layer inputs, each copied out after the layer that made it and copied back one layer
+ * ahead of its recompute, on a side stream while the neighbouring layer computes.
+ *
+ * Token elimination (LeMo, DESIGN section 8 step 4): each layer may be given a sorted list
+ * of kept token indices; then only those rows are attention queries and keys, RoPE uses
+ * their original positions, and the attention output is added into those residual rows
+ * only. The full list reproduces dense attention exactly. */
+#ifndef LEMO_MODEL_H
+#define LEMO_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "err.h"
+#include "job_config.h"
+#include "model_config.h"
+
+typedef struct {
+    void *attn_norm;          // (C)
+    void *wq, *wk, *wv, *wo;  // (NH*HS, C), (NKV*HS, C), (NKV*HS, C), (C, NH*HS)
+    void *bq, *bk, *bv;       // (NH*HS), (NKV*HS), (NKV*HS); NULL without q/k/v bias
+    void *mlp_norm;           // (C)
+    void *wg, *wu, *wd;       // (F, C), (F, C), (C, F)
+} LayerWeights;
+
+/* One LoRA pair, offsets in floats into Model.lora_params: A (R, K) at a, B (N, R) at b. */
+typedef struct {
+    long a, b;                // -1 when this (layer, target) has no adapter
+    int K, N;
+} LoraSlot;
+
+typedef struct {
+    int r;
+    float alpha, dropout;
+    int targets[JOB_MAX_TARGETS];  // 0/1 per TARGET_*
+} LoraSpec;
+
+/* Bytes per category for a given model shape, sequence length and LoRA (model_plan).
+ * total is the device bytes; host is the pinned host memory of offloaded checkpoints. */
+typedef struct {
+    size_t weights, lora, checkpoints, activations, grads, loss, tokens;
+    size_t total;
+    size_t host;
+} MemPlan;
+
+/* Intermediate activations of one layer's forward (saved for its backward). */
+typedef struct {
+    void *h, *hk;             // (S, C) normed input; (n, C) its kept rows (== h when dense)
+    void *q, *k, *v;          // (n, NH*HS), (n, NKV*HS), (n, NKV*HS), q and k after RoPE
+    void *att;                // (n, NH*HS) attention output before o_proj
+    void *x1;                 // (S, C) residual after attention
+    void *h2;                 // (S, C) normed x1
+    void *g, *u, *a;          // (S, F) gate, up, silu(gate)*up
+    float *lse;               // (NH, n)
+    float *rstd1, *rstd2;     // (S)
+    float *t[JOB_MAX_TARGETS];  // (S, R) LoRA A outputs, NULL where no adapter
+} LayerActs;
+
+typedef struct {
+    const Backend *be;
+    ModelConfig cfg;
+    int S_max;                // the most rows one forward handles
+    int checkpointing;        // activation policy ACT_* (nonzero: layers are recomputed)
+
+    void *wte, *lm_head, *final_norm;  // (V, C), (V, C) (== wte when tied), (C)
+    LayerWeights *layers;     // (L) host array of device pointers
+
+    LoraSpec lora;
+    float lora_scale;         // alpha / r
+    LoraSlot *slots;          // (L * JOB_MAX_TARGETS)
+    size_t n_lora;            // LoRA parameter count
+    float *lora_params, *lora_grads, *adam_m, *adam_v;  // (n_lora) each, fp32 on the device
+
+    float *inv_freq;          // (HS/2) fp32 on the device
+    float mscale;
+    int *iota;                // (S_max) 0..S_max-1, positions of a dense layer
+    int *tok_in, *tok_tgt;    // (S_max) this forward's inputs and targets
+    int *kept;                // (L, S_max) per-layer kept indices
+
+    void *resid;              // (L+1, S, C) layer inputs (checkpoints) and the final residual;
+                              // with ACT_OFFLOAD (2, S, C): layer j's input in slot j % 2
+    void *host_resid;         // ACT_OFFLOAD: (L-1, S, C) pinned, inputs of layers 0..L-2
+    LayerActs *acts;          // (checkpointing ? 1 : L)
+    void *dx, *dh, *dhk, *dok, *dq, *dk, *dv, *datt, *dh2;  // gradient scratch
+    void *da;                 // (S, F) when down_proj has an adapter; else a layer's `a` serves
+    void *xf, *dxf;           // (S, C) final norm output and its gradient
+    float *rstdf;             // (S)
+
+    void *blocks[7];          // the per-category allocations, freed by model_free
+    MemPlan plan;
+} Model;
+
+/* Sizes each memory category would need; act_size = the backend's bytes per activation;
+ * checkpointing = the activation policy (ACT_*). */
+void model_plan(const ModelConfig *c, int S, const LoraSpec *lora, int checkpointing, size_t act_size,
+                MemPlan *p);
+
+/* Loads config.json + safetensors from dir onto the backend and allocates everything for
+ * sequences up to S_max, under activation policy `checkpointing` (ACT_*). rope_override (may be NULL) replaces the model's rope scaling.
+ * LoRA parameters start as PEFT initialises them (A uniform(+-1/sqrt(K)) from seed, B = 0). */
+Model *model_load(const Backend *be, const char *dir, const RopeScaling *rope_override, int S_max,
+                  const LoraSpec *lora, int checkpointing, uint64_t seed, Err *e);
+void model_free(Model *m);
+
+/* One window: inputs and targets (S) on the host (target -1: no loss). kept (may be NULL)
+ * gives per layer a sorted list of distinct row indices in [0, S) (kept[l] == NULL: dense;
+ * a list of all rows takes the kept path and gives the dense result bit for bit).
+ * With backward, LoRA gradients ACCUMULATE into lora_grads scaled by grad_scale (pass
+ * 1/number of counted targets of the whole optimizer step for a mean loss).
+ * train != 0 turns LoRA dropout on, with masks derived from dropout_seed.
+ * Returns the summed loss over counted targets and their number in *count. */
+double model_step(Model *m, const int32_t *inputs, const int32_t *targets, int S, const int *const *kept,
+                  const int *n_kept, int backward, int train, float grad_scale, uint64_t dropout_seed,
+                  long *count);
+
+void model_zero_grads(Model *m);
+
+/* LoRA tensors in PEFT naming (base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight). */
+int model_lora_name(const Model *m, int layer, int target, int is_b, char *buf, size_t cap);
+
+#endif

@@ -1,0 +1,75 @@
+/* cpu_ops.h: the CPU backend's ops, one family per file, gathered into the
+ * Backend table by backend_cpu.c.
+ *
+ * Every op here is fp32 (act = float) and deterministic: the same inputs give
+ * bit-identical outputs run to run, because each output element is computed by
+ * exactly one thread in a fixed order (static or disjoint partitions, no atomics,
+ * no reductions whose order depends on thread timing). Matmuls go to OpenBLAS
+ * sgemm, which threads itself; the loops over rows/heads use OpenMP. No op calls
+ * sgemm from inside an OpenMP parallel region, so the two thread pools never nest.
+ *
+ * Ops that need scratch memory allocate it per call; on the (practically
+ * impossible) failure of such an allocation they fill their written outputs with
+ * NaN, so the failure surfaces as a non-finite loss instead of silent garbage. */
+#ifndef LEMO_CPU_OPS_H
+#define LEMO_CPU_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* rows.c */
+void cpu_embedding_forward(void *out, const int *tok, const void *wte, int S, int C);
+void cpu_add_inplace(void *a, const void *b, size_t n);
+void cpu_gather_rows(void *out, const void *in, const int *idx, int n, int C);
+void cpu_scatter_add_rows(void *out, const void *in, const int *idx, int n, int C);
+
+/* norm.c */
+void cpu_rmsnorm_forward(void *out, float *rstd, const void *in, const void *w,
+                         int S, int C, float eps);
+void cpu_rmsnorm_backward(void *din, const void *dout, const void *in, const void *w,
+                          const float *rstd, int S, int C);
+
+/* matmul.c */
+void cpu_matmul_forward(void *out, const void *in, const void *w, const void *bias,
+                        int S, int K, int N, int accumulate);
+void cpu_matmul_backward(void *din, const void *dout, const void *w, int S, int K, int N);
+
+/* lora.c */
+void cpu_lora_forward(void *out, float *t, const void *in, const float *A, const float *B,
+                      int S, int K, int N, int R, float scale, float p, uint64_t seed);
+void cpu_lora_backward(void *din, float *dA, float *dB, const void *dout, const void *in,
+                       const float *t, const float *A, const float *B,
+                       int S, int K, int N, int R, float scale, float p, uint64_t seed);
+
+/* rope.c */
+void cpu_rope_forward(void *x, const int *pos, const float *inv_freq, int S, int NH, int HS,
+                      float mscale);
+void cpu_rope_backward(void *dx, const int *pos, const float *inv_freq, int S, int NH, int HS,
+                       float mscale);
+
+/* attention.c */
+void cpu_attention_forward(void *out, float *lse, const void *q, const void *k, const void *v,
+                           int S, int NH, int NKV, int HS);
+void cpu_attention_backward(void *dq, void *dk, void *dv, const void *dout, const void *out,
+                            const float *lse, const void *q, const void *k, const void *v,
+                            int S, int NH, int NKV, int HS);
+
+/* swiglu.c */
+void cpu_swiglu_forward(void *out, const void *gate, const void *up, size_t n);
+void cpu_swiglu_backward(void *dgate, void *dup, const void *dout, const void *gate,
+                         const void *up, size_t n);
+
+/* loss.c */
+double cpu_lm_head_ce(void *dx, long *count, const void *x, const void *w, const int *target,
+                      int S, int C, int V, float grad_scale);
+
+/* optim.c */
+double cpu_sumsq(const float *g, size_t n);
+void cpu_scale(float *g, size_t n, float s);
+void cpu_adamw(float *p, const float *g, float *m, float *v, size_t n,
+               float lr, float b1, float b2, float eps, float wd, int t);
+
+/* Fills x(n) with NaN: the visible result of an op whose scratch allocation failed. */
+void cpu_fill_nan(float *x, size_t n);
+
+#endif

@@ -1,0 +1,80 @@
+/* test_job_config.c: the job config parser accepts what DESIGN section 6 documents and
+ * names the key of every bad value or unknown key. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "job_config.h"
+
+static void bad(const char *json, const char *param) {
+    JobConfig c;
+    Err e = {0};
+    int rc = job_config_parse(json, &c, &e);
+    CHECK(rc == -1, "accepted bad config %s", json);
+    CHECK(!strcmp(e.param, param), "config %s: param '%s', want '%s' (%s)", json, e.param, param, e.msg);
+    CHECK(strstr(e.msg, param) != NULL, "message '%s' does not name '%s'", e.msg, param);
+}
+
+#define BASE "\"model\":\"m\",\"train_file\":\"t.jsonl\",\"output_dir\":\"o\""
+
+int main(void) {
+    JobConfig c;
+    Err e = {0};
+    CHECK(job_config_parse("{" BASE "}", &c, &e) == 0, "minimal config: %s", e.msg);
+    CHECK(c.context_length == 1024 && c.lora.r == 8 && c.lora.alpha == 16, "defaults");
+    CHECK(c.lora.targets[TARGET_Q] && c.lora.targets[TARGET_O] && !c.lora.targets[TARGET_GATE], "default targets");
+
+    const char *full = "{" BASE ",\"eval_file\":\"e.jsonl\",\"context_length\":4096,\"max_steps\":100,\"seed\":3,"
+                       "\"grad_accum\":4,\"eval_every\":10,\"checkpoint_every\":20,\"chat_template\":\"chatml\","
+                       "\"lora\":{\"r\":16,\"alpha\":32,\"dropout\":0.05,\"target_modules\":[\"q_proj\",\"down_proj\",\"up\"]},"
+                       "\"optimizer\":{\"lr\":1e-4,\"betas\":[0.9,0.95],\"weight_decay\":0.1,\"warmup_steps\":5,\"grad_clip\":0.5},"
+                       "\"rope_scaling\":{\"type\":\"linear\",\"factor\":4},\"memory\":{\"checkpointing\":false},"
+                       "\"resume_from\":\"auto\",\"device\":\"cpu\"}";
+    CHECK(job_config_parse(full, &c, &e) == 0, "full config: %s", e.msg);
+    CHECK(c.context_length == 4096 && c.max_steps == 100 && c.seed == 3 && c.grad_accum == 4, "ints");
+    CHECK(c.lora.r == 16 && c.lora.targets[TARGET_DOWN] && c.lora.targets[TARGET_UP] && !c.lora.targets[TARGET_K], "lora");
+    CHECK(c.optim.beta2 == 0.95f && c.optim.warmup_steps == 5, "optimizer");
+    CHECK(c.has_rope_scaling && c.rope_scaling.type == ROPE_LINEAR && c.rope_scaling.factor == 4, "rope");
+    CHECK(c.checkpointing == 0 && !strcmp(c.resume_from, "auto"), "memory/resume");
+
+    // the resolved config round-trips through its JSON form
+    char *s = job_config_to_json(&c);
+    JobConfig c2;
+    CHECK(job_config_parse(s, &c2, &e) == 0, "round trip: %s", e.msg);
+    CHECK(c2.context_length == c.context_length && c2.lora.r == c.lora.r && c2.optim.lr == c.optim.lr &&
+          c2.rope_scaling.factor == c.rope_scaling.factor && c2.grad_accum == c.grad_accum,
+          "round trip changed values");
+    free(s);
+
+    // the activation policy: checkpointing on by default, offload moves the checkpoints to the host
+    CHECK(job_config_parse("{" BASE "}", &c, &e) == 0 && c.checkpointing == ACT_RECOMPUTE, "default policy");
+    CHECK(job_config_parse("{" BASE ",\"memory\":{\"offload\":true}}", &c, &e) == 0 && c.checkpointing == ACT_OFFLOAD,
+          "offload: %s", e.msg);
+    s = job_config_to_json(&c);
+    CHECK(s && strstr(s, "\"offload\": true") != NULL, "offload not written back: %s", s ? s : "(null)");
+    CHECK(s && job_config_parse(s, &c2, &e) == 0 && c2.checkpointing == ACT_OFFLOAD, "offload round trip: %s", e.msg);
+    free(s);
+    CHECK(job_config_parse("{" BASE ",\"memory\":{\"offload\":false}}", &c, &e) == 0 && c.checkpointing == ACT_RECOMPUTE,
+          "offload false");
+
+    bad("{" BASE ",\"learning_rate\":1}", "learning_rate");
+    bad("{" BASE ",\"context_length\":\"long\"}", "context_length");
+    bad("{" BASE ",\"context_length\":1}", "context_length");
+    bad("{" BASE ",\"max_steps\":-3}", "max_steps");
+    bad("{" BASE ",\"lora\":{\"r\":0}}", "lora.r");
+    bad("{" BASE ",\"lora\":{\"rank\":4}}", "lora.rank");
+    bad("{" BASE ",\"lora\":{\"target_modules\":[\"qq_proj\"]}}", "lora.target_modules");
+    bad("{" BASE ",\"optimizer\":{\"lr\":-1}}", "optimizer.lr");
+    bad("{" BASE ",\"optimizer\":{\"betas\":[0.9]}}", "optimizer.betas");
+    bad("{" BASE ",\"rope_scaling\":{\"type\":\"yarn\",\"factor\":2}}", "rope_scaling.type");
+    bad("{" BASE ",\"device\":\"tpu\"}", "device");
+    bad("{" BASE ",\"seed\":-1}", "seed");
+    bad("{" BASE ",\"memory\":{\"checkpointing\":false,\"offload\":true}}", "memory.offload");
+    bad("{" BASE ",\"memory\":{\"offload\":\"yes\"}}", "memory.offload");
+    bad("{" BASE ",\"memory\":{\"swap\":true}}", "memory.swap");
+    bad("{\"train_file\":\"t\",\"output_dir\":\"o\"}", "model");
+    bad("{\"model\":\"m\",\"output_dir\":\"o\"}", "train_file");
+    CHECK(job_config_parse("[1,2]", &c, &e) == -1, "array accepted");
+    CHECK(job_config_parse("{\"model\":", &c, &e) == -1 && strstr(e.msg, "JSON"), "broken JSON: %s", e.msg);
+    return check_done("test_job_config");
+}

@@ -1,0 +1,79 @@
+/* tiny_model.h: writes a small random Llama/Qwen2-shaped model folder for tests
+ * (config.json + model.safetensors), so model tests need no downloaded weights. */
+#ifndef LEMO_TEST_TINY_MODEL_H
+#define LEMO_TEST_TINY_MODEL_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "safetensors.h"
+
+typedef struct {
+    int layers, hidden, heads, kv_heads, head_dim, ffn, vocab;
+    int tied, qwen2;  // qwen2: q/k/v biases
+    float std;
+} TinySpec;
+
+static float tiny_randn(unsigned long long *s) {
+    double u1 = 0, u2;
+    while (u1 < 1e-12) { *s = *s * 6364136223846793005ull + 1442695040888963407ull; u1 = (double)(*s >> 11) / 9007199254740992.0; }
+    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+    u2 = (double)(*s >> 11) / 9007199254740992.0;
+    return (float)(sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2));
+}
+
+static void tiny_add(StWriter *w, const char *name, int64_t d0, int64_t d1, float std, float mean,
+                     unsigned long long *seed) {
+    int64_t n = d1 ? d0 * d1 : d0;
+    float *x = malloc(sizeof(float) * n);
+    for (int64_t i = 0; i < n; i++) x[i] = mean + std * tiny_randn(seed);
+    int64_t shape[2] = {d0, d1};
+    Err e;
+    if (st_writer_add(w, name, DT_F32, x, d1 ? 2 : 1, shape, &e)) { fprintf(stderr, "%s\n", e.msg); exit(1); }
+    free(x);
+}
+
+/* Writes the model into dir (which must exist); returns 0 on success. */
+static int tiny_model_write(const char *dir, const TinySpec *t, unsigned long long seed) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    FILE *f = fopen(path, "w");
+    if (!f) return -1;
+    fprintf(f,
+            "{\"architectures\":[\"%s\"],\"model_type\":\"%s\",\"hidden_size\":%d,\"intermediate_size\":%d,"
+            "\"num_hidden_layers\":%d,\"num_attention_heads\":%d,\"num_key_value_heads\":%d,\"head_dim\":%d,"
+            "\"vocab_size\":%d,\"max_position_embeddings\":4096,\"rms_norm_eps\":1e-5,\"rope_theta\":10000.0,"
+            "\"hidden_act\":\"silu\",\"tie_word_embeddings\":%s,\"bos_token_id\":1,\"eos_token_id\":2}\n",
+            t->qwen2 ? "Qwen2ForCausalLM" : "LlamaForCausalLM", t->qwen2 ? "qwen2" : "llama", t->hidden, t->ffn,
+            t->layers, t->heads, t->kv_heads, t->head_dim, t->vocab, t->tied ? "true" : "false");
+    fclose(f);
+    StWriter *w = st_writer_new();
+    int C = t->hidden, Q = t->heads * t->head_dim, KV = t->kv_heads * t->head_dim, F = t->ffn;
+    float s = t->std;
+    char n[160];
+    tiny_add(w, "model.embed_tokens.weight", t->vocab, C, 1.0f, 0, &seed);
+    tiny_add(w, "model.norm.weight", C, 0, 0.1f, 1, &seed);
+    if (!t->tied) tiny_add(w, "lm_head.weight", t->vocab, C, s, 0, &seed);
+    for (int l = 0; l < t->layers; l++) {
+        struct { const char *nm; int d0, d1; float mean; } sp[] = {
+            {"input_layernorm.weight", C, 0, 1}, {"post_attention_layernorm.weight", C, 0, 1},
+            {"self_attn.q_proj.weight", Q, C, 0}, {"self_attn.k_proj.weight", KV, C, 0},
+            {"self_attn.v_proj.weight", KV, C, 0}, {"self_attn.o_proj.weight", C, Q, 0},
+            {"mlp.gate_proj.weight", F, C, 0}, {"mlp.up_proj.weight", F, C, 0}, {"mlp.down_proj.weight", C, F, 0},
+            {"self_attn.q_proj.bias", Q, 0, 0}, {"self_attn.k_proj.bias", KV, 0, 0}, {"self_attn.v_proj.bias", KV, 0, 0}};
+        for (int i = 0; i < (t->qwen2 ? 12 : 9); i++) {
+            snprintf(n, sizeof n, "model.layers.%d.%s", l, sp[i].nm);
+            tiny_add(w, n, sp[i].d0, sp[i].d1, sp[i].d1 ? s : 0.1f, sp[i].mean, &seed);
+        }
+    }
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    Err e;
+    int rc = st_writer_save(w, path, &e);
+    if (rc) fprintf(stderr, "%s\n", e.msg);
+    st_writer_free(w);
+    return rc;
+}
+
+#endif
