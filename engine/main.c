@@ -11,22 +11,26 @@ typedef int (*CmdFn)(int argc, char **argv);
 
 #define CMD(name) int name(int argc, char **argv);
 CMD(cmd_train) CMD(cmd_eval) CMD(cmd_tokenize) CMD(cmd_estimate) CMD(cmd_init_model)
-
+CMD(cmd_serve) CMD(cmd_keys)
 #undef CMD
 
 static const struct { const char *name; const char *help; } commands[] = {
+    {"serve", "run the HTTP service (API, job queue, dashboard)"},
     {"train", "run one fine-tuning job from a config file"},
     {"eval", "mean next-token loss of a model (+ adapter) on text or a dataset"},
     {"tokenize", "text on stdin -> token ids (or --decode ids -> text)"},
     {"estimate", "predict peak memory and time of a job config without running it"},
+    {"keys", "create, list or revoke API keys"},
     {"init-model", "write a small randomly initialized model folder"},
 };
 
 static CmdFn lookup(const char *name) {
+    if (!strcmp(name, "serve")) return cmd_serve;
     if (!strcmp(name, "train")) return cmd_train;
     if (!strcmp(name, "eval")) return cmd_eval;
     if (!strcmp(name, "tokenize")) return cmd_tokenize;
     if (!strcmp(name, "estimate")) return cmd_estimate;
+    if (!strcmp(name, "keys")) return cmd_keys;
     if (!strcmp(name, "init-model")) return cmd_init_model;
     return NULL;
 }

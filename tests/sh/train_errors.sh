@@ -33,7 +33,7 @@ expect_error bad_tokenizer "{\"model\": \"$d/broken\", \"output_dir\": \"$d/out\
 "$LEMO" eval --model "$d/tiny" --text "$d/nothing.txt" >/dev/null 2>"$d/err" && fail "eval of a missing file succeeded"
 grep -q nothing.txt "$d/err" || fail "eval error does not name the file: $(cat "$d/err")"
 
-for cmd in train eval tokenize estimate init-model; do
+for cmd in train eval tokenize estimate init-model serve keys; do
     "$LEMO" "$cmd" --help > "$d/help" 2>&1 || fail "$cmd --help exit status"
     grep -qi usage "$d/help" || fail "$cmd --help prints no usage"
     "$LEMO" "$cmd" --no-such-flag > "$d/help" 2>&1 && fail "$cmd accepts --no-such-flag"

@@ -1,0 +1,39 @@
+/* api.h: the request handlers, one file per resource (api_files.c, api_jobs.c, ...). The
+ * route table in http.c is the one place that maps paths to them. */
+#ifndef LEMO_API_H
+#define LEMO_API_H
+
+#include "http.h"
+
+int api_health(Req *r);
+int api_metrics(Req *r);
+
+int api_files_begin(Req *r);
+int api_files_body(Req *r, const char *data, size_t n);
+int api_files_create(Req *r);
+int api_files_list(Req *r);
+int api_files_get(Req *r);
+int api_files_content(Req *r);
+int api_files_delete(Req *r);
+
+int api_jobs_create(Req *r);
+int api_jobs_list(Req *r);
+int api_jobs_get(Req *r);
+int api_jobs_cancel(Req *r);
+int api_jobs_pause(Req *r);
+int api_jobs_resume(Req *r);
+
+int api_events_list(Req *r);          // ?stream=true: Server-Sent Events (sse.c)
+int api_events_stream(Req *r);
+int api_checkpoints_list(Req *r);
+
+int api_adapter_tar(Req *r);
+int api_adapter_file(Req *r);
+
+int api_models_list(Req *r);
+int api_models_get(Req *r);
+
+/* GET of anything outside /v1: the dashboard's static files. */
+int api_web(Req *r);
+
+#endif

@@ -1,0 +1,413 @@
+/* api_files.c: /v1/files: dataset upload (multipart, raw body, or import from a URL), list,
+ * retrieve, content, delete.
+ *
+ * An upload is streamed to a temp file under DATA/files/ as it arrives (never held whole in
+ * memory), then validated line by line with data_validate_jsonl() (a bad line is a 400 that
+ * names the line and the field), and only then renamed to files/FILE_ID.jsonl and recorded.
+ * So a file object always refers to a complete, valid dataset. */
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "api.h"
+#include "data.h"
+#include "multipart.h"
+#include "srv_util.h"
+
+enum { UP_RAW = 1, UP_MULTIPART = 2 };
+
+/* State of one streamed upload. */
+typedef struct {
+    Server *srv;
+    int mode;
+    int fd;
+    char tmp[PATH_MAX];
+    int64_t bytes;
+    Multipart *mp;
+    int in_file, saw_file, field_purpose;
+    char filename[256];
+    char purpose[64];
+    size_t purpose_len;
+    Err err;              // why the file part stopped (size limit, disk)
+    int err_status;
+} Upload;
+
+static void upload_free(void *p) {
+    Upload *u = p;
+    if (!u) return;
+    if (u->fd >= 0) close(u->fd);
+    if (u->tmp[0]) unlink(u->tmp);
+    multipart_free(u->mp);
+    free(u);
+}
+
+/* Keeps the last path component and replaces control characters. */
+static void clean_filename(const char *in, char *out, size_t cap) {
+    const char *base = in;
+    for (const char *p = in; *p; p++)
+        if (*p == '/' || *p == '\\') base = p + 1;
+    snprintf(out, cap, "%s", *base ? base : "upload.jsonl");
+    for (char *p = out; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '_';
+}
+
+/* Creates DATA/files/.upload-XXXXXX; -1 on failure. */
+static int upload_tmp(Server *srv, char *path, size_t cap) {
+    char dir[SERVER_PATH + 16];
+    snprintf(dir, sizeof dir, "%s/files", srv->data_dir);
+    mkdir_p(dir);
+    snprintf(path, cap, "%s/.upload-XXXXXX", dir);
+    return mkostemp(path, O_CLOEXEC);
+}
+
+/* Appends to the temp file, enforcing the size limit. */
+static int upload_write(Upload *u, const char *data, size_t n, Err *e, int *status) {
+    if (u->bytes + (int64_t)n > u->srv->max_upload_bytes) {
+        *status = 413;
+        return err_set_at(e, "file", 0, "The file is larger than the upload limit of %lld bytes (--max-upload-bytes)",
+                          (long long)u->srv->max_upload_bytes);
+    }
+    while (n) {
+        ssize_t w = write(u->fd, data, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) { *status = 500; return err_set(e, "cannot store the upload: %s", strerror(errno)); }
+        data += w;
+        n -= (size_t)w;
+        u->bytes += w;
+    }
+    return 0;
+}
+
+static int mp_begin(void *ctx, const char *name, const char *filename, const char *ctype) {
+    (void)ctype;
+    Upload *u = ctx;
+    u->in_file = u->field_purpose = 0;
+    if (!strcmp(name, "file")) {
+        if (u->saw_file) return 0;  // a second file part is ignored
+        u->saw_file = u->in_file = 1;
+        clean_filename(filename, u->filename, sizeof u->filename);
+    } else if (!strcmp(name, "purpose")) {
+        u->field_purpose = 1;
+        u->purpose_len = 0;
+        u->purpose[0] = 0;
+    }
+    return 0;
+}
+
+static int mp_data(void *ctx, const char *data, size_t n) {
+    Upload *u = ctx;
+    if (u->in_file) return upload_write(u, data, n, &u->err, &u->err_status);
+    if (u->field_purpose) {
+        for (size_t i = 0; i < n && u->purpose_len + 1 < sizeof u->purpose; i++) u->purpose[u->purpose_len++] = data[i];
+        u->purpose[u->purpose_len] = 0;
+    }
+    return 0;
+}
+
+static int mp_end(void *ctx) {
+    Upload *u = ctx;
+    u->in_file = u->field_purpose = 0;
+    return 0;
+}
+
+int api_files_begin(Req *r) {
+    const char *ct = http_header(r, "Content-Type");
+    const char *fname = http_query(r, "filename");
+    int multipart = ct && !strncasecmp(ct, "multipart/form-data", 19);
+    int json = ct && !strncasecmp(ct, "application/json", 16);
+    if (!multipart && json && !fname) return 0;  // {"url": ...}: collected as a JSON body
+    if (!multipart && !fname) {
+        http_pend(r, 400, "missing_filename", "filename",
+                  "Send the dataset as multipart/form-data (fields 'file' and 'purpose'), as a raw body with "
+                  "?filename=NAME, or as JSON {\"url\": ...} to import it");
+        return -1;
+    }
+    Upload *u = calloc(1, sizeof *u);
+    if (!u) { http_pend(r, 500, "server_error", NULL, "out of memory"); return -1; }
+    u->srv = r->srv;
+    u->fd = upload_tmp(r->srv, u->tmp, sizeof u->tmp);
+    r->ctx = u;
+    r->ctx_free = upload_free;
+    if (u->fd < 0) {
+        u->tmp[0] = 0;
+        http_pend(r, 500, "server_error", NULL, "cannot create a temp file in the data directory");
+        return -1;
+    }
+    if (multipart) {
+        MultipartCallbacks cb = {mp_begin, mp_data, mp_end, u};
+        Err e;
+        u->mp = multipart_new(ct, &cb, &e);
+        if (!u->mp) { http_pend(r, 400, "invalid_multipart", e.param, e.msg); return -1; }
+        u->mode = UP_MULTIPART;
+    } else {
+        u->mode = UP_RAW;
+        clean_filename(fname, u->filename, sizeof u->filename);
+        const char *p = http_query(r, "purpose");
+        snprintf(u->purpose, sizeof u->purpose, "%s", p ? p : "fine-tune");
+    }
+    return 1;
+}
+
+int api_files_body(Req *r, const char *data, size_t n) {
+    Upload *u = r->ctx;
+    if (u->mode == UP_RAW) {
+        if (upload_write(u, data, n, &r->stream_err, &r->stream_status)) return -1;
+        return 0;
+    }
+    if (multipart_feed(u->mp, data, n, &r->stream_err)) {
+        r->stream_status = 400;
+        if (u->err_status) {  // the file part stopped: size limit or disk
+            r->stream_err = u->err;
+            r->stream_status = u->err_status;
+        }
+        return -1;
+    }
+    return 0;
+}
+
+/* The file object as the API shows it. */
+static json_t *file_json(const FileRow *f) {
+    return json_pack("{s:s, s:s, s:I, s:I, s:s, s:s, s:s, s:n, s:I}", "id", f->id, "object", "file", "bytes",
+                     (json_int_t)f->bytes, "created_at", (json_int_t)f->created_at, "filename", f->filename,
+                     "purpose", f->purpose, "status", "processed", "status_details", "n_examples",
+                     (json_int_t)f->n_examples);
+}
+
+/* Validates a complete temp file and, if good, renames it into place and records it. */
+static int file_commit(Req *r, const char *tmp, const char *filename, const char *purpose, int64_t bytes) {
+    if (strcmp(purpose, "fine-tune"))
+        return http_error(r, 400, "invalid_request_error", "invalid_purpose", "purpose",
+                          "'purpose' must be \"fine-tune\", got \"%s\"", purpose);
+    if (bytes == 0)
+        return http_error(r, 400, "invalid_request_error", "invalid_file", "file", "The file %s is empty", filename);
+    int fd = open(tmp, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return http_500(r, "cannot reopen the upload");
+    void *map = mmap(NULL, (size_t)bytes, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED) return http_500(r, "cannot map the upload");
+    long n_ex = 0;
+    Err e = {0};
+    int bad = data_validate_jsonl(map, (size_t)bytes, filename, &n_ex, &e);
+    munmap(map, (size_t)bytes);
+    if (bad) return http_error_from(r, 400, "invalid_file", &e);
+    FileRow f;
+    memset(&f, 0, sizeof f);
+    id_new("file-", f.id);
+    snprintf(f.filename, sizeof f.filename, "%s", filename);
+    snprintf(f.purpose, sizeof f.purpose, "%s", purpose);
+    f.bytes = bytes;
+    f.n_examples = n_ex;
+    f.created_at = now_s();
+    char dst[PATH_MAX];
+    snprintf(dst, sizeof dst, "%s/files/%s.jsonl", r->srv->data_dir, f.id);
+    if (rename(tmp, dst)) return http_500(r, "cannot store the file: %s", strerror(errno));
+    if (db_file_insert(r->srv->db, &f, &e)) {
+        unlink(dst);
+        return http_500(r, "%s", e.msg);
+    }
+    return http_json(r, 200, file_json(&f));
+}
+
+typedef struct { int fd; int64_t bytes, max; int too_big; } Fetch;
+
+static size_t fetch_write(char *p, size_t sz, size_t nm, void *ud) {
+    Fetch *f = ud;
+    size_t n = sz * nm;
+    if (f->bytes + (int64_t)n > f->max) { f->too_big = 1; return 0; }
+    size_t off = 0;
+    while (off < n) {
+        ssize_t w = write(f->fd, p + off, n - off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return 0;
+        off += (size_t)w;
+    }
+    f->bytes += (int64_t)n;
+    return n;
+}
+
+/* POST /v1/files with {"url": ..., "filename"?, "purpose"?}: downloads with libcurl (http and
+ * https only, size and time limits) into a temp file, then commits it like an upload. */
+static int file_import(Req *r) {
+    json_t *b = http_body_json(r);
+    if (!b) return MHD_YES;
+    const char *k;
+    json_t *v;
+    json_object_foreach(b, k, v) {
+        if (strcmp(k, "url") && strcmp(k, "filename") && strcmp(k, "purpose")) {
+            char key[64];
+            snprintf(key, sizeof key, "%s", k);
+            json_decref(b);
+            return http_error(r, 400, "invalid_request_error", "unknown_parameter", key,
+                              "Unknown field '%s' (an import takes url, filename, purpose)", key);
+        }
+        if (!json_is_string(v)) {
+            char key[64];
+            snprintf(key, sizeof key, "%s", k);
+            json_decref(b);
+            return http_error(r, 400, "invalid_request_error", "invalid_type", key, "'%s' must be a string", key);
+        }
+    }
+    const char *url = json_string_value(json_object_get(b, "url"));
+    if (!url || (strncasecmp(url, "http://", 7) && strncasecmp(url, "https://", 8))) {
+        json_decref(b);
+        return http_error(r, 400, "invalid_request_error", "invalid_url", "url",
+                          "'url' must be an http:// or https:// URL of a JSONL file");
+    }
+    char filename[256], purpose[64];
+    const char *fn = json_string_value(json_object_get(b, "filename"));
+    if (!fn) {
+        const char *q = strchr(url, '?');
+        size_t ul = q ? (size_t)(q - url) : strlen(url);
+        char path[1024];
+        snprintf(path, sizeof path, "%.*s", (int)(ul < sizeof path ? ul : sizeof path - 1), url);
+        const char *slash = strrchr(path, '/');
+        fn = slash && slash[1] && (slash - path) > 8 ? slash + 1 : "import.jsonl";
+        clean_filename(fn, filename, sizeof filename);
+    } else {
+        clean_filename(fn, filename, sizeof filename);
+    }
+    const char *pu = json_string_value(json_object_get(b, "purpose"));
+    snprintf(purpose, sizeof purpose, "%s", pu ? pu : "fine-tune");
+    char tmp[PATH_MAX];
+    Fetch f = {upload_tmp(r->srv, tmp, sizeof tmp), 0, r->srv->max_upload_bytes, 0};
+    if (f.fd < 0) { json_decref(b); return http_500(r, "cannot create a temp file"); }
+    CURL *c = curl_easy_init();
+    char cerr[CURL_ERROR_SIZE] = "";
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(c, CURLOPT_MAXREDIRS, 5L);
+    curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->srv->max_upload_bytes);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, (long)r->srv->import_timeout_s);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 30L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_FAILONERROR, 1L);
+    curl_easy_setopt(c, CURLOPT_USERAGENT, "lemo-import/1");
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, cerr);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, fetch_write);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &f);
+    CURLcode rc = curl_easy_perform(c);
+    long http_code = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &http_code);
+    curl_easy_cleanup(c);
+    close(f.fd);
+    int res;
+    if (f.too_big || rc == CURLE_FILESIZE_EXCEEDED)
+        res = http_error(r, 413, "invalid_request_error", "file_too_large", "url",
+                         "The file at the URL is larger than the upload limit of %lld bytes",
+                         (long long)r->srv->max_upload_bytes);
+    else if (rc != CURLE_OK)
+        res = http_error(r, 400, "invalid_request_error", "import_failed", "url", "Cannot download the URL (HTTP %ld): %s",
+                         http_code, cerr[0] ? cerr : curl_easy_strerror(rc));
+    else
+        res = file_commit(r, tmp, filename, purpose, f.bytes);
+    unlink(tmp);  // no-op once committed (renamed)
+    json_decref(b);
+    return res;
+}
+
+int api_files_create(Req *r) {
+    Upload *u = r->ctx;
+    if (!u) return file_import(r);
+    if (r->stream_failed) return http_error_from(r, (unsigned)(r->stream_status ? r->stream_status : 400),
+                                                 r->stream_status == 413 ? "file_too_large" : "invalid_file",
+                                                 &r->stream_err);
+    if (u->mode == UP_MULTIPART) {
+        Err e;
+        if (multipart_finish(u->mp, &e)) return http_error_from(r, 400, "invalid_multipart", &e);
+        if (!u->saw_file)
+            return http_error(r, 400, "invalid_request_error", "missing_file", "file",
+                              "The multipart body has no 'file' field");
+        if (!u->purpose[0])
+            return http_error(r, 400, "invalid_request_error", "missing_purpose", "purpose",
+                              "The multipart body has no 'purpose' field (use purpose=fine-tune)");
+    }
+    if (fsync(u->fd)) return http_500(r, "cannot store the upload");
+    close(u->fd);
+    u->fd = -1;
+    int res = file_commit(r, u->tmp, u->filename, u->purpose, u->bytes);
+    unlink(u->tmp);
+    u->tmp[0] = 0;
+    return res;
+}
+
+int api_files_list(Req *r) {
+    int limit;
+    const char *after;
+    if (http_list_params(r, 100, 10000, &limit, &after)) return MHD_YES;
+    FileRow *rows;
+    int n, more;
+    Err e;
+    int rc = db_file_list(r->srv->db, http_query(r, "purpose"), after, limit, &rows, &n, &more, &e);
+    if (rc == -2) return http_error(r, 400, "invalid_request_error", "invalid_cursor", "after", "Unknown 'after' id");
+    if (rc) return http_500(r, "%s", e.msg);
+    json_t *data = json_array();
+    for (int i = 0; i < n; i++) json_array_append_new(data, file_json(&rows[i]));
+    json_t *out = json_pack("{s:s, s:o, s:b}", "object", "list", "data", data, "has_more", more);
+    json_object_set_new(out, "first_id", n ? json_string(rows[0].id) : json_null());
+    json_object_set_new(out, "last_id", n ? json_string(rows[n - 1].id) : json_null());
+    free(rows);
+    return http_json(r, 200, out);
+}
+
+/* Looks up the {id} of the path; replies 404 itself when there is no such file. */
+static int file_lookup(Req *r, FileRow *f) {
+    const char *id = r->params[0];
+    Err e;
+    int rc = id_valid(id, "file-") ? db_file_get(r->srv->db, id, f, &e) : 0;
+    if (rc < 0) { http_500(r, "%s", e.msg); return -1; }
+    if (rc == 0) { http_not_found(r, "file", id); return -1; }
+    return 0;
+}
+
+int api_files_get(Req *r) {
+    FileRow f;
+    if (file_lookup(r, &f)) return MHD_YES;
+    return http_json(r, 200, file_json(&f));
+}
+
+int api_files_content(Req *r) {
+    FileRow f;
+    if (file_lookup(r, &f)) return MHD_YES;
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/files/%s.jsonl", r->srv->data_dir, f.id);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st)) {
+        if (fd >= 0) close(fd);
+        return http_500(r, "the stored file %s is missing", f.id);
+    }
+    struct MHD_Response *resp = MHD_create_response_from_fd64((uint64_t)st.st_size, fd);
+    if (!resp) { close(fd); return MHD_NO; }
+    MHD_add_response_header(resp, "Content-Type", "application/jsonl");
+    char disp[400];
+    snprintf(disp, sizeof disp, "attachment; filename=\"%s\"", f.filename);
+    for (char *p = disp + 22; *p && p[1]; p++)
+        if (*p == '"' || *p == '\\') *p = '_';
+    MHD_add_response_header(resp, "Content-Disposition", disp);
+    return http_queue(r, 200, resp);
+}
+
+int api_files_delete(Req *r) {
+    FileRow f;
+    if (file_lookup(r, &f)) return MHD_YES;
+    Err e;
+    int used = db_file_in_use(r->srv->db, f.id, &e);
+    if (used > 0)
+        return http_error(r, 409, "invalid_request_error", "file_in_use", "id",
+                          "File %s is used by a job that has not finished; cancel the job first", f.id);
+    if (used < 0 || db_file_delete(r->srv->db, f.id, &e) < 0)
+        return http_500(r, "%s", e.msg);
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/files/%s.jsonl", r->srv->data_dir, f.id);
+    unlink(path);
+    return http_json(r, 200, json_pack("{s:s, s:s, s:b}", "id", f.id, "object", "file", "deleted", 1));
+}

@@ -1,0 +1,389 @@
+/* api_jobs.c: /v1/fine_tuning/jobs: create (and ?dry_run=true estimates), list, retrieve,
+ * cancel, pause, resume.
+ *
+ * Creating a job resolves the request into the trainer's config (job_request.c), writes it to
+ * jobs/JOB_ID/config.json and queues the job; an engine thread picks it up. Cancel and pause
+ * of a running job record the request and send SIGTERM to its trainer, which checkpoints and
+ * exits; the engine thread then records cancelled or paused. Queued or paused jobs change
+ * state at once. Resume puts a paused job at the back of the queue; the trainer continues
+ * from its newest checkpoint. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "api.h"
+#include "job_request.h"
+#include "job_view.h"
+#include "models.h"
+#include "scheduler.h"
+#include "srv_util.h"
+#include "webhook.h"
+
+#define ESTIMATE_TIMEOUT_S 120
+
+static int env_model(void *ctx, const char *name, char *dir, size_t cap, int *max_pos) {
+    return models_find(ctx, name, dir, cap, max_pos);
+}
+
+static int env_file(void *ctx, const char *id, char *path, size_t cap) {
+    Server *srv = ctx;
+    FileRow f;
+    Err e;
+    if (db_file_get(srv->db, id, &f, &e) != 1) return -1;
+    snprintf(path, cap, "%s/files/%s.jsonl", srv->data_dir, f.id);
+    return 0;
+}
+
+/* Removes a directory tree made by a dry run (files and directories only). */
+static void rm_tree(const char *path) {
+    char cmd_dir[PATH_MAX];
+    snprintf(cmd_dir, sizeof cmd_dir, "%s", path);
+    DIR *d = opendir(path);
+    if (d) {
+        struct dirent *de;
+        while ((de = readdir(d))) {
+            if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+            char p[PATH_MAX + 256];
+            snprintf(p, sizeof p, "%s/%s", path, de->d_name);
+            if (de->d_type == DT_DIR) rm_tree(p);
+            else unlink(p);
+        }
+        closedir(d);
+    }
+    rmdir(cmd_dir);
+}
+
+/* Runs `EXE estimate CONFIG` and collects its stdout (up to 1 MiB); returns its exit status,
+ * -1 if it could not run, -2 on timeout. */
+static int run_estimate(Server *srv, const char *config, char *out, size_t cap) {
+    int p[2];
+    if (pipe2(p, O_CLOEXEC)) return -1;
+    int nullfd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    char *argv[] = {srv->exe, "estimate", (char *)config, NULL};
+    pid_t parent = getpid();
+    sigset_t none;
+    sigemptyset(&none);
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) _exit(127);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGPIPE, SIG_DFL);
+        dup2(p[1], 1);
+        if (nullfd >= 0) { dup2(nullfd, 0); dup2(nullfd, 2); }
+        syscall(SYS_close_range, 3U, ~0U, 0U);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(p[1]);
+    if (nullfd >= 0) close(nullfd);
+    if (pid < 0) { close(p[0]); return -1; }
+    size_t len = 0;
+    double deadline = now_f() + ESTIMATE_TIMEOUT_S;
+    int timed_out = 0;
+    for (;;) {
+        struct pollfd pf = {p[0], POLLIN, 0};
+        int left = (int)((deadline - now_f()) * 1000);
+        if (left <= 0) { timed_out = 1; break; }
+        int pr = poll(&pf, 1, left);
+        if (pr < 0 && errno == EINTR) continue;
+        if (pr <= 0) { timed_out = 1; break; }
+        char tmp[4096];
+        ssize_t r = read(p[0], tmp, sizeof tmp);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        size_t take = (size_t)r < cap - 1 - len ? (size_t)r : cap - 1 - len;
+        memcpy(out + len, tmp, take);
+        len += take;
+    }
+    out[len] = 0;
+    close(p[0]);
+    if (timed_out) kill(pid, SIGKILL);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+    if (timed_out) return -2;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* POST /v1/fine_tuning/jobs?dry_run=true: the trainer's memory/time estimate for this request. */
+static int jobs_dry_run(Req *r) {
+    char dir[PATH_MAX], cfg[PATH_MAX + 16];
+    snprintf(dir, sizeof dir, "%s/tmp", r->srv->data_dir);
+    mkdir_p(dir);
+    snprintf(dir, sizeof dir, "%s/tmp/estimate-XXXXXX", r->srv->data_dir);
+    if (!mkdtemp(dir)) return http_500(r, "cannot create a temp directory");
+    JobEnv env = {env_model, env_file, r->srv, dir};
+    JobSpec spec;
+    Err e = {0};
+    if (job_request_resolve(r->body ? r->body : "", r->body_len, &env, &spec, &e)) {
+        rm_tree(dir);
+        job_spec_free(&spec);
+        return http_error_from(r, 400, spec.code, &e);
+    }
+    snprintf(cfg, sizeof cfg, "%s/config.json", dir);
+    char *txt = json_dumps(spec.config, JSON_INDENT(1));
+    int wrote = txt && file_write_atomic(cfg, txt, strlen(txt)) == 0;
+    free(txt);
+    static const size_t cap = 1 << 20;
+    char *out = wrote ? malloc(cap) : NULL;
+    int rc = out ? run_estimate(r->srv, cfg, out, cap) : -1;
+    rm_tree(dir);
+    int res;
+    if (rc == -1 || rc == 127) {
+        res = http_error(r, 500, "server_error", "estimate_unavailable", NULL, "cannot run `lemo estimate`");
+    } else if (rc == -2) {
+        res = http_error(r, 504, "server_error", "estimate_timeout", NULL, "`lemo estimate` took longer than %d s",
+                         ESTIMATE_TIMEOUT_S);
+    } else {
+        /* the last line holding a JSON object is the answer */
+        json_t *est = NULL;
+        for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+            json_t *x = json_loads(line, 0, NULL);
+            if (json_is_object(x)) { json_decref(est); est = x; }
+            else json_decref(x);
+        }
+        json_t *eo = est ? json_object_get(est, "error") : NULL;
+        if (!est) {
+            res = http_error(r, 500, "server_error", "estimate_failed", NULL, "`lemo estimate` printed no result (exit %d)", rc);
+        } else if (rc != 0 || eo) {
+            const char *m = json_string_value(json_object_get(eo, "message"));
+            const char *p = json_string_value(json_object_get(eo, "param"));
+            res = http_error(r, 400, "invalid_request_error", "invalid_config", p && *p ? p : NULL, "%s",
+                             m ? m : "the estimate failed");
+        } else {
+            json_t *o = json_object();
+            json_object_set_new(o, "object", json_string("fine_tuning.job.estimate"));
+            json_object_set_new(o, "model", json_string(spec.model));
+            json_object_update(o, est);
+            json_object_set(o, "hyperparameters", json_object_get(spec.request, "hyperparameters"));
+            res = http_json(r, 200, o);
+        }
+        json_decref(est);
+    }
+    free(out);
+    job_spec_free(&spec);
+    return res;
+}
+
+int api_jobs_create(Req *r) {
+    if (http_query_bool(r, "dry_run")) return jobs_dry_run(r);
+    JobRow j;
+    memset(&j, 0, sizeof j);
+    id_new("ftjob-", j.id);
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s/jobs/%s", r->srv->data_dir, j.id);
+    JobEnv env = {env_model, env_file, r->srv, dir};
+    JobSpec spec;
+    Err e = {0};
+    if (!r->body || !r->body_len) {
+        err_set(&e, "The request body must be a JSON object with at least 'model' and 'training_file'");
+        return http_error_from(r, 400, "invalid_json", &e);
+    }
+    if (job_request_resolve(r->body, r->body_len, &env, &spec, &e)) {
+        job_spec_free(&spec);
+        return http_error_from(r, 400, spec.code, &e);
+    }
+    char *cfg = json_dumps(spec.config, JSON_INDENT(1));
+    char *req = json_dumps(spec.request, JSON_COMPACT | JSON_REAL_PRECISION(10));
+    char cfg_path[PATH_MAX + 16];
+    snprintf(cfg_path, sizeof cfg_path, "%s/config.json", dir);
+    int res;
+    if (!cfg || !req || mkdir_p(dir) || file_write_atomic(cfg_path, cfg, strlen(cfg))) {
+        res = http_500(r, "cannot write the job's config in %s", dir);
+        goto out;
+    }
+    snprintf(j.model, sizeof j.model, "%s", spec.model);
+    snprintf(j.training_file, sizeof j.training_file, "%s", spec.training_file);
+    snprintf(j.validation_file, sizeof j.validation_file, "%s", spec.validation_file);
+    snprintf(j.suffix, sizeof j.suffix, "%s", spec.suffix);
+    j.seed = spec.seed;
+    j.created_at = now_s();
+    j.request = req;
+    j.config = cfg;
+    Db *db = r->srv->db;
+    if (db_begin(db, &e) || db_job_insert(db, &j, &e) ||
+        db_event_add(db, j.id, "info", "message", "Created fine-tuning job", NULL, &e) < 0 ||
+        db_event_add(db, j.id, "info", "message", "Job queued", NULL, &e) < 0) {
+        db_rollback(db);
+        res = http_500(r, "%s", e.msg);
+        goto out;
+    }
+    if (db_commit(db, &e)) { res = http_500(r, "%s", e.msg); goto out; }
+    JobRow got;
+    int have = db_job_get(db, j.id, &got, &e);   // read before an engine thread can claim it
+    scheduler_wake(r->srv->sched);
+    server_notify_events(r->srv);
+    if (have != 1) { res = http_500(r, "%s", e.msg); goto out; }
+    res = http_json(r, 200, job_to_json(&got));
+    job_row_free(&got);
+out:
+    free(cfg);
+    free(req);
+    job_spec_free(&spec);
+    return res;
+}
+
+int api_jobs_list(Req *r) {
+    int limit;
+    const char *after;
+    if (http_list_params(r, 20, 100, &limit, &after)) return MHD_YES;
+    JobRow *rows;
+    int n, more;
+    Err e;
+    int rc = db_job_list(r->srv->db, after, limit, &rows, &n, &more, &e);
+    if (rc == -2) return http_error(r, 400, "invalid_request_error", "invalid_cursor", "after", "Unknown 'after' job id");
+    if (rc) return http_500(r, "%s", e.msg);
+    StrBuf b = {0};
+    sb_puts(&b, "{\"object\":\"list\",\"data\":[");
+    for (int i = 0; i < n; i++) {
+        if (i) sb_put(&b, ",", 1);
+        job_write_json(&b, &rows[i]);
+        job_row_free(&rows[i]);
+    }
+    free(rows);
+    sb_printf(&b, "],\"has_more\":%s}", more ? "true" : "false");
+    return http_json_text(r, 200, &b);
+}
+
+/* Loads the job named by the path; replies 404/500 itself on failure. */
+static int job_of_path(Req *r, JobRow *j) {
+    const char *id = r->params[0];
+    Err e;
+    int rc = id_valid(id, "ftjob-") ? db_job_get(r->srv->db, id, j, &e) : 0;
+    if (rc < 0) { http_500(r, "%s", e.msg); return -1; }
+    if (rc == 0) { http_not_found(r, "fine-tuning job", id); return -1; }
+    return 0;
+}
+
+int api_jobs_get(Req *r) {
+    JobRow j;
+    if (job_of_path(r, &j)) return MHD_YES;
+    StrBuf b = {0};
+    job_write_json(&b, &j);
+    job_row_free(&j);
+    return http_json_text(r, 200, &b);
+}
+
+/* Waits up to ms for a running job to leave `running`, then answers with the job. */
+static int reply_job_after_stop(Req *r, const char *id, int ms) {
+    JobRow j;
+    Err e;
+    uint64_t seen = 0;
+    double until = now_f() + ms / 1000.0;
+    for (;;) {
+        if (db_job_get(r->srv->db, id, &j, &e) != 1) return http_500(r, "job vanished");
+        if (strcmp(j.status, "running") || now_f() >= until) break;
+        job_row_free(&j);
+        server_wait_events(r->srv, &seen, 200);
+    }
+    int res = http_json(r, 200, job_to_json(&j));
+    job_row_free(&j);
+    return res;
+}
+
+/* Cancel (what = "cancel") or pause ("pause") a job. */
+static int job_stop(Req *r, const char *what) {
+    JobRow j;
+    if (job_of_path(r, &j)) return MHD_YES;
+    Db *db = r->srv->db;
+    Err e;
+    int cancel = !strcmp(what, "cancel");
+    int res, signal_child = 0, hook = 0;
+    if (db_begin(db, &e)) { job_row_free(&j); return http_500(r, "%s", e.msg); }
+    JobRow cur;
+    if (db_job_get(db, j.id, &cur, &e) != 1) {
+        db_rollback(db);
+        job_row_free(&j);
+        return http_500(r, "%s", e.msg);
+    }
+    const char *st = cur.status;
+    int ok = 1;
+    if (!strcmp(st, "running")) {
+        ok = db_job_set_stop_request(db, j.id, what, &e) == 0 &&
+             db_event_add(db, j.id, "info", "message", cancel ? "Cancellation requested" : "Pause requested", NULL, &e) > 0;
+        signal_child = 1;
+    } else if (!strcmp(st, "queued") || (cancel && !strcmp(st, "paused"))) {
+        ok = db_job_set_status(db, j.id, cancel ? "cancelled" : "paused", NULL, NULL, &e) == 0 &&
+             db_event_add(db, j.id, "info", "message", cancel ? "Job cancelled" : "Job paused", NULL, &e) > 0;
+        hook = cancel;
+    } else {
+        db_rollback(db);
+        res = http_error(r, 409, "invalid_request_error", "invalid_state", "id", "Job %s is %s: it cannot be %s",
+                         j.id, st, cancel ? "cancelled" : "paused");
+        job_row_free(&cur);
+        job_row_free(&j);
+        return res;
+    }
+    job_row_free(&cur);
+    if (!ok) {
+        db_rollback(db);
+        job_row_free(&j);
+        return http_500(r, "%s", e.msg);
+    }
+    if (db_commit(db, &e)) { job_row_free(&j); return http_500(r, "%s", e.msg); }
+    server_notify_events(r->srv);
+    if (signal_child) scheduler_signal_job(r->srv->sched, j.id);
+    if (hook) {
+        JobRow now;
+        if (db_job_get(db, j.id, &now, &e) == 1) {
+            json_t *o = job_to_json(&now);
+            char *txt = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(10));
+            json_t *md = json_object_get(o, "metadata");
+            if (txt) webhook_send(r->srv->hooks, "job.cancelled", j.id, txt,
+                                  json_is_object(md) ? json_string_value(json_object_get(md, "webhook_url")) : NULL);
+            free(txt);
+            json_decref(o);
+            job_row_free(&now);
+        }
+    }
+    res = reply_job_after_stop(r, j.id, signal_child ? 3000 : 0);
+    job_row_free(&j);
+    return res;
+}
+
+int api_jobs_cancel(Req *r) { return job_stop(r, "cancel"); }
+int api_jobs_pause(Req *r) { return job_stop(r, "pause"); }
+
+int api_jobs_resume(Req *r) {
+    JobRow j;
+    if (job_of_path(r, &j)) return MHD_YES;
+    Db *db = r->srv->db;
+    Err e;
+    if (db_begin(db, &e)) { job_row_free(&j); return http_500(r, "%s", e.msg); }
+    JobRow cur;
+    int rc = db_job_get(db, j.id, &cur, &e);
+    if (rc != 1 || strcmp(cur.status, "paused")) {
+        db_rollback(db);
+        int res = rc != 1 ? http_500(r, "%s", e.msg)
+                          : http_error(r, 409, "invalid_request_error", "invalid_state", "id",
+                                       "Job %s is %s: only a paused job can be resumed", j.id, cur.status);
+        if (rc == 1) job_row_free(&cur);
+        job_row_free(&j);
+        return res;
+    }
+    job_row_free(&cur);
+    char dir[PATH_MAX], msg[160];
+    snprintf(dir, sizeof dir, "%s/jobs/%s", r->srv->data_dir, j.id);
+    snprintf(msg, sizeof msg, "Job resumed: queued to continue from step %lld",
+             (long long)scheduler_disk_checkpoint_step(dir));
+    if (db_job_requeue(db, j.id, 1, &e) || db_event_add(db, j.id, "info", "message", msg, NULL, &e) < 0) {
+        db_rollback(db);
+        job_row_free(&j);
+        return http_500(r, "%s", e.msg);
+    }
+    if (db_commit(db, &e)) { job_row_free(&j); return http_500(r, "%s", e.msg); }
+    scheduler_wake(r->srv->sched);
+    server_notify_events(r->srv);
+    int res = reply_job_after_stop(r, j.id, 0);
+    job_row_free(&j);
+    return res;
+}

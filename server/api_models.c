@@ -1,0 +1,157 @@
+/* api_models.c: GET /v1/models and /v1/models/{id}: the base models (folders with a
+ * config.json under the --models roots; the first root holding a name wins) and the
+ * fine-tuned adapters of succeeded jobs. A model whose config.json has
+ * "lemo_random_init": true (made by `lemo init-model`) is marked "random_init": true. With no
+ * base model at all the list carries a "hint" on how to add one. */
+#include <dirent.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "api.h"
+#include "models.h"
+#include "srv_util.h"
+
+int models_name_valid(const char *name) {
+    size_t n = strlen(name);
+    if (n == 0 || n > 200 || name[0] == '.') return 0;
+    for (const char *c = name; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '-' ||
+              *c == '_' || *c == '.'))
+            return 0;
+    return 1;
+}
+
+/* Reads DIR/config.json (small): NULL if absent or not a JSON object. */
+static json_t *model_config(const char *dir) {
+    char p[PATH_MAX + 16];
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    size_t n;
+    char *txt = file_read_all(p, 1 << 20, &n);
+    if (!txt) return NULL;
+    json_t *c = json_loadb(txt, n, 0, NULL);
+    free(txt);
+    if (!json_is_object(c)) { json_decref(c); return NULL; }
+    return c;
+}
+
+int models_find(Server *srv, const char *name, char *dir, size_t cap, int *max_pos) {
+    if (!models_name_valid(name)) return -1;
+    for (int i = 0; i < srv->n_models; i++) {
+        char d[PATH_MAX + 256];
+        snprintf(d, sizeof d, "%s/%s", srv->models[i], name);
+        json_t *c = model_config(d);
+        if (!c) continue;
+        json_t *mp = json_object_get(c, "max_position_embeddings");
+        if (max_pos) *max_pos = json_is_integer(mp) ? (int)json_integer_value(mp) : 0;
+        json_decref(c);
+        snprintf(dir, cap, "%s", d);
+        return 0;
+    }
+    return -1;
+}
+
+/* The model object of a base model folder. */
+static json_t *base_model_json(const char *name, const char *dir, json_t *cfg) {
+    char p[PATH_MAX + 16];
+    struct stat st;
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    long long created = stat(p, &st) == 0 ? (long long)st.st_mtime : 0;
+    json_t *ri = json_object_get(cfg, "lemo_random_init");
+    json_t *mt = json_object_get(cfg, "model_type");
+    json_t *mp = json_object_get(cfg, "max_position_embeddings");
+    json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:s, s:s, s:b}", "id", name, "object", "model", "created",
+                          (json_int_t)created, "owned_by", "local", "kind", "base", "path", dir, "random_init",
+                          json_is_true(ri));
+    json_object_set_new(o, "model_type", json_is_string(mt) ? json_copy(mt) : json_null());
+    json_object_set_new(o, "max_position_embeddings", json_is_integer(mp) ? json_copy(mp) : json_null());
+    return o;
+}
+
+static json_t *adapter_model_json(const JobRow *j) {
+    char url[128];
+    snprintf(url, sizeof url, "/v1/fine_tuning/jobs/%s/adapter", j->id);
+    return json_pack("{s:s, s:s, s:I, s:s, s:s, s:s, s:s, s:s}", "id", j->fine_tuned_model, "object", "model",
+                     "created", (json_int_t)j->finished_at, "owned_by", "user", "kind", "adapter", "parent", j->model,
+                     "job_id", j->id, "adapter_url", url);
+}
+
+/* Appends the base models of every root (first root wins a name) to data. */
+static void list_base(Server *srv, json_t *data) {
+    for (int i = 0; i < srv->n_models; i++) {
+        DIR *d = opendir(srv->models[i]);
+        if (!d) continue;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+            if (!models_name_valid(de->d_name)) continue;
+            int dup = 0;
+            size_t k;
+            json_t *x;
+            json_array_foreach(data, k, x) dup |= !strcmp(json_string_value(json_object_get(x, "id")), de->d_name);
+            if (dup) continue;
+            char dir[PATH_MAX + 256];
+            snprintf(dir, sizeof dir, "%s/%s", srv->models[i], de->d_name);
+            json_t *cfg = model_config(dir);
+            if (!cfg) continue;
+            json_array_append_new(data, base_model_json(de->d_name, dir, cfg));
+            json_decref(cfg);
+        }
+        closedir(d);
+    }
+}
+
+int api_models_list(Req *r) {
+    json_t *data = json_array();
+    list_base(r->srv, data);
+    size_t n_base = json_array_size(data);
+    JobRow *rows;
+    int n;
+    Err e;
+    if (db_job_list_succeeded(r->srv->db, 1000, &rows, &n, &e) == 0) {
+        for (int i = 0; i < n; i++) {
+            if (rows[i].fine_tuned_model[0]) json_array_append_new(data, adapter_model_json(&rows[i]));
+            job_row_free(&rows[i]);
+        }
+        free(rows);
+    }
+    json_t *out = json_pack("{s:s, s:o}", "object", "list", "data", data);
+    if (n_base == 0) {
+        char roots[2048] = "";
+        for (int i = 0; i < r->srv->n_models; i++) {
+            size_t l = strlen(roots);
+            snprintf(roots + l, sizeof roots - l, "%s%s", i ? ", " : "", r->srv->models[i]);
+        }
+        char hint[3072];
+        snprintf(hint, sizeof hint,
+                 "No base model found under --models (%s). Add a Hugging Face model folder (config.json, "
+                 "*.safetensors, tokenizer.json) as MODELS_DIR/NAME, for example a Llama, Mistral or Qwen2 download, "
+                 "or create a small random model to try the service with `lemo init-model tiny ./models/tiny`.",
+                 roots[0] ? roots : "none given");
+        json_object_set_new(out, "hint", json_string(hint));
+    }
+    return http_json(r, 200, out);
+}
+
+int api_models_get(Req *r) {
+    const char *id = r->params[0];
+    char dir[PATH_MAX];
+    if (models_find(r->srv, id, dir, sizeof dir, NULL) == 0) {
+        json_t *cfg = model_config(dir);
+        json_t *o = base_model_json(id, dir, cfg);
+        json_decref(cfg);
+        return http_json(r, 200, o);
+    }
+    JobRow *rows;
+    int n;
+    Err e;
+    if (!strncmp(id, "ft:", 3) && db_job_list_succeeded(r->srv->db, 100000, &rows, &n, &e) == 0) {
+        json_t *found = NULL;
+        for (int i = 0; i < n; i++) {
+            if (!found && !strcmp(rows[i].fine_tuned_model, id)) found = adapter_model_json(&rows[i]);
+            job_row_free(&rows[i]);
+        }
+        free(rows);
+        if (found) return http_json(r, 200, found);
+    }
+    return http_not_found(r, "model", id);
+}

@@ -1,0 +1,450 @@
+/* http.c: libmicrohttpd glue, the route table and the reply helpers (see http.h).
+ *
+ * The daemon runs one thread per connection: an event stream may then simply block in its
+ * reader callback until the next event, and 64 keep-alive clients plus streams are 64+
+ * threads, well within limits. MHD calls on_request several times per request: first with
+ * the headers (route, auth and size checks happen here, so an oversized upload is refused
+ * before it is read), then once per body chunk, then once more to produce the answer. */
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "api.h"
+#include "auth.h"
+
+static const Route routes[] = {
+    {"GET", "/healthz", api_health, NULL, NULL, 1},
+    {"GET", "/metrics", api_metrics, NULL, NULL, 1},
+    {"POST", "/v1/files", api_files_create, api_files_begin, api_files_body, 0},
+    {"GET", "/v1/files", api_files_list, NULL, NULL, 0},
+    {"GET", "/v1/files/{}", api_files_get, NULL, NULL, 0},
+    {"DELETE", "/v1/files/{}", api_files_delete, NULL, NULL, 0},
+    {"GET", "/v1/files/{}/content", api_files_content, NULL, NULL, 0},
+    {"POST", "/v1/fine_tuning/jobs", api_jobs_create, NULL, NULL, 0},
+    {"GET", "/v1/fine_tuning/jobs", api_jobs_list, NULL, NULL, 0},
+    {"GET", "/v1/fine_tuning/jobs/{}", api_jobs_get, NULL, NULL, 0},
+    {"POST", "/v1/fine_tuning/jobs/{}/cancel", api_jobs_cancel, NULL, NULL, 0},
+    {"POST", "/v1/fine_tuning/jobs/{}/pause", api_jobs_pause, NULL, NULL, 0},
+    {"POST", "/v1/fine_tuning/jobs/{}/resume", api_jobs_resume, NULL, NULL, 0},
+    {"GET", "/v1/fine_tuning/jobs/{}/events", api_events_list, NULL, NULL, 0},
+    {"GET", "/v1/fine_tuning/jobs/{}/checkpoints", api_checkpoints_list, NULL, NULL, 0},
+    {"GET", "/v1/fine_tuning/jobs/{}/adapter", api_adapter_tar, NULL, NULL, 0},
+    {"GET", "/v1/fine_tuning/jobs/{}/adapter/{}", api_adapter_file, NULL, NULL, 0},
+    {"GET", "/v1/models", api_models_list, NULL, NULL, 0},
+    {"GET", "/v1/models/{}", api_models_get, NULL, NULL, 0},
+};
+#define N_ROUTES (int)(sizeof routes / sizeof routes[0])
+
+static const Route web_route = {"GET", "/", api_web, NULL, NULL, 1};
+
+/* Splits path into r->segs and matches it against a pattern; fills r->params. */
+static int route_match(Req *r, const char *pattern, const char *path) {
+    const char *p = pattern, *u = path;
+    r->n_params = 0;
+    size_t used = 0;
+    while (*p && *u) {
+        if (*p != '/' || *u != '/') return 0;
+        p++, u++;
+        const char *pe = strchr(p, '/'), *ue = strchr(u, '/');
+        size_t pl = pe ? (size_t)(pe - p) : strlen(p), ul = ue ? (size_t)(ue - u) : strlen(u);
+        if (pl == 2 && !strncmp(p, "{}", 2)) {
+            if (!ul || r->n_params == HTTP_MAX_PARAMS || used + ul + 1 > sizeof r->segs) return 0;
+            memcpy(r->segs + used, u, ul);
+            r->segs[used + ul] = 0;
+            r->params[r->n_params++] = r->segs + used;
+            used += ul + 1;
+        } else if (pl != ul || strncmp(p, u, pl)) {
+            return 0;
+        }
+        p += pl, u += ul;
+    }
+    return !*p && !*u;
+}
+
+/* Finds the route; *path_known = 1 if the path exists under another method (405). */
+static const Route *route_find(Req *r, const char *method, const char *path, int *path_known) {
+    *path_known = 0;
+    const char *m = !strcmp(method, "HEAD") ? "GET" : method;
+    for (int i = 0; i < N_ROUTES; i++) {
+        if (!route_match(r, routes[i].pattern, path)) continue;
+        if (!strcmp(routes[i].method, m)) return &routes[i];
+        *path_known = 1;
+    }
+    if (!strcmp(m, "GET") && strncmp(path, "/v1/", 4) && strcmp(path, "/v1")) {
+        r->n_params = 0;
+        return &web_route;
+    }
+    return NULL;
+}
+
+static unsigned status_class(unsigned s) { return s / 100 < 6 ? s / 100 : 5; }
+
+int http_queue(Req *r, unsigned status, struct MHD_Response *resp) {
+    if (!resp) return MHD_NO;
+    atomic_fetch_add(&r->srv->http_by_class[status_class(status)], 1);
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    enum MHD_Result rc = MHD_queue_response(r->conn, status, resp);
+    MHD_destroy_response(resp);
+    return rc;
+}
+
+int http_json(Req *r, unsigned status, json_t *obj) {
+    char *txt = json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(10));
+    json_decref(obj);
+    if (!txt) return MHD_NO;
+    size_t n = strlen(txt);
+    txt[n] = 0;
+    struct MHD_Response *resp = MHD_create_response_from_buffer(n, txt, MHD_RESPMEM_MUST_FREE);
+    if (!resp) { free(txt); return MHD_NO; }
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    return http_queue(r, status, resp);
+}
+
+int http_json_text(Req *r, unsigned status, StrBuf *b) {
+    if (b->oom || !b->buf) {
+        free(b->buf);
+        b->buf = NULL;
+        return http_500(r, "out of memory");
+    }
+    struct MHD_Response *resp = MHD_create_response_from_buffer(b->len, b->buf, MHD_RESPMEM_MUST_FREE);
+    if (!resp) { free(b->buf); return MHD_NO; }
+    b->buf = NULL;
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    return http_queue(r, status, resp);
+}
+
+/* Builds the OpenAI error object. */
+static json_t *error_obj(const char *type, const char *code, const char *param, const char *msg, long line) {
+    json_t *e = json_pack("{s:s, s:s, s:o, s:o}", "message", msg, "type", type,
+                          "param", param && *param ? json_string(param) : json_null(),
+                          "code", code && *code ? json_string(code) : json_null());
+    if (line > 0) json_object_set_new(e, "line", json_integer(line));
+    return json_pack("{s:o}", "error", e);
+}
+
+int http_error(Req *r, unsigned status, const char *type, const char *code, const char *param,
+               const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return http_json(r, status, error_obj(type, code, param, msg, 0));
+}
+
+int http_500(Req *r, const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return http_json(r, 500, error_obj("server_error", "server_error", NULL, msg, 0));
+}
+
+int http_error_from(Req *r, unsigned status, const char *code, const Err *e) {
+    const char *type = status == 413 ? "invalid_request_error" : status >= 500 ? "server_error"
+                                                                                : "invalid_request_error";
+    return http_json(r, status, error_obj(type, code, e->param, e->msg, e->line));
+}
+
+int http_not_found(Req *r, const char *what, const char *id) {
+    char safe[96];
+    snprintf(safe, sizeof safe, "%s", id ? id : "");
+    for (char *c = safe; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == '"') *c = '?';
+    return http_error(r, 404, "invalid_request_error", "not_found", "id", "No %s found with id '%s'", what, safe);
+}
+
+const char *http_query(Req *r, const char *key) {
+    return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, key);
+}
+
+const char *http_header(Req *r, const char *name) {
+    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+int http_query_bool(Req *r, const char *key) {
+    const char *v = http_query(r, key);
+    return v && (!strcasecmp(v, "true") || !strcmp(v, "1"));
+}
+
+int http_list_params(Req *r, int def, int max, int *limit, const char **after) {
+    const char *l = http_query(r, "limit");
+    *limit = def;
+    if (l) {
+        char *end;
+        long v = strtol(l, &end, 10);
+        if (!*l || *end || v < 1 || v > max) {
+            http_error(r, 400, "invalid_request_error", "invalid_limit", "limit",
+                       "'limit' must be an integer from 1 to %d", max);
+            return -1;
+        }
+        *limit = (int)v;
+    }
+    *after = http_query(r, "after");
+    if (*after && !**after) *after = NULL;
+    return 0;
+}
+
+json_t *http_body_json(Req *r) {
+    if (!r->body || !r->body_len) {
+        http_error(r, 400, "invalid_request_error", "invalid_json", NULL, "The request body must be a JSON object");
+        return NULL;
+    }
+    json_error_t je;
+    json_t *j = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &je);
+    if (!j) {
+        http_error(r, 400, "invalid_request_error", "invalid_json", NULL,
+                   "The request body is not valid JSON (line %d, column %d): %s", je.line, je.column, je.text);
+        return NULL;
+    }
+    if (!json_is_object(j)) {
+        json_decref(j);
+        http_error(r, 400, "invalid_request_error", "invalid_json", NULL, "The request body must be a JSON object");
+        return NULL;
+    }
+    return j;
+}
+
+int http_parse_range(const char *v, uint64_t size, uint64_t *first, uint64_t *last) {
+    if (!v || strncmp(v, "bytes=", 6)) return 0;
+    v += 6;
+    while (*v == ' ') v++;
+    if (strchr(v, ',')) return 0;  // several ranges: answer with the whole resource
+    char *end;
+    if (*v == '-') {               // suffix range: the last N bytes
+        if (v[1] < '0' || v[1] > '9') return 0;
+        unsigned long long n = strtoull(v + 1, &end, 10);
+        while (*end == ' ') end++;
+        if (*end) return 0;
+        if (n == 0 || size == 0) return -1;
+        *first = n >= size ? 0 : size - n;
+        *last = size - 1;
+        return 1;
+    }
+    if (*v < '0' || *v > '9') return 0;
+    unsigned long long a = strtoull(v, &end, 10);
+    if (*end != '-') return 0;
+    const char *b = end + 1;
+    unsigned long long z = size ? size - 1 : 0;
+    if (*b >= '0' && *b <= '9') {
+        z = strtoull(b, &end, 10);
+        while (*end == ' ') end++;
+        if (*end) return 0;
+        if (z < a) return 0;       // syntactically invalid: ignore the header
+        if (size && z >= size) z = size - 1;
+    } else {
+        while (*b == ' ') b++;
+        if (*b) return 0;
+    }
+    if (a >= size) return -1;
+    *first = a;
+    *last = z;
+    return 1;
+}
+
+/* 1 if the peer is on the loopback interface. */
+static int peer_is_loopback(struct MHD_Connection *c) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (!ci || !ci->client_addr) return 0;
+    const struct sockaddr *sa = ci->client_addr;
+    if (sa->sa_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_LOOPBACK(a)) return 1;
+        return IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127;
+    }
+    return 0;
+}
+
+/* Remembers an error to answer once the body is consumed (or at once if early). */
+void http_pend(Req *r, int status, const char *code, const char *param, const char *msg) {
+    r->pending_status = status;
+    snprintf(r->pending_code, sizeof r->pending_code, "%s", code);
+    snprintf(r->pending_param, sizeof r->pending_param, "%s", param ? param : "");
+    snprintf(r->pending_msg, sizeof r->pending_msg, "%s", msg);
+}
+
+static int req_answer_pending(Req *r) {
+    const char *type = r->pending_status == 401 ? "authentication_error"
+                       : r->pending_status == 404 ? "invalid_request_error"
+                                                   : "invalid_request_error";
+    return http_json(r, (unsigned)r->pending_status,
+                     error_obj(type, r->pending_code, r->pending_param, r->pending_msg, 0));
+}
+
+/* Body limit for this request. */
+static int64_t req_limit(Req *r) {
+    return r->streaming || (r->route && r->route->on_body && !r->began) ? r->srv->max_upload_bytes
+                                                                        : r->srv->max_body_bytes;
+}
+
+/* First call for a request: route, auth, size limits. Returns MHD_YES, or the result of an
+ * early reply. */
+static enum MHD_Result req_start(Req *r, const char *url, const char *method) {
+    int path_known = 0;
+    r->route = route_find(r, method, url, &path_known);
+    const char *cl = http_header(r, "Content-Length");
+    r->content_length = cl ? strtoll(cl, NULL, 10) : -1;
+    if (!r->route) {
+        if (path_known)
+            http_pend(r, 405, "method_not_allowed", NULL, "This method is not allowed on this path");
+        else
+            http_pend(r, 404, "not_found", NULL, "Unknown path (see the API reference: /v1/files, /v1/fine_tuning/jobs, /v1/models)");
+    } else if (!r->route->open) {
+        char why[256];
+        if (auth_check(r->srv, http_header(r, "Authorization"), peer_is_loopback(r->conn), r->key_id, why,
+                       sizeof why))
+            http_pend(r, 401, "invalid_api_key", NULL, why);
+    }
+    int64_t limit = req_limit(r);
+    if (!r->pending_status && r->content_length > limit) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "Request body of %lld bytes is larger than the limit of %lld bytes",
+                 (long long)r->content_length, (long long)limit);
+        http_pend(r, 413, "request_too_large", NULL, msg);
+    }
+    /* Refuse large bodies before reading them: the client is waiting for "100 Continue" or
+     * sending far more than we would read and drop. Small ones are read and dropped first so
+     * the client sees the answer instead of a reset. */
+    if (r->pending_status && r->content_length > 0) {
+        const char *ex = http_header(r, "Expect");
+        if ((ex && !strcasecmp(ex, "100-continue")) || r->content_length > (64 << 20))
+            return (enum MHD_Result)req_answer_pending(r);
+    }
+    if (!r->pending_status && r->route && r->route->on_begin) {
+        int rc = r->route->on_begin(r);
+        r->began = 1;
+        if (rc < 0) return MHD_YES;        // the handler's answer is in pending_*
+        r->streaming = rc == 1;
+        if (!r->streaming && r->content_length > r->srv->max_body_bytes) {  // collected after all
+            char msg[256];
+            snprintf(msg, sizeof msg, "Request body of %lld bytes is larger than the limit of %lld bytes",
+                     (long long)r->content_length, (long long)r->srv->max_body_bytes);
+            http_pend(r, 413, "request_too_large", NULL, msg);
+        }
+    }
+    return MHD_YES;
+}
+
+/* One chunk of body. */
+static void req_body(Req *r, const char *data, size_t n) {
+    if (r->pending_status) return;  // answering with an error: drop the body
+    if (r->streaming) {
+        if (!r->stream_failed && r->route->on_body(r, data, n) < 0) r->stream_failed = 1;
+        return;
+    }
+    int64_t limit = req_limit(r);
+    if ((int64_t)(r->body_len + n) > limit) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "Request body is larger than the limit of %lld bytes", (long long)limit);
+        http_pend(r, 413, "request_too_large", NULL, msg);
+        free(r->body);
+        r->body = NULL;
+        r->body_len = r->body_cap = 0;
+        return;
+    }
+    if (r->body_len + n + 1 > r->body_cap) {
+        size_t cap = r->body_cap ? r->body_cap : 4096;
+        while (cap < r->body_len + n + 1) cap *= 2;
+        char *nb = realloc(r->body, cap);
+        if (!nb) { http_pend(r, 500, "server_error", NULL, "out of memory"); return; }
+        r->body = nb;
+        r->body_cap = cap;
+    }
+    memcpy(r->body + r->body_len, data, n);
+    r->body_len += n;
+    r->body[r->body_len] = 0;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                  const char *version, const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls) {
+    (void)version;
+    Req *r = *con_cls;
+    if (!r) {
+        r = calloc(1, sizeof *r);
+        if (!r) return MHD_NO;
+        r->srv = cls;
+        r->conn = conn;
+        r->method = method;
+        r->url = url;
+        *con_cls = r;
+        atomic_fetch_add(&r->srv->http_requests, 1);
+        return req_start(r, url, method);
+    }
+    if (*upload_data_size) {
+        req_body(r, upload_data, *upload_data_size);
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (r->pending_status) return (enum MHD_Result)req_answer_pending(r);
+    return (enum MHD_Result)r->route->handler(r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe) {
+    (void)cls, (void)conn, (void)toe;
+    Req *r = *con_cls;
+    if (!r) return;
+    if (r->ctx_free) r->ctx_free(r->ctx);
+    free(r->body);
+    free(r);
+    *con_cls = NULL;
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
+    (void)cls;
+    fprintf(stderr, "lemo serve: http: ");
+    vfprintf(stderr, fmt, ap);
+}
+
+int http_start(Server *srv, Err *e) {
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
+                     MHD_USE_ERROR_LOG;
+    struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, srv->host, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)srv->port);
+    } else if (inet_pton(AF_INET6, srv->host, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)srv->port);
+        flags |= MHD_USE_IPv6;
+    } else {
+        return err_set_at(e, "--host", 0, "--host must be an IPv4 or IPv6 address, got '%s'", srv->host);
+    }
+    struct MHD_Daemon *d = MHD_start_daemon(
+        flags, (uint16_t)srv->port, NULL, NULL, on_request, srv,
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024),
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)512,
+        MHD_OPTION_END);
+    if (!d) return err_set(e, "cannot listen on %s:%d (in use, or not an address of this machine)", srv->host, srv->port);
+    srv->mhd = d;
+    if (srv->port == 0) {
+        const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+        if (di) srv->port = di->port;
+    }
+    return 0;
+}
+
+void http_stop(Server *srv) {
+    if (srv->mhd) MHD_stop_daemon(srv->mhd);
+    srv->mhd = NULL;
+}

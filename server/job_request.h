@@ -1,0 +1,44 @@
+/* job_request.h: a job-creation request body (OpenAI's shape plus our hyperparameters) turned
+ * into the trainer's job config.
+ *
+ * Accepts `model`, `training_file`, `validation_file`, `seed`, `suffix`, `metadata` and
+ * `hyperparameters` at the top level or under `method.supervised`; "auto" means the default.
+ * Every value is type- and range-checked here, then the resolved config is run through the
+ * trainer's own parser (job_config_parse), so a job the server accepts is one `lemo train`
+ * runs. Errors name the request field in Err.param ("hyperparameters.lora_r") and carry an
+ * error code. Pure (no I/O of its own: lookups go through JobEnv), so it can be fuzzed. */
+#ifndef LEMO_JOB_REQUEST_H
+#define LEMO_JOB_REQUEST_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+
+#define JOB_DEFAULT_LR 2e-4
+
+typedef struct {
+    /* model folder name -> its directory and max_position_embeddings (0 if unknown); 0 found, -1 not */
+    int (*model_dir)(void *ctx, const char *name, char *dir, size_t cap, int *max_pos);
+    /* file id -> dataset path; 0 found, -1 not */
+    int (*file_path)(void *ctx, const char *id, char *path, size_t cap);
+    void *ctx;
+    const char *output_dir;   // where the trainer writes (jobs/JOB_ID)
+} JobEnv;
+
+typedef struct {
+    char model[256];
+    char training_file[48], validation_file[48];
+    int64_t seed;
+    char suffix[80];
+    char webhook_url[1024];   // metadata.webhook_url, "" if none
+    json_t *request;          // {"hyperparameters","method","metadata"} as the job object shows them
+    json_t *config;           // the trainer config
+    char code[48];            // error code when resolving fails
+} JobSpec;
+
+int job_request_resolve(const char *body, size_t len, const JobEnv *env, JobSpec *out, Err *e);
+void job_spec_free(JobSpec *s);
+
+#endif

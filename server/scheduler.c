@@ -1,0 +1,598 @@
+/* scheduler.c: slot threads and the trainer child processes (see scheduler.h).
+ *
+ * The progress protocol (one JSON object per line: start, step, eval, checkpoint, log, done,
+ * cancelled, error) is read in chunks; all complete lines of a chunk are stored in one
+ * transaction, then event streams are woken. Every raw line is also appended to
+ * JOB_DIR/events.jsonl; the child's stderr goes to JOB_DIR/train.log. */
+#include "scheduler.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "job_view.h"
+#include "srv_util.h"
+#include "webhook.h"
+
+extern char **environ;
+
+typedef struct {
+    Scheduler *s;
+    int index, gpu;
+    pthread_t th;
+    pid_t pid;            // child pid while running (under s->mu)
+    SlotInfo info;        // under s->mu
+} Slot;
+
+struct Scheduler {
+    Server *srv;
+    int n;
+    Slot *slots;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    int stopping;
+};
+
+/* What the reader learned from the child's lines. */
+typedef struct {
+    int saw_done, saw_cancelled;
+    int64_t step, total_steps, cancel_step;
+    json_t *progress;     // the job's progress object
+    json_t *error;        // the last {"code","message","param"}
+    int64_t trained_tokens;
+    double t0;            // time of the first step line of this run
+    int64_t step0;
+} RunState;
+
+int scheduler_count_gpus(void) {
+    DIR *d = opendir("/dev");
+    if (!d) return 0;
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)))
+        if (!strncmp(de->d_name, "nvidia", 6) && de->d_name[6] >= '0' && de->d_name[6] <= '9') n++;
+    closedir(d);
+    return n;
+}
+
+int64_t scheduler_disk_checkpoint_step(const char *job_dir) {
+    char p[PATH_MAX];
+    snprintf(p, sizeof p, "%s/checkpoints", job_dir);
+    DIR *d = opendir(p);
+    if (!d) return 0;
+    int64_t best = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (strncmp(de->d_name, "step-", 5)) continue;
+        char *end;
+        long long v = strtoll(de->d_name + 5, &end, 10);
+        if (*end || v <= 0) continue;
+        if (v > best) best = v;
+    }
+    closedir(d);
+    return best;
+}
+
+static void job_dir_of(Server *srv, const char *id, char *out, size_t cap) {
+    snprintf(out, cap, "%s/jobs/%.47s", srv->data_dir, id);
+}
+
+/* Stores an event; logs (never fails the caller) on a database error. */
+static void add_event(Server *srv, const char *job_id, const char *level, const char *type, const char *data,
+                      const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+static void add_event(Server *srv, const char *job_id, const char *level, const char *type, const char *data,
+                      const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    Err e;
+    if (db_event_add(srv->db, job_id, level, type, msg, data, &e) < 0)
+        fprintf(stderr, "lemo serve: job %s: %s\n", job_id, e.msg);
+}
+
+int scheduler_recover(Server *srv, Err *e) {
+    char ids[64][48];
+    int n;
+    while ((n = db_job_ids_with_status(srv->db, "running", ids, 64, e)) > 0) {
+        for (int i = 0; i < n; i++) {
+            char dir[PATH_MAX];
+            job_dir_of(srv, ids[i], dir, sizeof dir);
+            int64_t step = scheduler_disk_checkpoint_step(dir);
+            Err e2;
+            int64_t db_step = db_checkpoint_max_step(srv->db, ids[i], &e2);
+            if (db_step > step) step = db_step;
+            if (db_begin(srv->db, e)) return -1;
+            if (db_job_requeue(srv->db, ids[i], 0, e)) { db_rollback(srv->db); return -1; }
+            add_event(srv, ids[i], "warn", "message", NULL,
+                      "The server stopped while this job was running; the job was requeued and is resumed from step %lld%s",
+                      (long long)step, step ? "" : " (no checkpoint yet: it starts over)");
+            if (db_commit(srv->db, e)) return -1;
+            fprintf(stderr, "lemo serve: job %s was running when the server stopped: requeued, resumed from step %lld\n",
+                    ids[i], (long long)step);
+        }
+    }
+    return n < 0 ? -1 : 0;
+}
+
+static double jnum(json_t *o, const char *k, double def) {
+    json_t *v = json_object_get(o, k);
+    return json_is_number(v) ? json_number_value(v) : def;
+}
+
+/* Handles one progress line (inside the caller's transaction). */
+static void handle_line(Slot *sl, const char *job_id, const char *line, RunState *st) {
+    Server *srv = sl->s->srv;
+    json_t *o = json_loads(line, JSON_DECODE_ANY, NULL);
+    json_t *tv = json_is_object(o) ? json_object_get(o, "type") : NULL;
+    const char *type = json_is_string(tv) ? json_string_value(tv) : NULL;
+    if (!type) {
+        char msg[600];
+        snprintf(msg, sizeof msg, "%.500s", line);
+        add_event(srv, job_id, "info", "message", NULL, "%s", msg);
+        json_decref(o);
+        return;
+    }
+    if (!strcmp(type, "step")) {
+        int64_t step = (int64_t)jnum(o, "step", 0);
+        double now = now_f();
+        if (!st->t0) { st->t0 = now; st->step0 = step - 1 >= 0 ? step - 1 : 0; }
+        int64_t total = (int64_t)jnum(o, "total_steps", (double)st->total_steps);
+        st->step = step;
+        st->total_steps = total;
+        double eval_loss = jnum(st->progress, "eval_loss", NAN);
+        json_t *p = json_deep_copy(o);
+        json_object_del(p, "type");
+        if (!isnan(eval_loss)) json_object_set_new(p, "eval_loss", json_real(eval_loss));
+        json_decref(st->progress);
+        st->progress = p;
+        if (json_is_number(json_object_get(o, "tokens"))) st->trained_tokens = (int64_t)jnum(o, "tokens", 0);
+        int64_t est = 0;
+        if (step > st->step0 && total >= step && now > st->t0)
+            est = (int64_t)(now + (double)(total - step) * (now - st->t0) / (double)(step - st->step0) + 0.5);
+        char *ptxt = json_dumps(p, JSON_COMPACT | JSON_REAL_PRECISION(10));
+        Err e;
+        db_job_set_progress(srv->db, job_id, ptxt, st->trained_tokens, est, &e);
+        free(ptxt);
+        add_event(srv, job_id, "info", "metrics", line, "Step %lld/%lld: training loss=%.4f", (long long)step,
+                  (long long)total, jnum(o, "loss", NAN));
+        pthread_mutex_lock(&sl->s->mu);
+        sl->info.step = step;
+        sl->info.total_steps = total;
+        sl->info.loss = jnum(o, "loss", NAN);
+        sl->info.tokens_per_s = jnum(o, "tokens_per_s", 0);
+        sl->info.gpu_mem_bytes = (int64_t)jnum(o, "gpu_mem_bytes", 0);
+        sl->info.mem_bytes = (int64_t)jnum(o, "mem_bytes", 0);
+        pthread_mutex_unlock(&sl->s->mu);
+    } else if (!strcmp(type, "start")) {
+        st->total_steps = (int64_t)jnum(o, "total_steps", 0);
+        if (!json_is_object(st->progress)) { json_decref(st->progress); st->progress = json_object(); }
+        json_object_set_new(st->progress, "total_steps", json_integer(st->total_steps));
+        char *ptxt = json_dumps(st->progress, JSON_COMPACT | JSON_REAL_PRECISION(10));
+        Err e;
+        db_job_set_progress(srv->db, job_id, ptxt, st->trained_tokens, 0, &e);
+        free(ptxt);
+        add_event(srv, job_id, "info", "message", line, "Training started: %lld steps", (long long)st->total_steps);
+    } else if (!strcmp(type, "eval")) {
+        double el = jnum(o, "eval_loss", NAN);
+        if (json_is_object(st->progress)) {
+            json_object_set_new(st->progress, "eval_loss", json_real(el));
+            char *ptxt = json_dumps(st->progress, JSON_COMPACT | JSON_REAL_PRECISION(10));
+            Err e;
+            db_job_set_progress(srv->db, job_id, ptxt, st->trained_tokens, 0, &e);
+            free(ptxt);
+        }
+        add_event(srv, job_id, "info", "metrics", line, "Step %lld: eval loss=%.4f", (long long)jnum(o, "step", 0), el);
+    } else if (!strcmp(type, "checkpoint")) {
+        int64_t step = (int64_t)jnum(o, "step", 0);
+        json_t *pv = json_object_get(o, "path");
+        json_t *m = json_pack("{s:I}", "step", (json_int_t)step);
+        double tl = jnum(st->progress, "loss", NAN), vl = jnum(st->progress, "eval_loss", NAN);
+        json_object_set_new(m, "train_loss", isnan(tl) ? json_null() : json_real(tl));
+        json_object_set_new(m, "valid_loss", isnan(vl) ? json_null() : json_real(vl));
+        char *mt = json_dumps(m, JSON_COMPACT | JSON_REAL_PRECISION(10));
+        Err e;
+        if (db_checkpoint_put(srv->db, job_id, step, json_is_string(pv) ? json_string_value(pv) : "", mt, &e))
+            fprintf(stderr, "lemo serve: job %s: %s\n", job_id, e.msg);
+        free(mt);
+        json_decref(m);
+        add_event(srv, job_id, "info", "message", line, "Checkpoint created at step %lld", (long long)step);
+    } else if (!strcmp(type, "log")) {
+        const char *lv = json_string_value(json_object_get(o, "level"));
+        const char *msg = json_string_value(json_object_get(o, "message"));
+        const char *level = lv && (!strcmp(lv, "warn") || !strcmp(lv, "warning")) ? "warn"
+                            : lv && !strcmp(lv, "error") ? "error" : "info";
+        add_event(srv, job_id, level, "message", line, "%.900s", msg ? msg : line);
+    } else if (!strcmp(type, "done")) {
+        st->saw_done = 1;
+        if (json_is_object(st->progress)) {
+            double tl = jnum(o, "train_loss", NAN), el = jnum(o, "eval_loss", NAN);
+            if (!isnan(tl)) json_object_set_new(st->progress, "train_loss", json_real(tl));
+            if (!isnan(el)) json_object_set_new(st->progress, "eval_loss", json_real(el));
+            char *ptxt = json_dumps(st->progress, JSON_COMPACT | JSON_REAL_PRECISION(10));
+            Err e;
+            db_job_set_progress(srv->db, job_id, ptxt, st->trained_tokens, 0, &e);
+            free(ptxt);
+        }
+        add_event(srv, job_id, "info", "message", line, "Training finished at step %lld: train loss %.4f, eval loss %.4f",
+                  (long long)jnum(o, "step", (double)st->step), jnum(o, "train_loss", NAN), jnum(o, "eval_loss", NAN));
+    } else if (!strcmp(type, "cancelled")) {
+        st->saw_cancelled = 1;
+        st->cancel_step = (int64_t)jnum(o, "step", (double)st->step);
+        add_event(srv, job_id, "info", "message", line, "Training stopped at step %lld with a checkpoint",
+                  (long long)st->cancel_step);
+    } else if (!strcmp(type, "error")) {
+        json_t *err = json_object();
+        json_t *c = json_object_get(o, "code"), *m = json_object_get(o, "message"), *p = json_object_get(o, "param");
+        json_object_set_new(err, "code", json_is_string(c) ? json_copy(c) : json_string("train_failed"));
+        json_object_set_new(err, "message", json_is_string(m) ? json_copy(m) : json_string(line));
+        json_object_set_new(err, "param", json_is_string(p) && json_string_length(p) ? json_copy(p) : json_null());
+        json_decref(st->error);
+        st->error = err;
+        add_event(srv, job_id, "error", "message", line, "%.900s", json_string_value(json_object_get(err, "message")));
+    } else {
+        add_event(srv, job_id, "info", "message", line, "%.60s", type);
+    }
+    json_decref(o);
+}
+
+/* Forks and execs `EXE train CONFIG` with stdout -> pipe, stderr -> log; returns the pid. */
+static pid_t spawn_trainer(Slot *sl, const char *config_path, const char *log_path, int *out_fd) {
+    Server *srv = sl->s->srv;
+    int p[2];
+    if (pipe2(p, O_CLOEXEC)) return -1;
+    int logfd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    int nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    /* everything the child needs is prepared before fork: only async-signal-safe calls after */
+    char *argv[] = {srv->exe, "train", (char *)config_path, NULL};
+    int nenv = 0;
+    while (environ[nenv]) nenv++;
+    char **envp = calloc((size_t)nenv + 2, sizeof *envp);
+    char cvd[64];
+    if (!envp) { close(p[0]); close(p[1]); if (logfd >= 0) close(logfd); if (nullfd >= 0) close(nullfd); return -1; }
+    int k = 0;
+    for (int i = 0; i < nenv; i++)
+        if (sl->gpu < 0 || strncmp(environ[i], "CUDA_VISIBLE_DEVICES=", 21)) envp[k++] = environ[i];
+    if (sl->gpu >= 0) {
+        snprintf(cvd, sizeof cvd, "CUDA_VISIBLE_DEVICES=%d", sl->gpu);
+        envp[k++] = cvd;
+    }
+    envp[k] = NULL;
+    pid_t parent = getpid();
+    sigset_t none;
+    sigemptyset(&none);
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) _exit(127);          // the server died before prctl took hold
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGPIPE, SIG_DFL);
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGINT, SIG_DFL);
+        if (dup2(p[1], 1) < 0) _exit(127);
+        if (logfd >= 0) dup2(logfd, 2);
+        if (nullfd >= 0) dup2(nullfd, 0);
+        syscall(SYS_close_range, 3U, ~0U, 0U);       // no server descriptor survives into the trainer
+        execve(argv[0], argv, envp);
+        _exit(127);
+    }
+    free(envp);
+    close(p[1]);
+    if (logfd >= 0) close(logfd);
+    if (nullfd >= 0) close(nullfd);
+    if (pid < 0) { close(p[0]); return -1; }
+    *out_fd = p[0];
+    return pid;
+}
+
+/* Reads the child's stdout to EOF, storing lines as they complete. */
+static void read_progress(Slot *sl, const char *job_id, int fd, int evfd, RunState *st) {
+    Server *srv = sl->s->srv;
+    size_t cap = 65536, len = 0;
+    char *buf = malloc(cap);
+    if (!buf) return;
+    for (;;) {
+        if (len + 4096 > cap) {
+            if (cap >= (16u << 20)) {  // a line over 16 MiB is not progress: drop what we have
+                len = 0;
+            } else {
+                char *nb = realloc(buf, cap * 2);
+                if (!nb) break;
+                buf = nb;
+                cap *= 2;
+            }
+        }
+        ssize_t r = read(fd, buf + len, cap - len - 1);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        len += (size_t)r;
+        char *start = buf, *nl;
+        Err e;
+        int began = db_begin(srv->db, &e) == 0;
+        while ((nl = memchr(start, '\n', (size_t)(buf + len - start)))) {
+            *nl = 0;
+            if (evfd >= 0 && nl > start) {
+                *nl = '\n';
+                if (write(evfd, start, (size_t)(nl - start + 1)) < 0) { /* the DB copy remains */ }
+                *nl = 0;
+            }
+            if (nl > start) handle_line(sl, job_id, start, st);
+            start = nl + 1;
+        }
+        if (began && db_commit(srv->db, &e)) fprintf(stderr, "lemo serve: job %s: %s\n", job_id, e.msg);
+        server_notify_events(srv);
+        len = (size_t)(buf + len - start);
+        memmove(buf, start, len);
+    }
+    free(buf);
+}
+
+/* The job's fine-tuned model name: ft:MODEL[:SUFFIX]:JOB_ID. */
+static void ft_name(const JobRow *j, char *out, size_t cap) {
+    if (j->suffix[0]) snprintf(out, cap, "ft:%s:%s:%s", j->model, j->suffix, j->id);
+    else snprintf(out, cap, "ft:%s:%s", j->model, j->id);
+}
+
+/* Sends the job's webhook (if any) for its new terminal status. */
+static void notify_terminal(Server *srv, const char *job_id, const char *type) {
+    JobRow j;
+    Err e;
+    if (db_job_get(srv->db, job_id, &j, &e) != 1) return;
+    json_t *o = job_to_json(&j);
+    char *txt = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(10));
+    json_t *md = json_object_get(o, "metadata");
+    const char *url = json_is_object(md) ? json_string_value(json_object_get(md, "webhook_url")) : NULL;
+    if (txt) webhook_send(srv->hooks, type, job_id, txt, url);
+    free(txt);
+    json_decref(o);
+    job_row_free(&j);
+}
+
+/* Runs one claimed job to its end and records the outcome. */
+static void run_job(Slot *sl, JobRow *j) {
+    Server *srv = sl->s->srv;
+    char dir[PATH_MAX], cfg[PATH_MAX + 16], log[PATH_MAX + 16], evp[PATH_MAX + 16];
+    job_dir_of(srv, j->id, dir, sizeof dir);
+    snprintf(cfg, sizeof cfg, "%s/config.json", dir);
+    snprintf(log, sizeof log, "%s/train.log", dir);
+    snprintf(evp, sizeof evp, "%s/events.jsonl", dir);
+    Err e;
+    RunState st;
+    memset(&st, 0, sizeof st);
+    st.progress = json_loads(j->progress ? j->progress : "{}", 0, NULL);
+    if (!json_is_object(st.progress)) { json_decref(st.progress); st.progress = json_object(); }
+    st.trained_tokens = j->trained_tokens;
+    int64_t from = scheduler_disk_checkpoint_step(dir);
+    if (mkdir_p(dir) || file_write_atomic(cfg, j->config, strlen(j->config))) {
+        json_t *err = json_pack("{s:s, s:s, s:n}", "code", "server_error", "message", "cannot write the job config", "param");
+        char *et = json_dumps(err, JSON_COMPACT | JSON_REAL_PRECISION(10));
+        db_job_set_status(srv->db, j->id, "failed", et, NULL, &e);
+        free(et);
+        json_decref(err);
+        server_notify_events(srv);
+        json_decref(st.progress);
+        return;
+    }
+    if (from)
+        add_event(srv, j->id, "info", "message", NULL, "Job running again on slot %d: resumes from step %lld",
+                  sl->index, (long long)from);
+    else
+        add_event(srv, j->id, "info", "message", NULL, "Fine-tuning job started on slot %d", sl->index);
+    server_notify_events(srv);
+    int fd = -1;
+    pid_t pid = spawn_trainer(sl, cfg, log, &fd);
+    if (pid < 0) {
+        db_job_set_status(srv->db, j->id, "failed",
+                          "{\"code\":\"server_error\",\"message\":\"cannot start the trainer process\",\"param\":null}",
+                          NULL, &e);
+        server_notify_events(srv);
+        json_decref(st.progress);
+        return;
+    }
+    pthread_mutex_lock(&sl->s->mu);
+    sl->pid = pid;
+    memset(&sl->info, 0, sizeof sl->info);
+    snprintf(sl->info.job_id, sizeof sl->info.job_id, "%s", j->id);
+    sl->info.gpu = sl->gpu;
+    int stopping = sl->s->stopping;
+    pthread_mutex_unlock(&sl->s->mu);
+    /* a cancel or pause that arrived between the claim and now */
+    JobRow cur;
+    if (stopping || (db_job_get(srv->db, j->id, &cur, &e) == 1 && (job_row_free(&cur), cur.stop_request[0])))
+        kill(pid, SIGTERM);
+    int evfd = open(evp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    read_progress(sl, j->id, fd, evfd, &st);
+    if (evfd >= 0) close(evfd);
+    close(fd);
+    /* forget the pid before reaping it, so no signal can reach a reused pid */
+    pthread_mutex_lock(&sl->s->mu);
+    sl->pid = 0;
+    memset(&sl->info, 0, sizeof sl->info);
+    pthread_mutex_unlock(&sl->s->mu);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+
+    char stop[16] = "";
+    if (db_job_get(srv->db, j->id, &cur, &e) == 1) {
+        snprintf(stop, sizeof stop, "%s", cur.stop_request);
+        job_row_free(&cur);
+    }
+    int exited0 = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    const char *hook = NULL;
+    if (db_begin(srv->db, &e) == 0) {
+        if (exited0 && st.saw_done) {
+            char name[400];
+            ft_name(j, name, sizeof name);
+            db_job_set_status(srv->db, j->id, "succeeded", NULL, name, &e);
+            add_event(srv, j->id, "info", "message", NULL, "The job has successfully completed: %s", name);
+            hook = "job.succeeded";
+        } else if (exited0 && st.saw_cancelled && !strcmp(stop, "pause")) {
+            db_job_set_status(srv->db, j->id, "paused", NULL, NULL, &e);
+            add_event(srv, j->id, "info", "message", NULL, "Job paused at step %lld; resume continues from there",
+                      (long long)st.cancel_step);
+        } else if (!strcmp(stop, "shutdown") || (srv->stopping && strcmp(stop, "cancel") && strcmp(stop, "pause"))) {
+            db_job_requeue(srv->db, j->id, 0, &e);
+            add_event(srv, j->id, "info", "message", NULL, "The server is stopping: job stopped at step %lld and "
+                      "is resumed when the server starts again", (long long)(st.saw_cancelled ? st.cancel_step : st.step));
+        } else if (exited0 && st.saw_cancelled) {
+            db_job_set_status(srv->db, j->id, "cancelled", NULL, NULL, &e);
+            add_event(srv, j->id, "info", "message", NULL, "Job cancelled at step %lld", (long long)st.cancel_step);
+            hook = "job.cancelled";
+        } else if (!strcmp(stop, "cancel") && !st.error) {
+            db_job_set_status(srv->db, j->id, "cancelled", NULL, NULL, &e);
+            add_event(srv, j->id, "info", "message", NULL, "Job cancelled");
+            hook = "job.cancelled";
+        } else {
+            json_t *err = st.error ? json_incref(st.error) : NULL;
+            if (!err) {
+                char last[600], msg[900];
+                file_last_line(log, last, sizeof last);
+                if (WIFSIGNALED(status))
+                    snprintf(msg, sizeof msg, "The trainer was killed by signal %d%s%s", WTERMSIG(status),
+                             last[0] ? ": " : "", last);
+                else
+                    snprintf(msg, sizeof msg, "The trainer exited with status %d%s%s", WEXITSTATUS(status),
+                             last[0] ? ": " : "", last);
+                err = json_pack("{s:s, s:s, s:n}", "code", "train_failed", "message", msg, "param");
+            }
+            char *et = json_dumps(err, JSON_COMPACT | JSON_REAL_PRECISION(10));
+            db_job_set_status(srv->db, j->id, "failed", et, NULL, &e);
+            add_event(srv, j->id, "error", "message", NULL, "The job failed: %.900s",
+                      json_string_value(json_object_get(err, "message")));
+            free(et);
+            json_decref(err);
+            hook = "job.failed";
+        }
+        if (db_commit(srv->db, &e)) fprintf(stderr, "lemo serve: job %s: %s\n", j->id, e.msg);
+    } else {
+        fprintf(stderr, "lemo serve: job %s: cannot record its end: %s\n", j->id, e.msg);
+    }
+    server_notify_events(srv);
+    if (hook) notify_terminal(srv, j->id, hook);
+    json_decref(st.progress);
+    json_decref(st.error);
+}
+
+static void *slot_main(void *arg) {
+    Slot *sl = arg;
+    Scheduler *s = sl->s;
+    /* the server's main thread handles SIGINT/SIGTERM */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        int stopping = s->stopping;
+        pthread_mutex_unlock(&s->mu);
+        if (stopping) break;
+        JobRow j;
+        Err e;
+        int rc = db_job_claim(s->srv->db, &j, &e);
+        if (rc == 1) {
+            server_notify_events(s->srv);
+            run_job(sl, &j);
+            job_row_free(&j);
+            continue;
+        }
+        if (rc < 0) fprintf(stderr, "lemo serve: slot %d: %s\n", sl->index, e.msg);
+        pthread_mutex_lock(&s->mu);
+        if (!s->stopping) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += 2;
+            pthread_cond_timedwait(&s->cond, &s->mu, &ts);
+        }
+        pthread_mutex_unlock(&s->mu);
+    }
+    return NULL;
+}
+
+Scheduler *scheduler_start(Server *srv, int n, int gpus, Err *e) {
+    Scheduler *s = calloc(1, sizeof *s);
+    if (!s) { err_set(e, "out of memory"); return NULL; }
+    s->srv = srv;
+    s->n = n;
+    s->slots = calloc((size_t)n, sizeof *s->slots);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cond, NULL);
+    if (!s->slots) { free(s); err_set(e, "out of memory"); return NULL; }
+    for (int i = 0; i < n; i++) {
+        Slot *sl = &s->slots[i];
+        sl->s = s;
+        sl->index = i;
+        sl->gpu = gpus > 0 ? i % gpus : -1;
+        if (pthread_create(&sl->th, NULL, slot_main, sl)) {
+            err_set(e, "cannot start engine thread %d", i);
+            s->n = i;
+            scheduler_stop(s);
+            return NULL;
+        }
+    }
+    return s;
+}
+
+void scheduler_wake(Scheduler *s) {
+    if (!s) return;
+    pthread_mutex_lock(&s->mu);
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->mu);
+}
+
+int scheduler_signal_job(Scheduler *s, const char *job_id) {
+    if (!s) return 0;
+    int found = 0;
+    pthread_mutex_lock(&s->mu);
+    for (int i = 0; i < s->n; i++) {
+        Slot *sl = &s->slots[i];
+        if (sl->pid > 0 && !strcmp(sl->info.job_id, job_id)) {
+            kill(sl->pid, SIGTERM);
+            found = 1;
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    return found;
+}
+
+int scheduler_slot_info(Scheduler *s, SlotInfo *out, int max) {
+    int k = 0;
+    pthread_mutex_lock(&s->mu);
+    for (int i = 0; i < s->n && k < max; i++)
+        if (s->slots[i].pid > 0) out[k++] = s->slots[i].info;
+    pthread_mutex_unlock(&s->mu);
+    return k;
+}
+
+int scheduler_slots(Scheduler *s) { return s ? s->n : 0; }
+
+void scheduler_stop(Scheduler *s) {
+    if (!s) return;
+    pthread_mutex_lock(&s->mu);
+    s->stopping = 1;
+    for (int i = 0; i < s->n; i++) {
+        Slot *sl = &s->slots[i];
+        if (sl->pid > 0) kill(sl->pid, SIGTERM);  // srv->stopping is set: the job is requeued
+    }
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->mu);
+    for (int i = 0; i < s->n; i++) pthread_join(s->slots[i].th, NULL);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cond);
+    free(s->slots);
+    free(s);
+}

@@ -1,0 +1,184 @@
+/* srv_util.c: see srv_util.h. */
+#include "srv_util.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+int64_t now_s(void) { return (int64_t)time(NULL); }
+
+double now_f(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+void random_bytes(void *buf, size_t n) {
+    unsigned char *p = buf;
+    while (n) {
+        ssize_t r = getrandom(p, n, 0);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            /* getrandom cannot fail on Linux >= 3.17 once the pool is ready; fall back anyway. */
+            for (size_t i = 0; i < n; i++) p[i] = (unsigned char)(rand() ^ (int)time(NULL));
+            return;
+        }
+        p += r;
+        n -= (size_t)r;
+    }
+}
+
+void id_new(const char *prefix, char out[ID_MAX]) {
+    static const char al[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    unsigned char r[24];
+    random_bytes(r, sizeof r);
+    size_t pl = strlen(prefix);
+    memcpy(out, prefix, pl);
+    for (int i = 0; i < 24; i++) out[pl + i] = al[r[i] % 62];  // bias of 62 vs 256 is irrelevant for ids
+    out[pl + 24] = 0;
+}
+
+int id_valid(const char *s, const char *prefix) {
+    size_t pl = strlen(prefix);
+    if (!s || strncmp(s, prefix, pl)) return 0;
+    size_t n = 0;
+    for (const char *p = s + pl; *p; p++, n++) {
+        char c = *p;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_')) return 0;
+    }
+    return n >= 1 && n <= 40;
+}
+
+int mkdir_p(const char *path) {
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp) return -1;
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(tmp, 0755) && errno != EEXIST) return -1;
+        *p = '/';
+    }
+    if (mkdir(tmp, 0755) && errno != EEXIST) return -1;
+    return 0;
+}
+
+char *file_read_all(const char *path, size_t max, size_t *n) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return NULL;
+    struct stat st;
+    if (fstat(fd, &st) || !S_ISREG(st.st_mode) || (size_t)st.st_size > max) { close(fd); return NULL; }
+    size_t cap = (size_t)st.st_size + 1, len = 0;
+    char *buf = malloc(cap);
+    if (!buf) { close(fd); return NULL; }
+    for (;;) {
+        if (len + 1 >= cap) {
+            if (cap > max + 1) { free(buf); close(fd); return NULL; }
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) { free(buf); close(fd); return NULL; }
+            buf = nb;
+            cap *= 2;
+        }
+        ssize_t r = read(fd, buf + len, cap - 1 - len);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) { free(buf); close(fd); return NULL; }
+        if (r == 0) break;
+        len += (size_t)r;
+    }
+    close(fd);
+    buf[len] = 0;
+    if (n) *n = len;
+    return buf;
+}
+
+int file_write_atomic(const char *path, const char *data, size_t n) {
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid()) >= (int)sizeof tmp) return -1;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return -1;
+    size_t off = 0;
+    while (off < n) {
+        ssize_t w = write(fd, data + off, n - off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) { close(fd); unlink(tmp); return -1; }
+        off += (size_t)w;
+    }
+    if (fsync(fd) || close(fd)) { unlink(tmp); return -1; }
+    if (rename(tmp, path)) { unlink(tmp); return -1; }
+    return 0;
+}
+
+void file_last_line(const char *path, char *out, size_t cap) {
+    out[0] = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    char buf[8192];
+    off_t end = lseek(fd, 0, SEEK_END);
+    off_t start = end > (off_t)sizeof buf - 1 ? end - (off_t)sizeof buf + 1 : 0;
+    ssize_t r = pread(fd, buf, sizeof buf - 1, start);
+    close(fd);
+    if (r <= 0) return;
+    buf[r] = 0;
+    while (r > 0 && (buf[r - 1] == '\n' || buf[r - 1] == '\r' || buf[r - 1] == ' ')) buf[--r] = 0;
+    char *nl = strrchr(buf, '\n');
+    snprintf(out, cap, "%s", nl ? nl + 1 : buf);
+}
+
+void sb_put(StrBuf *b, const char *s, size_t n) {
+    if (b->oom) return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 1024;
+        while (cap < b->len + n + 1) cap *= 2;
+        char *nb = realloc(b->buf, cap);
+        if (!nb) { b->oom = 1; return; }
+        b->buf = nb;
+        b->cap = cap;
+    }
+    memcpy(b->buf + b->len, s, n);
+    b->len += n;
+    b->buf[b->len] = 0;
+}
+
+void sb_puts(StrBuf *b, const char *s) { sb_put(b, s, strlen(s)); }
+
+void sb_printf(StrBuf *b, const char *fmt, ...) {
+    char tmp[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    if ((size_t)n < sizeof tmp) { sb_put(b, tmp, (size_t)n); return; }
+    char *big = malloc((size_t)n + 1);
+    if (!big) { b->oom = 1; return; }
+    va_start(ap, fmt);
+    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    sb_put(b, big, (size_t)n);
+    free(big);
+}
+
+void sb_json_str(StrBuf *b, const char *s) {
+    if (!s) { sb_puts(b, "null"); return; }
+    sb_put(b, "\"", 1);
+    const char *run = s;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p >= 0x20 && *p != '"' && *p != '\\') continue;
+        sb_put(b, run, (size_t)((const char *)p - run));
+        char esc[8];
+        if (*p == '"') sb_puts(b, "\\\"");
+        else if (*p == '\\') sb_puts(b, "\\\\");
+        else if (*p == '\n') sb_puts(b, "\\n");
+        else if (*p == '\t') sb_puts(b, "\\t");
+        else { snprintf(esc, sizeof esc, "\\u%04x", *p); sb_puts(b, esc); }
+        run = (const char *)p + 1;
+    }
+    sb_puts(b, run);
+    sb_put(b, "\"", 1);
+}

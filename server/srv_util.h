@@ -1,0 +1,42 @@
+/* srv_util.h: small helpers shared by the server's modules: clocks, random ids, files. */
+#ifndef LEMO_SRV_UTIL_H
+#define LEMO_SRV_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define ID_MAX 48
+
+/* Unix time in seconds / as a double with sub-second precision. */
+int64_t now_s(void);
+double now_f(void);
+/* Fills buf with n cryptographically random bytes (getrandom). */
+void random_bytes(void *buf, size_t n);
+/* New id: prefix + 24 random [A-Za-z0-9] characters ("file-", "ftjob-" ...). */
+void id_new(const char *prefix, char out[ID_MAX]);
+/* 1 if s is prefix followed by 1..40 characters of [A-Za-z0-9_]: ids never hold a path. */
+int id_valid(const char *s, const char *prefix);
+/* mkdir -p (mode 0755). */
+int mkdir_p(const char *path);
+/* Whole file into a malloc'd, NUL-terminated buffer; NULL on error or if larger than max. */
+char *file_read_all(const char *path, size_t max, size_t *n);
+/* Writes data to path via a temp file + fsync + rename. */
+int file_write_atomic(const char *path, const char *data, size_t n);
+/* The last non-empty line of a text file (reads at most its last 8 KiB); "" if none. */
+void file_last_line(const char *path, char *out, size_t cap);
+
+
+/* A growable text buffer (for JSON written directly as text on hot paths). */
+typedef struct {
+    char *buf;
+    size_t len, cap;
+    int oom;              // an allocation failed: the text is incomplete
+} StrBuf;
+
+void sb_put(StrBuf *b, const char *s, size_t n);
+void sb_puts(StrBuf *b, const char *s);
+void sb_printf(StrBuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* s as a JSON string literal (escaped), or null when s is NULL. */
+void sb_json_str(StrBuf *b, const char *s);
+
+#endif

@@ -1,0 +1,335 @@
+// dashboard.test.mjs: the dashboard driven in headless Chromium against a real `lemo serve`.
+//
+// A user's path end to end: upload a bad dataset and read its line error, drop a good one
+// on the drop zone, fill the create-job form, wait for the dry-run estimate, submit, watch
+// the job run (progress bar moves, loss chart gains points, events arrive live over SSE),
+// pause, resume and cancel it from its page, fetch a checkpoint's adapter through its
+// link, then run a short job to the end and fetch its adapter tar through the page's link.
+// A second server with no models and an API key checks the `hint` and the key field.
+// Screenshot of the running job: BUILD/test-logs/dashboard-job.png.
+// Exit 0 pass, 1 fail, 77 skip (no chromium, no playwright-core or no `lemo serve`).
+
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import {
+  buildDir, lemoBin, requireServe, sharedDir, skip, startServer, tempDir, waitFor, writeDataset,
+} from './lib_server.mjs';
+
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+if (!fs.existsSync(CHROMIUM)) skip(`${CHROMIUM} missing (apt-get install chromium; scripts/setup.sh lists it)`);
+let chromium;
+try { ({ chromium } = await import('playwright-core')); } catch { skip('playwright-core not installed (npm install in tests/node)'); }
+requireServe();
+
+let failures = 0;
+const t0 = Date.now();
+function check(cond, what, detail = '') {
+  const t = `[${((Date.now() - t0) / 1000).toFixed(1)}s]`;
+  if (cond) console.log(`ok   ${t} ${what}`);
+  else { failures++; console.log(`FAIL ${t} ${what}${detail ? `: ${detail}` : ''}`); }
+  return !!cond;
+}
+
+// Models: the real stories260K (when ../shared is here) next to a random tiny model, so
+// both labels show; without ../shared, the tiny model alone.
+const realModel = path.join(sharedDir, 'models', 'stories260K');
+const hasReal = fs.existsSync(path.join(realModel, 'config.json'));
+const models = tempDir('models');
+if (hasReal) fs.cpSync(realModel, path.join(models, 'stories260K'), { recursive: true });
+const mk = spawnSync(lemoBin, ['init-model', 'tiny', path.join(models, 'tiny-random')], { encoding: 'utf8' });
+if (mk.status !== 0) { console.log(`lemo init-model failed: ${mk.stderr}`); process.exit(1); }
+const trainModel = hasReal ? 'stories260K' : 'tiny-random';
+
+const work = tempDir('dash');
+const good = path.join(work, 'train.jsonl');
+writeDataset(good, 24, 1200);
+const bad = path.join(work, 'broken.jsonl');
+fs.writeFileSync(bad, '{"text": "first line is fine"}\n{"text": "so is the second"}\nthis third line is not JSON\n{"text": "fourth"}\n');
+
+const logDir = path.join(buildDir, 'test-logs');
+fs.mkdirSync(logDir, { recursive: true });
+
+const srv = await startServer({ models });
+const browser = await chromium.launch({
+  executablePath: CHROMIUM,
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+const pageErrors = [];
+let srv2 = null;
+const extraDirs = [];
+
+async function newPage() {
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await ctx.newPage();
+  page.on('pageerror', (e) => pageErrors.push(e.message));
+  page.on('console', (m) => { if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) pageErrors.push(m.text()); });
+  page.setDefaultTimeout(30000);
+  return page;
+}
+
+async function api(method, p, body) {
+  const r = await fetch(srv.url + p, { method, headers: body ? { 'Content-Type': 'application/json' } : {}, body: body ? JSON.stringify(body) : undefined });
+  const j = await r.json().catch(() => null);
+  if (!r.ok) throw new Error(`${method} ${p}: HTTP ${r.status} ${JSON.stringify(j)}`);
+  return j;
+}
+
+// A tar's member names (ustar: 512-byte headers, name at 0..100, size octal at 124..136).
+function tarNames(buf) {
+  const names = [];
+  for (let off = 0; off + 512 <= buf.length;) {
+    const name = buf.subarray(off, off + 100).toString('latin1').replace(/\0.*$/s, '');
+    if (!name) break;
+    const size = parseInt(buf.subarray(off + 124, off + 136).toString('latin1').replace(/\0.*$/s, '').trim() || '0', 8);
+    names.push(name);
+    off += 512 + Math.ceil(size / 512) * 512;
+  }
+  return names;
+}
+
+async function fetchLink(page, selector) {
+  const href = await page.locator(selector).first().getAttribute('href');
+  const url = new URL(href, srv.url).toString();
+  const r = await fetch(url);
+  return { href, status: r.status, buf: Buffer.from(await r.arrayBuffer()) };
+}
+
+async function run() {
+  const page = await newPage();
+
+  // --- page shell and models ---
+  await page.goto(`${srv.url}/#/models`);
+  await page.locator(`[data-model-id="${trainModel}"]`).waitFor();
+  check((await page.locator('[data-model-id="tiny-random"] .badge.random').count()) === 1, 'random model labelled random');
+  if (hasReal)
+    check((await page.locator('[data-model-id="stories260K"] .badge.random').count()) === 0, 'stories260K not labelled random');
+
+  // --- datasets: a bad file shows its line error ---
+  await page.goto(`${srv.url}/#/files`);
+  await page.locator('h1', { hasText: 'Datasets' }).waitFor();
+  await page.setInputFiles('#dataset-input', bad);
+  const errBox = page.locator('.upload-error');
+  await errBox.waitFor();
+  const errText = await errBox.innerText();
+  check(/line 3\b/i.test(errText), 'bad dataset: error names line 3', errText);
+  check(/broken\.jsonl was rejected/.test(errText), 'bad dataset: error names the file', errText);
+
+  // --- datasets: a good file dropped on the drop zone (a real drop event) ---
+  const content = fs.readFileSync(good, 'utf8');
+  await page.evaluate((text) => {
+    const dt = new DataTransfer();
+    dt.items.add(new File([text], 'train.jsonl', { type: 'application/jsonl' }));
+    const zone = document.querySelector('.dropzone');
+    for (const type of ['dragenter', 'dragover', 'drop'])
+      zone.dispatchEvent(new DragEvent(type, { dataTransfer: dt, bubbles: true, cancelable: true }));
+  }, content);
+  const okBox = page.locator('.upload-ok [data-file-id]');
+  await okBox.waitFor();
+  const fileId = await okBox.getAttribute('data-file-id');
+  check(/^file-/.test(fileId || ''), 'dropped dataset uploaded', fileId);
+  await page.locator(`tr[data-file-id="${fileId}"]`).waitFor();
+  const apiFile = await api('GET', `/v1/files/${fileId}`);
+  check(apiFile.bytes === Buffer.byteLength(content), 'uploaded size matches the file', `${apiFile.bytes} vs ${Buffer.byteLength(content)}`);
+
+  // --- create a job through the form ---
+  await page.goto(`${srv.url}/#/new/${fileId}`);
+  await page.locator(`#f-model option[value="${trainModel}"]`).waitFor({ state: 'attached' });
+  check(/random weights/.test(await page.locator('#f-model option[value="tiny-random"]').innerText()), 'random model marked in the model select');
+  await page.selectOption('#f-model', trainModel);
+  await waitFor('training file preselected', async () => (await page.inputValue('#f-file')) === fileId, 10000);
+  // An invalid value: the estimate names the problem and the form cannot be submitted.
+  await page.fill('#hp-lora_r', '0');
+  await page.locator('#estimate .err-text').waitFor();
+  check(await page.locator('#create-job').isDisabled(), 'invalid lora_r blocks submit', await page.locator('#estimate').innerText());
+  const hp = { max_steps: '100000', context_length: '128', learning_rate: '0.002', batch_size: '1', lora_r: '4', lora_alpha: '8', checkpoint_every: '5', eval_every: '10' };
+  for (const [k, v] of Object.entries(hp)) await page.fill(`#hp-${k}`, v);
+  await page.locator('#estimate .est-grid').waitFor();
+  await waitFor('create button enabled', () => page.locator('#create-job').isEnabled(), 15000);
+  const est = await page.locator('#estimate').innerText();
+  check(/Peak memory\s*\n?\s*[\d.]+ (B|KiB|MiB|GiB)/i.test(est), 'estimate shows peak memory', est);
+  check(/Fits on the device\s*\n?\s*yes/i.test(est), 'estimate says it fits', est);
+  check(/Largest context that fits\s*\n?\s*[\d,]+ tokens/i.test(est), 'estimate shows the largest context', est);
+  check(/Estimated time\s*\n?\s*\d/i.test(est), 'estimate shows a time', est);
+  await page.click('#create-job');
+  await page.waitForURL(/#\/jobs\/ftjob-/);
+  const jobId = decodeURIComponent(page.url().split('#/jobs/')[1]);
+  check(/^ftjob-/.test(jobId), 'form created a job', jobId);
+  const created = await api('GET', `/v1/fine_tuning/jobs/${jobId}`);
+  check(created.model === trainModel && created.training_file === fileId, 'job has the chosen model and file', JSON.stringify(created));
+  check(created.hyperparameters && Number(created.hyperparameters.lora_r) === 4 && Number(created.hyperparameters.context_length) === 128,
+    'job has the form\'s hyperparameters', JSON.stringify(created.hyperparameters));
+
+  // --- watch it run ---
+  await page.locator('.badge.st-running').waitFor({ timeout: 60000 });
+  const bar = page.locator('#job-progress [role=progressbar]');
+  const stepOf = async () => {
+    const t = await page.locator('[data-stat=step] dd').innerText();
+    return parseInt(t.replace(/,/g, ''), 10) || 0;
+  };
+  const s1 = await waitFor('a first step', async () => (await stepOf()) > 0 && stepOf(), 60000);
+  const w1 = await bar.evaluate((e) => e.firstChild.style.width);
+  const s2 = await waitFor('the step counter to move', async () => { const s = await stepOf(); return s > s1 + 2 && s; }, 60000);
+  const w2 = await bar.evaluate((e) => e.firstChild.style.width);
+  check(s2 > s1, 'step counter moves', `${s1} -> ${s2}`);
+  check(parseFloat(w2) >= parseFloat(w1) && (await bar.getAttribute('aria-valuenow')) !== null, 'progress bar has a value and does not go back', `${w1} -> ${w2}`);
+  const pts = await waitFor('loss chart points', async () => {
+    const n = parseInt(await page.locator('#loss-chart svg').getAttribute('data-train-points'), 10);
+    return n >= 3 && n;
+  }, 30000);
+  check(pts >= 3 && (await page.locator('#loss-chart polyline.series.train').count()) === 1, 'loss chart has a training line', `${pts} points`);
+  await waitFor('an eval point', async () => parseInt(await page.locator('#loss-chart svg').getAttribute('data-eval-points'), 10) > 0, 60000)
+    .then(() => check(true, 'loss chart has eval points'), (e) => check(false, 'loss chart has eval points', e.message));
+  const nEv = await waitFor('events', async () => { const n = await page.locator('#events li').count(); return n >= 3 && n; }, 30000);
+  check(nEv >= 3, 'events listed', `${nEv}`);
+  check((await page.locator('#events li.k-step').count()) > 0, 'step events in the list');
+  await waitFor('the live stream', async () => (await page.locator('#stream-state').innerText()).includes('live'), 15000)
+    .then(() => check(true, 'event stream connected (SSE)'), (e) => check(false, 'event stream connected (SSE)', e.message));
+  const before = await page.locator('#events li').count();
+  await waitFor('events arriving live', async () => (await page.locator('#events li').count()) > before, 30000)
+    .then(() => check(true, 'events arrive live'), (e) => check(false, 'events arrive live', e.message));
+  const speed = await page.locator('[data-stat=tokens_per_s] dd').innerText();
+  check(/\d+ tok\/s/.test(speed), 'tokens/s shown', speed);
+  const mem = await page.locator('[data-stat=mem] dd').innerText();
+  check(/[\d.]+ (B|KiB|MiB|GiB)/.test(mem), 'memory shown', mem);
+  const loss = await page.locator('[data-stat=loss] dd').innerText();
+  check(/^\d+(\.\d+)?$/.test(loss) && parseFloat(loss) > 0, 'train loss shown', loss);
+  const prog = (await api('GET', `/v1/fine_tuning/jobs/${jobId}`)).progress || {};
+  check((await page.locator('#kept-card').isVisible()) === (Array.isArray(prog.kept_fraction) && prog.kept_fraction.length > 0),
+    'kept-token card shown exactly when progress has kept_fraction', JSON.stringify(prog.kept_fraction));
+  await page.locator('#checkpoints li').first().waitFor({ timeout: 60000 });
+  // A second eval point (step 10) so the picture shows both curves.
+  await waitFor('a second eval point', async () => parseInt(await page.locator('#loss-chart svg').getAttribute('data-eval-points'), 10) >= 2, 60000)
+    .catch(() => {});
+  await page.screenshot({ path: path.join(logDir, 'dashboard-job.png'), fullPage: true });
+  console.log(`screenshot: ${path.join(logDir, 'dashboard-job.png')}`);
+
+  // --- pause, resume, cancel from the page ---
+  check(await page.locator('#btn-resume').isDisabled(), 'resume disabled while running');
+  await page.click('#btn-pause');
+  await page.locator('.badge.st-paused').waitFor({ timeout: 60000 });
+  check(await page.locator('#btn-resume').isEnabled(), 'resume enabled when paused');
+  const pausedStep = (await api('GET', `/v1/fine_tuning/jobs/${jobId}`)).progress.step;
+  await page.click('#btn-resume');
+  await page.locator('.badge.st-running').waitFor({ timeout: 60000 });
+  await waitFor('steps after resume', async () => (await stepOf()) > pausedStep + 1, 60000)
+    .then(() => check(true, 'job trains again after resume'), (e) => check(false, 'job trains again after resume', e.message));
+  page.once('dialog', (d) => d.accept());
+  await page.click('#btn-cancel');
+  await page.locator('.badge.st-cancelled').waitFor({ timeout: 60000 });
+  check(await page.locator('#btn-cancel').isDisabled(), 'cancel disabled once cancelled');
+  const apiCk = await api('GET', `/v1/fine_tuning/jobs/${jobId}/checkpoints?limit=100`);
+  const nCk = await waitFor('one link per checkpoint', async () => {
+    const n = await page.locator('#checkpoints li a').count();
+    return n === apiCk.data.length && n;
+  }, 15000).catch(async () => page.locator('#checkpoints li a').count());
+  check(nCk > 0 && nCk === apiCk.data.length, 'one link per checkpoint', `${nCk} links, ${apiCk.data.length} checkpoints`);
+  const ck = await fetchLink(page, '#checkpoints li a');
+  check(/\/adapter\?step=\d+$/.test(ck.href) && ck.status === 200, 'checkpoint link downloads', `${ck.href} -> ${ck.status}`);
+  const ckNames = tarNames(ck.buf);
+  check(ckNames.includes('adapter_config.json') && ckNames.includes('adapter_model.safetensors'), 'checkpoint tar holds the adapter files', ckNames.join(','));
+
+  // --- a short job that succeeds: the final adapter link ---
+  const short = await api('POST', '/v1/fine_tuning/jobs', {
+    model: trainModel, training_file: fileId,
+    hyperparameters: { max_steps: 6, context_length: 128, lora_r: 4, lora_alpha: 8, eval_every: 3, checkpoint_every: 3 },
+  });
+  await page.goto(`${srv.url}/#/jobs/${short.id}`);
+  await page.locator('.badge.st-succeeded').waitFor({ timeout: 120000 });
+  const dl = page.locator('#downloads a.dl', { hasText: 'Download adapter' });
+  await dl.waitFor();
+  const tar = await fetchLink(page, '#downloads a.dl >> text=Download adapter');
+  check(/\/v1\/fine_tuning\/jobs\/ftjob-[^/]+\/adapter$/.test(tar.href) && tar.status === 200, 'adapter link downloads', `${tar.href} -> ${tar.status}`);
+  const names = tarNames(tar.buf);
+  check(names.includes('adapter_config.json') && names.includes('adapter_model.safetensors'), 'adapter tar holds the PEFT files', names.join(','));
+  const cfgLink = await fetchLink(page, '#downloads a.dl >> text=adapter_config.json');
+  let cfg = null;
+  try { cfg = JSON.parse(cfgLink.buf.toString('utf8')); } catch { /* checked below */ }
+  check(cfgLink.status === 200 && cfg && cfg.peft_type === 'LORA' && cfg.r === 4, 'adapter_config.json link serves the config', cfgLink.buf.toString('utf8').slice(0, 200));
+  check(/^100(\.0)?%$/.test(await page.locator('#job-progress .progress-fill').evaluate((e) => e.style.width)), 'finished job shows a full bar');
+  const finalPts = parseInt(await page.locator('#loss-chart svg').getAttribute('data-train-points'), 10);
+  check(finalPts === 6, 'finished job: one chart point per step', `${finalPts}`);
+
+  // --- the jobs list ---
+  await page.goto(`${srv.url}/#/jobs`);
+  await page.locator(`tr[data-job-id="${short.id}"]`).waitFor();
+  check(/succeeded/.test(await page.locator(`tr[data-job-id="${short.id}"] .badge`).innerText()), 'list: short job succeeded');
+  check(/cancelled/.test(await page.locator(`tr[data-job-id="${jobId}"] .badge`).innerText()), 'list: long job cancelled');
+  check((await page.locator(`tr[data-job-id="${short.id}"] [role=progressbar]`).getAttribute('data-fraction')) === '1.0000', 'list: finished job at 100%');
+  await page.screenshot({ path: path.join(logDir, 'dashboard-jobs.png'), fullPage: true });
+  await page.context().close();
+
+  // --- no models + an API key: the hint, and the key field ---
+  const data2 = tempDir('data-key');
+  const emptyModels = tempDir('nomodels');
+  extraDirs.push(data2, emptyModels);
+  const kc = spawnSync(lemoBin, ['keys', 'create', '--data-dir', data2, '--name', 'dashboard-test'], { encoding: 'utf8' });
+  const key = (kc.stdout || '').split(/\s+/).find((w) => /^[A-Za-z0-9_-]{20,}$/.test(w));
+  if (!check(kc.status === 0 && key, '`lemo keys create` prints a key', kc.stderr || kc.stdout)) return;
+  srv2 = await startServer({ models: emptyModels, dataDir: data2 });
+  const hintRes = await fetch(`${srv2.url}/v1/models`, { headers: { Authorization: `Bearer ${key}` } });
+  const hint = (await hintRes.json()).hint;
+  check(hintRes.status === 200 && typeof hint === 'string' && hint.length > 0, 'API gives a hint with no models', JSON.stringify(hint));
+  const p2 = await newPage();
+  await p2.goto(`${srv2.url}/#/models`);
+  await p2.locator('#banner:not([hidden])').waitFor();
+  check(/API key/.test(await p2.locator('#banner').innerText()), 'without a key the page asks for one', await p2.locator('#banner').innerText());
+  await p2.fill('#apikey', key);
+  await p2.click('#apikey-form button[type=submit]');
+  await p2.locator('.hint').waitFor();
+  check((await p2.locator('.hint-text').innerText()).trim() === hint.trim(), 'models page shows the API hint verbatim');
+  check(await p2.evaluate(() => localStorage.getItem('lemo.apiKey')) === key, 'key kept in localStorage');
+  await p2.goto(`${srv2.url}/#/new`);
+  await p2.locator('.hint').waitFor();
+  check(await p2.locator('#create-job').isDisabled(), 'no models: create disabled, hint shown');
+  await p2.screenshot({ path: path.join(logDir, 'dashboard-nomodels.png'), fullPage: true });
+
+  // A model appears while the server runs; a job on it is followed live with the key
+  // (the stream then goes through fetch, since EventSource cannot send a header), and a
+  // checkpoint is downloaded through the keyed link.
+  fs.cpSync(path.join(models, 'tiny-random'), path.join(emptyModels, 'tiny-random'), { recursive: true });
+  const auth = { Authorization: `Bearer ${key}` };
+  const fd = new FormData();
+  fd.append('purpose', 'fine-tune');
+  fd.append('file', new Blob([content]), 'keyed.jsonl');
+  const up = await (await fetch(`${srv2.url}/v1/files`, { method: 'POST', headers: auth, body: fd })).json();
+  const jr = await fetch(`${srv2.url}/v1/fine_tuning/jobs`, {
+    method: 'POST', headers: { ...auth, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ model: 'tiny-random', training_file: up.id, hyperparameters: { max_steps: 100000, context_length: 64, checkpoint_every: 2 } }),
+  });
+  const kjob = await jr.json();
+  if (!check(jr.status === 200 && /^ftjob-/.test(kjob.id || ''), 'keyed server: job created', JSON.stringify(kjob))) return;
+  await p2.goto(`${srv2.url}/#/jobs/${kjob.id}`);
+  await p2.locator('.badge.st-running').waitFor({ timeout: 60000 });
+  await waitFor('keyed stream live', async () => (await p2.locator('#stream-state').innerText()).includes('live'), 20000)
+    .then(() => check(true, 'with a key the event stream connects (fetch SSE)'), (e) => check(false, 'with a key the event stream connects (fetch SSE)', e.message));
+  const k1 = await p2.locator('#events li.k-step').count();
+  await waitFor('keyed step events', async () => (await p2.locator('#events li.k-step').count()) > k1, 30000)
+    .then(() => check(true, 'with a key step events arrive live'), (e) => check(false, 'with a key step events arrive live', e.message));
+  await p2.locator('#checkpoints li a').first().waitFor({ timeout: 60000 });
+  const [download] = await Promise.all([p2.waitForEvent('download'), p2.locator('#checkpoints li a').first().click()]);
+  const kt = tarNames(fs.readFileSync(await download.path()));
+  check(kt.includes('adapter_model.safetensors'), 'keyed checkpoint download (Bearer through fetch)', kt.join(','));
+  p2.once('dialog', (d) => d.accept());
+  await p2.click('#btn-cancel');
+  await p2.locator('.badge.st-cancelled').waitFor({ timeout: 60000 });
+  await p2.context().close();
+}
+
+let crashed = null;
+try { await run(); } catch (e) { crashed = e; }
+await browser.close().catch(() => {});
+if (crashed) { failures++; console.log(`FAIL ${crashed.stack || crashed}`); }
+check(pageErrors.length === 0, 'no script errors in the page', pageErrors.join(' | '));
+if (failures) {
+  console.log('--- server log (tail) ---');
+  console.log(srv.log().split('\n').slice(-40).join('\n'));
+  if (srv2) console.log(srv2.log().split('\n').slice(-15).join('\n'));
+}
+await srv.stop();
+if (srv2) await srv2.stop();
+fs.rmSync(work, { recursive: true, force: true });
+for (const d of [models, ...extraDirs]) fs.rmSync(d, { recursive: true, force: true });
+console.log(failures ? `${failures} check(s) failed` : 'all checks passed');
+process.exit(failures ? 1 : 0);

@@ -1,0 +1,113 @@
+/* test_server_job_request.c: job-creation bodies -> trainer configs (job_request.c): OpenAI's
+ * shapes ("auto", method.supervised, learning_rate_multiplier) map to the trainer's keys, only
+ * the trainer contract's keys are written, and bad fields are errors naming the request field. */
+#include <stdio.h>
+#include <string.h>
+
+#include "check.h"
+#include "job_request.h"
+
+static int model_dir(void *ctx, const char *name, char *dir, size_t cap, int *max_pos) {
+    (void)ctx;
+    if (strcmp(name, "tiny")) return -1;
+    snprintf(dir, cap, "/models/tiny");
+    *max_pos = 256;
+    return 0;
+}
+
+static int file_path(void *ctx, const char *id, char *path, size_t cap) {
+    (void)ctx;
+    if (strcmp(id, "file-abc") && strcmp(id, "file-val")) return -1;
+    snprintf(path, cap, "/data/files/%s.jsonl", id);
+    return 0;
+}
+
+static JobEnv env = {model_dir, file_path, NULL, "/data/jobs/ftjob-x"};
+
+static json_t *cfg_of(const char *body, JobSpec *sp) {
+    Err e = {0};
+    if (job_request_resolve(body, strlen(body), &env, sp, &e)) {
+        fprintf(stderr, "unexpected error: %s (%s)\n", e.msg, e.param);
+        return NULL;
+    }
+    return sp->config;
+}
+
+static void expect_error(const char *body, const char *param, const char *code) {
+    JobSpec sp;
+    Err e = {0};
+    int rc = job_request_resolve(body, strlen(body), &env, &sp, &e);
+    CHECK(rc == -1, "should fail: %s", body);
+    CHECK(!strcmp(e.param, param), "param '%s', want '%s' for %s", e.param, param, body);
+    if (code) CHECK(!strcmp(sp.code, code), "code '%s', want '%s'", sp.code, code);
+    job_spec_free(&sp);
+}
+
+int main(void) {
+    JobSpec sp;
+    json_t *c = cfg_of("{\"model\": \"tiny\", \"training_file\": \"file-abc\", \"seed\": 5}", &sp);
+    CHECK(c != NULL, "minimal body");
+    if (c) {
+        static const char *const contract[] = {"model", "train_file", "eval_file", "output_dir", "context_length",
+                                               "max_steps", "epochs", "seed", "chat_template", "eval_every",
+                                               "checkpoint_every", "grad_accum", "lora", "optimizer", "rope_scaling",
+                                               "resume_from", "device", NULL};
+        const char *k;
+        json_t *v;
+        json_object_foreach(c, k, v) {
+            int ok = 0;
+            for (int i = 0; contract[i]; i++) ok |= !strcmp(k, contract[i]);
+            CHECK(ok, "config key %s is in the trainer contract", k);
+        }
+        CHECK(!strcmp(json_string_value(json_object_get(c, "model")), "/models/tiny"), "model dir");
+        CHECK(!strcmp(json_string_value(json_object_get(c, "train_file")), "/data/files/file-abc.jsonl"), "train file");
+        CHECK(!strcmp(json_string_value(json_object_get(c, "eval_file")), ""), "no eval file");
+        CHECK(!strcmp(json_string_value(json_object_get(c, "resume_from")), "auto"), "resume auto");
+        CHECK(json_integer_value(json_object_get(c, "context_length")) == 256, "context defaults to the model's 256");
+        CHECK(json_number_value(json_object_get(c, "epochs")) == 1 && !json_object_get(c, "max_steps"), "1 epoch");
+        CHECK(json_integer_value(json_object_get(c, "seed")) == 5 && sp.seed == 5, "seed");
+        CHECK(json_array_size(json_object_get(json_object_get(c, "lora"), "target_modules")) == 4, "default targets");
+    }
+    job_spec_free(&sp);
+
+    c = cfg_of("{\"model\": \"tiny\", \"training_file\": \"file-abc\", \"validation_file\": \"file-val\", "
+               "\"method\": {\"type\": \"supervised\", \"supervised\": {\"hyperparameters\": {\"n_epochs\": \"auto\", "
+               "\"batch_size\": 4, \"learning_rate_multiplier\": 0.5}}}, \"hyperparameters\": {\"max_steps\": 9, "
+               "\"context_length\": 128, \"lora_r\": 16, \"lora_alpha\": 32, \"target_modules\": \"all\", "
+               "\"checkpoint_every\": 3, \"eval_every\": 3, \"rope_scaling\": {\"type\": \"linear\", \"factor\": 2}}}",
+               &sp);
+    CHECK(c != NULL, "full body");
+    if (c) {
+        json_t *opt = json_object_get(c, "optimizer"), *lora = json_object_get(c, "lora");
+        CHECK(fabs(json_number_value(json_object_get(opt, "lr")) - 1e-4) < 1e-12, "lr = 2e-4 * 0.5");
+        CHECK(json_integer_value(json_object_get(c, "grad_accum")) == 4, "batch_size -> grad_accum");
+        CHECK(json_integer_value(json_object_get(c, "max_steps")) == 9 && !json_object_get(c, "epochs"), "max_steps");
+        CHECK(json_integer_value(json_object_get(lora, "r")) == 16, "lora r");
+        CHECK(json_array_size(json_object_get(lora, "target_modules")) == 7, "all targets");
+        CHECK(json_is_object(json_object_get(c, "rope_scaling")), "rope passthrough");
+        CHECK(!strcmp(json_string_value(json_object_get(c, "eval_file")), "/data/files/file-val.jsonl"), "eval file");
+        json_t *hp = json_object_get(sp.request, "hyperparameters");
+        CHECK(json_integer_value(json_object_get(hp, "batch_size")) == 4, "request shows batch_size");
+        CHECK(!strcmp(json_string_value(json_object_get(json_object_get(sp.request, "method"), "type")), "supervised"),
+              "method type");
+    }
+    job_spec_free(&sp);
+
+    expect_error("{", "", "invalid_json");
+    expect_error("{\"model\": \"big\", \"training_file\": \"file-abc\"}", "model", "model_not_found");
+    expect_error("{\"model\": \"tiny\", \"training_file\": \"file-zzz\"}", "training_file", "file_not_found");
+    expect_error("{\"model\": \"tiny\", \"training_file\": \"file-abc\", \"x\": 1}", "x", "unknown_parameter");
+    expect_error("{\"model\": \"tiny\", \"training_file\": \"file-abc\", \"hyperparameters\": {\"lora_r\": 2000}}",
+                 "hyperparameters.lora_r", "invalid_value");
+    expect_error("{\"model\": \"tiny\", \"training_file\": \"file-abc\", \"hyperparameters\": {\"warmup_steps\": -1}}",
+                 "hyperparameters.warmup_steps", NULL);
+    expect_error("{\"model\": \"tiny\", \"training_file\": \"file-abc\", \"hyperparameters\": {\"lora_dropout\": 0.95}}",
+                 "hyperparameters.lora_dropout", NULL);
+    expect_error("{\"model\": \"tiny\", \"training_file\": \"file-abc\", \"hyperparameters\": {\"rope_scaling\": "
+                 "{\"type\": \"linear\", \"factor\": 0.5}}}", "hyperparameters.rope_scaling.factor", NULL);
+    expect_error("{\"model\": \"tiny\", \"training_file\": \"file-abc\", \"method\": {\"type\": \"supervised\", "
+                 "\"supervised\": {\"beta\": 1}}}", "method.supervised.beta", NULL);
+    expect_error("{\"model\": \"tiny\", \"training_file\": \"file-abc\", \"metadata\": {\"webhook_url\": \"ftp://x\"}}",
+                 "metadata.webhook_url", NULL);
+    return check_done("test_server_job_request");
+}

@@ -1,0 +1,323 @@
+// job.js: one job's page, live: progress, loss chart, speed, memory, per-layer kept
+// tokens, controls, downloads and the event log.
+//
+// Two feeds keep it current. The job object (GET .../jobs/ID, polled) gives status and
+// the latest progress; the event stream (GET .../events?stream=true) gives every step,
+// eval, checkpoint and log line as it happens. The history is also fetched as a list and
+// merged by event id, so the page is whole whether or not the stream replays old events,
+// and a reconnecting stream never draws a point twice.
+
+import { get, post, getAll, apiKey } from './api.js';
+import { drawKeptBars, drawLossChart } from './chart.js';
+import { followStream } from './sse.js';
+import {
+  h, downloadLink, fmtBytes, fmtDuration, fmtNum, fmtRate, fmtTime, memOf, progressBar, reportError, showBanner,
+  statusBadge, TERMINAL, debounce,
+} from './util.js';
+
+const MAX_SHOWN_EVENTS = 300;
+
+// Reads a (step, loss) point out of an event: {kind: 'train'|'eval', step, loss} or null.
+// The child's progress lines (DESIGN section 6) travel in event.data; a `type` of "step"
+// is training, "eval" is evaluation; OpenAI-style metrics (train_loss, valid_loss) count too.
+function eventPoints(ev) {
+  const d = ev.data && typeof ev.data === 'object' ? ev.data : {};
+  const kind = d.type || ev.type;
+  const step = d.step ?? d.step_number;
+  if (step === undefined || step === null) return [];
+  const out = [];
+  const num = (v) => (typeof v === 'number' && isFinite(v) ? v : null);
+  if (kind === 'eval') {
+    const v = num(d.eval_loss ?? d.loss ?? d.valid_loss);
+    if (v !== null) out.push({ kind: 'eval', step, loss: v });
+    return out;
+  }
+  if (kind === 'step' || kind === 'metrics') {
+    const t = num(d.loss ?? d.train_loss);
+    if (t !== null) out.push({ kind: 'train', step, loss: t });
+    const e = num(d.eval_loss ?? d.valid_loss ?? d.full_valid_loss);
+    if (e !== null) out.push({ kind: 'eval', step, loss: e });
+  }
+  return out;
+}
+
+// One line of text for an event: its message, or a summary of its data.
+function eventText(ev) {
+  if (ev.message) return ev.message;
+  const d = ev.data || {};
+  if (d.message) return d.message;
+  const kind = d.type || ev.type;
+  if (kind === 'step') return `step ${d.step}${d.total_steps ? `/${d.total_steps}` : ''} · loss ${fmtNum(d.loss)}${d.tokens_per_s ? ` · ${fmtRate(d.tokens_per_s)}` : ''}`;
+  if (kind === 'eval') return `eval at step ${d.step} · loss ${fmtNum(d.loss ?? d.eval_loss)}`;
+  if (kind === 'checkpoint') return `checkpoint at step ${d.step}`;
+  return JSON.stringify(d);
+}
+
+function eventKey(ev) {
+  return ev.id || `${ev.created_at}|${ev.type}|${ev.message}|${JSON.stringify(ev.data)}`;
+}
+
+export function renderJob(main, id) {
+  let alive = true, job = null, pollTimer = 0, stream = null, ckptTimer = 0;
+  const base = `/v1/fine_tuning/jobs/${encodeURIComponent(id)}`;
+  const events = new Map();            // key -> {ev, seq}; seq orders events within one second
+  let seq = 0;
+  const train = new Map(), evals = new Map();  // step -> loss
+
+  // Static frame; the parts below are refilled as data arrives.
+  const title = h('h1', { class: 'mono' }, id);
+  const badge = h('span', {});
+  const btnCancel = h('button', { class: 'btn danger', type: 'button', id: 'btn-cancel', onclick: () => act('cancel') }, 'Cancel');
+  const btnPause = h('button', { class: 'btn', type: 'button', id: 'btn-pause', onclick: () => act('pause') }, 'Pause');
+  const btnResume = h('button', { class: 'btn', type: 'button', id: 'btn-resume', onclick: () => act('resume') }, 'Resume');
+  const progressHost = h('div', { id: 'job-progress' });
+  const stats = h('dl', { class: 'stats', id: 'job-stats' });
+  const errBox = h('div', { class: 'job-error', role: 'alert', hidden: true });
+  const chartHost = h('div', { class: 'chart-host', id: 'loss-chart' });
+  const keptCard = h('section', { class: 'card', id: 'kept-card', hidden: true, 'aria-labelledby': 'kept-h' },
+    h('h2', { id: 'kept-h' }, 'Kept tokens per layer'),
+    h('p', { class: 'small muted' }, 'Share of tokens each layer\'s attention keeps after LeMo\'s token elimination (100% = dense).'),
+    h('div', { class: 'chart-host', id: 'kept-chart' }));
+  const info = h('dl', { class: 'kv', id: 'job-info' });
+  const hpBox = h('dl', { class: 'kv', id: 'job-hparams' });
+  const downloads = h('div', { id: 'downloads' });
+  const streamState = h('span', { class: 'small muted', id: 'stream-state', role: 'status' });
+  const evList = h('ol', { class: 'events', id: 'events', 'aria-label': 'Job events, newest first' });
+  const evCount = h('span', { class: 'small muted', id: 'events-count' });
+
+  main.append(
+    h('div', { class: 'page-head' },
+      h('div', {}, h('a', { href: '#/jobs', class: 'small' }, '← All jobs'), h('div', { class: 'title-row' }, title, badge)),
+      h('div', { class: 'actions', role: 'group', 'aria-label': 'Job controls' }, btnPause, btnResume, btnCancel)),
+    errBox,
+    h('section', { class: 'card', 'aria-labelledby': 'pr-h' },
+      h('h2', { id: 'pr-h', class: 'visually-hidden' }, 'Progress'), progressHost, stats),
+    h('section', { class: 'card', 'aria-labelledby': 'loss-h' },
+      h('div', { class: 'card-head' }, h('h2', { id: 'loss-h' }, 'Loss'), h('span', { class: 'small muted', id: 'chart-caption' })),
+      chartHost),
+    keptCard,
+    h('div', { class: 'grid2' },
+      h('section', { class: 'card', 'aria-labelledby': 'dl-h' }, h('h2', { id: 'dl-h' }, 'Adapter'), downloads),
+      h('section', { class: 'card', 'aria-labelledby': 'in-h' }, h('h2', { id: 'in-h' }, 'Details'), info, h('h3', {}, 'Hyperparameters'), hpBox)),
+    h('section', { class: 'card', 'aria-labelledby': 'ev-h' },
+      h('div', { class: 'card-head' }, h('h2', { id: 'ev-h' }, 'Events'), evCount, streamState),
+      evList));
+  drawLossChart(chartHost, [], [], 0);
+
+  async function act(what) {
+    if (what === 'cancel' && !confirm(`Cancel ${id}? It stops after the current step and keeps its checkpoints.`)) return;
+    for (const b of [btnCancel, btnPause, btnResume]) b.disabled = true;
+    try {
+      job = await post(`${base}/${what}`);
+      showBanner('');
+      renderJobObject();
+      schedulePoll(500);
+    } catch (e) { reportError(e); renderButtons(); }
+  }
+
+  function renderButtons() {
+    const s = job ? job.status : '';
+    btnCancel.disabled = !job || TERMINAL.has(s);
+    btnPause.disabled = s !== 'running' && s !== 'queued';
+    btnResume.disabled = s !== 'paused';
+  }
+
+  function statItem(label, value, idAttr) {
+    return h('div', { 'data-stat': idAttr }, h('dt', {}, label), h('dd', {}, value));
+  }
+
+  // Refills everything that comes from the job object.
+  function renderJobObject() {
+    const p = job.progress || {};
+    document.title = `${job.id} · ${job.status} · lemo`;
+    badge.replaceChildren(statusBadge(job.status));
+    renderButtons();
+    progressHost.replaceChildren(progressBar(job));
+    const elapsed = job.started_at ? (job.finished_at || Date.now() / 1000) - job.started_at : null;
+    const lastEval = [...evals.entries()].sort((a, b) => a[0] - b[0]).pop();
+    stats.replaceChildren(
+      statItem('Step', p.total_steps ? `${fmtNum(p.step ?? 0)} / ${fmtNum(p.total_steps)}` : fmtNum(p.step), 'step'),
+      statItem('Train loss', fmtNum(p.loss), 'loss'),
+      statItem('Eval loss', fmtNum(lastEval ? lastEval[1] : p.eval_loss), 'eval_loss'),
+      statItem('Speed', job.status === 'running' || p.tokens_per_s ? fmtRate(p.tokens_per_s) : '–', 'tokens_per_s'),
+      statItem(p.gpu_mem_bytes !== undefined ? 'GPU memory' : 'Memory', fmtBytes(memOf(p)), 'mem'),
+      statItem('Learning rate', fmtNum(p.lr, 3), 'lr'),
+      statItem('Trained tokens', fmtNum(job.trained_tokens || p.tokens), 'tokens'),
+      statItem('Elapsed', fmtDuration(elapsed), 'elapsed'));
+    if (job.error && (job.error.message || job.error.code)) {
+      errBox.hidden = false;
+      errBox.replaceChildren(h('strong', {}, `Job ${job.status}: `), job.error.message || '',
+        job.error.code ? h('span', { class: 'muted small' }, ` (${job.error.code}${job.error.param ? `, ${job.error.param}` : ''})`) : '');
+    } else errBox.hidden = true;
+    if (Array.isArray(p.kept_fraction) && p.kept_fraction.length) {
+      keptCard.hidden = false;
+      drawKeptBars(keptCard.querySelector('#kept-chart'), p.kept_fraction);
+    } else keptCard.hidden = true;
+    const kv = (k, v) => [h('dt', {}, k), h('dd', {}, v ?? '–')];
+    info.replaceChildren(
+      ...kv('Model', job.model),
+      ...kv('Training file', job.training_file),
+      ...(job.validation_file ? kv('Validation file', job.validation_file) : []),
+      ...kv('Fine-tuned model', job.fine_tuned_model),
+      ...kv('Created', fmtTime(job.created_at)),
+      ...kv('Started', fmtTime(job.started_at)),
+      ...kv('Finished', fmtTime(job.finished_at)),
+      ...(job.seed !== undefined && job.seed !== null ? kv('Seed', String(job.seed)) : []),
+      ...(job.suffix ? kv('Suffix', job.suffix) : []),
+      ...(job.method && job.method.type ? kv('Method', job.method.type) : []));
+    const hp = job.hyperparameters || {};
+    hpBox.replaceChildren(...Object.entries(hp).flatMap(([k, v]) =>
+      kv(k, v === null ? '–' : Array.isArray(v) ? v.join(', ') : (typeof v === 'object' ? JSON.stringify(v) : String(v)))));
+    redrawChart();
+  }
+
+  function redrawChart() {
+    const sorted = (m) => [...m.entries()].sort((a, b) => a[0] - b[0]).map(([step, loss]) => ({ step, loss }));
+    const t = sorted(train), e = sorted(evals);
+    drawLossChart(chartHost, t, e, job && job.progress ? job.progress.total_steps : 0);
+    document.getElementById('chart-caption').textContent = t.length
+      ? `${t.length} steps · latest ${fmtNum(t[t.length - 1].loss)}${e.length ? ` · eval ${fmtNum(e[e.length - 1].loss)}` : ''}` : '';
+  }
+
+  let redrawQueued = false;
+  function queueRedraw() {
+    if (redrawQueued) return;
+    redrawQueued = true;
+    requestAnimationFrame(() => {
+      redrawQueued = false;
+      if (!alive) return;
+      if (job) renderJobObject(); else redrawChart();  // stats follow the newest eval too
+      renderEvents();
+    });
+  }
+
+  // Adds events (from the list or the stream); returns true when one was new.
+  function addEvents(list) {
+    let fresh = false;
+    for (const ev of list) {
+      const k = eventKey(ev);
+      if (events.has(k)) continue;
+      events.set(k, { ev, seq: seq++ });
+      fresh = true;
+      for (const pt of eventPoints(ev)) (pt.kind === 'eval' ? evals : train).set(pt.step, pt.loss);
+      const kind = (ev.data && ev.data.type) || ev.type;
+      if (kind === 'checkpoint') { clearTimeout(ckptTimer); ckptTimer = setTimeout(loadCheckpoints, 300); }
+    }
+    if (fresh) queueRedraw();
+    return fresh;
+  }
+
+  function renderEvents() {
+    const all = [...events.values()]
+      .sort((a, b) => (b.ev.created_at || 0) - (a.ev.created_at || 0) || b.seq - a.seq).map((x) => x.ev);
+    evCount.textContent = `${all.length} event${all.length === 1 ? '' : 's'}${all.length > MAX_SHOWN_EVENTS ? `, latest ${MAX_SHOWN_EVENTS} shown` : ''}`;
+    evList.replaceChildren(...all.slice(0, MAX_SHOWN_EVENTS).map((ev) => {
+      const kind = (ev.data && ev.data.type) || ev.type || 'message';
+      return h('li', { class: `ev lv-${ev.level || 'info'} k-${kind}` },
+        h('time', { class: 'mono small muted', datetime: ev.created_at ? new Date(ev.created_at * 1000).toISOString() : undefined }, fmtTime(ev.created_at).slice(11)),
+        h('span', { class: 'ev-kind small' }, kind),
+        h('span', { class: 'ev-msg' }, eventText(ev)));
+    }));
+  }
+
+  async function loadCheckpoints() {
+    const links = [];
+    const adapterUrl = `${base}/adapter`;
+    const hasAdapter = job && (job.status === 'succeeded' || job.fine_tuned_model);
+    const link = downloadLink;
+    if (hasAdapter) {
+      links.push(h('p', {}, link(adapterUrl, 'Download adapter (.tar)', `${id}-adapter.tar`)),
+        h('p', { class: 'small' }, 'or one file: ',
+          link(`${adapterUrl}/adapter_config.json`, 'adapter_config.json', 'adapter_config.json'), ' · ',
+          link(`${adapterUrl}/adapter_model.safetensors`, 'adapter_model.safetensors', 'adapter_model.safetensors')),
+        h('pre', { class: 'curl small' }, `curl ${apiKey() ? '-H "Authorization: Bearer $LEMO_KEY" ' : ''}-o adapter.tar ${location.origin}${adapterUrl}`));
+    } else {
+      links.push(h('p', { class: 'muted' }, job && TERMINAL.has(job.status)
+        ? 'This job has no final adapter; checkpoints below hold the adapter at each saved step.'
+        : 'The adapter is ready when the job succeeds; checkpoints appear as they are saved.'));
+    }
+    let ckpts = [];
+    try { ckpts = await getAll(`${base}/checkpoints`); } catch (e) { if (e.status !== 404) reportError(e); }
+    if (!alive) return;
+    ckpts.sort((a, b) => (b.step_number ?? b.step ?? 0) - (a.step_number ?? a.step ?? 0));
+    const list = h('ul', { class: 'ckpts', id: 'checkpoints', 'aria-label': 'Checkpoints' }, ckpts.map((c) => {
+      const step = c.step_number ?? c.step;
+      const m = c.metrics || {};
+      const loss = m.train_loss ?? m.loss;
+      const el = m.valid_loss ?? m.eval_loss;
+      return h('li', {}, link(`${adapterUrl}?step=${step}`, `step ${step}`, `${id}-step-${step}-adapter.tar`),
+        h('span', { class: 'small muted' }, [loss !== undefined ? ` · loss ${fmtNum(loss)}` : '', el !== undefined ? ` · eval ${fmtNum(el)}` : '', c.created_at ? ` · ${fmtTime(c.created_at)}` : ''].join('')));
+    }));
+    downloads.replaceChildren(...links, h('h3', {}, `Checkpoints (${ckpts.length})`),
+      ckpts.length ? list : h('p', { class: 'muted small' }, 'None yet.'));
+  }
+
+  // Polls after ms, or sooner if a poll is already due sooner (fast steps never starve it).
+  let pollAt = 0;
+  function schedulePoll(ms) {
+    const at = Date.now() + ms;
+    if (pollTimer && pollAt <= at) return;
+    clearTimeout(pollTimer);
+    pollAt = at;
+    pollTimer = setTimeout(() => { pollTimer = 0; poll(); }, ms);
+  }
+
+  async function poll() {
+    try {
+      const prev = job ? job.status : null;
+      job = await get(base);
+      if (!alive) return;
+      renderJobObject();
+      if (prev !== job.status) loadCheckpoints();
+      if (TERMINAL.has(job.status)) {
+        // The stream ends with the job; take the full history once more and stop.
+        if (stream) { const s = stream; stream = null; setTimeout(() => s.close(), 1500); }
+        // The stopping child may record its last checkpoint just after the status flips.
+        if (prev !== job.status) setTimeout(() => { loadHistory(); loadCheckpoints(); }, 1600);
+        return;
+      }
+      if (!stream) openStream();
+      schedulePoll(2000);
+    } catch (e) {
+      if (!alive) return;
+      reportError(e);
+      schedulePoll(e.status === 404 ? 30000 : 5000);
+    }
+  }
+
+  async function loadHistory() {
+    try {
+      const list = await getAll(`${base}/events`);
+      if (alive) addEvents(list.reverse());  // the API lists newest first; add in time order
+    } catch (e) { if (alive) reportError(e); }
+  }
+
+  function openStream() {
+    stream = followStream(`${base}/events?stream=true`, ({ data }) => {
+      if (!alive || !data || typeof data !== 'object') return;
+      if (data.object === 'fine_tuning.job' && data.status) { job = data; renderJobObject(); return; }
+      if (addEvents([data])) schedulePoll(300);
+    }, (state) => {
+      streamState.textContent = { open: '● live', retry: 'reconnecting…', ended: 'stream ended', closed: '' }[state] ?? '';
+      streamState.classList.toggle('live', state === 'open');
+      if (state === 'ended') stream = null;  // poll() reopens it while the job still runs
+    });
+  }
+
+  // Charts are drawn at the page's width: redraw them when it changes.
+  const onResize = debounce(() => { if (alive && job) renderJobObject(); }, 150);
+  window.addEventListener('resize', onResize);
+
+  (async () => {
+    await poll();
+    await loadHistory();
+  })();
+
+  return () => {
+    alive = false;
+    window.removeEventListener('resize', onResize);
+    clearTimeout(pollTimer);
+    clearTimeout(ckptTimer);
+    if (stream) stream.close();
+  };
+}

@@ -1,0 +1,222 @@
+// newjob.js: the create-job form with a live memory/time estimate.
+//
+// Every change re-asks POST /v1/fine_tuning/jobs?dry_run=true with the same body the real
+// create will send, so the estimate shown (peak memory, fits, largest context that fits,
+// time) is for exactly what will be submitted. "Create job" stays disabled until the
+// estimate for the current values has arrived; empty fields mean "server default".
+
+import { get, post } from './api.js';
+import { createDropZone } from './files.js';
+import { loadModels, hintBox, modelLabel } from './models.js';
+import { h, debounce, fmtBytes, fmtDuration, fmtNum, reportError, showBanner } from './util.js';
+
+const TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
+const DEFAULT_TARGETS = new Set(['q_proj', 'k_proj', 'v_proj', 'o_proj']);
+
+// Numeric hyperparameter fields: [name, label, kind, help, step].
+const NUMBERS = [
+  ['max_steps', 'Max steps', 'int', 'optimizer steps; empty = from epochs', 1],
+  ['context_length', 'Context length', 'int', 'tokens per training window', 1],
+  ['learning_rate', 'Learning rate', 'float', 'peak LR (AdamW, warmup + cosine)', 'any'],
+  ['batch_size', 'Batch size', 'int', 'windows per optimizer step', 1],
+  ['lora_r', 'LoRA rank r', 'int', 'adapter rank', 1],
+  ['lora_alpha', 'LoRA alpha', 'float', 'scale = alpha / r', 'any'],
+  ['checkpoint_every', 'Checkpoint every', 'int', 'steps between checkpoints', 1],
+  ['eval_every', 'Eval every', 'int', 'steps between eval-loss runs', 1],
+];
+
+// The API's error as one line, naming the field unless the message already does.
+function errorText(e) {
+  return e.param && !e.message.includes(e.param) ? `${e.param}: ${e.message}` : e.message;
+}
+
+function field(id, label, control, help) {
+  return h('div', { class: 'field' },
+    h('label', { for: id }, label),
+    control,
+    help ? h('div', { class: 'help small muted', id: `${id}-help` }, help) : null);
+}
+
+export function renderNewJob(main, presetFile = '', presetModel = '') {
+  let alive = true, estimateSeq = 0, estimatedKey = '';
+  const modelSel = h('select', { id: 'f-model', name: 'model', required: true });
+  const fileSel = h('select', { id: 'f-file', name: 'training_file', required: true });
+  const valSel = h('select', { id: 'f-valfile', name: 'validation_file' });
+  const suffix = h('input', { id: 'f-suffix', name: 'suffix', type: 'text', maxlength: 64, placeholder: 'optional', 'aria-describedby': 'f-suffix-help' });
+  const seed = h('input', { id: 'f-seed', name: 'seed', type: 'number', min: 0, step: 1, placeholder: 'default', 'aria-describedby': 'f-seed-help' });
+  const nums = {};
+  for (const [name, , kind, , step] of NUMBERS)
+    nums[name] = h('input', { id: `hp-${name}`, name, type: 'number', min: 0, step, placeholder: 'default', inputmode: kind === 'int' ? 'numeric' : 'decimal', 'aria-describedby': `hp-${name}-help` });
+  const targets = TARGETS.map((t) => h('label', { class: 'check' },
+    h('input', { type: 'checkbox', name: 'target_modules', value: t, checked: DEFAULT_TARGETS.has(t) }), ` ${t}`));
+
+  const estBox = h('div', { class: 'estimate', id: 'estimate', 'aria-live': 'polite' },
+    h('p', { class: 'muted' }, 'Choose a model and a dataset to see the memory and time estimate.'));
+  const submit = h('button', { class: 'btn primary', type: 'submit', id: 'create-job', disabled: true }, 'Create job');
+  const formErr = h('div', { class: 'form-error', role: 'alert', hidden: true });
+  const modelHint = h('div', {});
+
+  const form = h('form', { class: 'newjob', id: 'newjob-form', novalidate: true },
+    h('section', { class: 'card', 'aria-labelledby': 'nj-what' },
+      h('h2', { id: 'nj-what' }, 'Model and data'),
+      modelHint,
+      h('div', { class: 'grid2' },
+        field('f-model', 'Base model', modelSel, 'from the server\'s models directory'),
+        field('f-file', 'Training file', fileSel, 'an uploaded JSONL dataset'),
+        field('f-valfile', 'Validation file', valSel, 'optional; default holds out part of the training file'),
+        field('f-suffix', 'Suffix', suffix, 'added to the fine-tuned model name'),
+        field('f-seed', 'Seed', seed, 'same seed, same data order and init')),
+      h('details', { class: 'inline-upload' }, h('summary', {}, 'Upload a new dataset'),
+        createDropZone((obj) => loadFiles(obj.id)))),
+    h('section', { class: 'card', 'aria-labelledby': 'nj-hp' },
+      h('h2', { id: 'nj-hp' }, 'Hyperparameters'),
+      h('div', { class: 'grid4' }, NUMBERS.map(([name, label, , help]) => field(`hp-${name}`, label, nums[name], help))),
+      h('fieldset', { class: 'targets' }, h('legend', {}, 'LoRA target modules'), targets)),
+    h('section', { class: 'card', 'aria-labelledby': 'nj-est' },
+      h('h2', { id: 'nj-est' }, 'Estimate'),
+      estBox, formErr,
+      h('div', { class: 'actions' }, submit, h('a', { class: 'btn', href: '#/jobs' }, 'Cancel'))));
+
+  main.append(h('div', { class: 'page-head' }, h('h1', {}, 'New fine-tuning job')), form);
+
+  // The request body for both the estimate and the create.
+  function body() {
+    const hp = {};
+    for (const [name, , kind] of NUMBERS) {
+      const v = nums[name].value.trim();
+      if (v !== '') hp[name] = kind === 'int' ? parseInt(v, 10) : parseFloat(v);
+    }
+    hp.target_modules = targets.map((l) => l.firstChild).filter((c) => c.checked).map((c) => c.value);
+    const b = { model: modelSel.value, training_file: fileSel.value, hyperparameters: hp };
+    if (valSel.value) b.validation_file = valSel.value;
+    if (suffix.value.trim()) b.suffix = suffix.value.trim();
+    if (seed.value.trim() !== '') b.seed = parseInt(seed.value, 10);
+    return b;
+  }
+
+  // Marks the control the API's error.param names ("hyperparameters.lora_r", "lora.r", "model" ...).
+  function markInvalid(param) {
+    for (const c of form.querySelectorAll('[aria-invalid]')) c.removeAttribute('aria-invalid');
+    if (!param) return;
+    const p = String(param).replace(/^hyperparameters\./, '');
+    const named = { model: modelSel, training_file: fileSel, validation_file: valSel, seed, suffix };
+    for (const k of [p, p.replace(/\./g, '_'), p.split('.').pop()]) {
+      const c = nums[k] || named[k];
+      if (c) { c.setAttribute('aria-invalid', 'true'); return; }
+    }
+    if (p.startsWith('target_modules')) targets[0].firstChild.setAttribute('aria-invalid', 'true');
+  }
+
+  function showEstimate(est) {
+    const fits = est.fits !== false;
+    const rows = [
+      ['Peak memory', fmtBytes(est.peak_bytes)],
+      ['Fits on the device', fits ? 'yes' : 'no'],
+      ['Largest context that fits', est.max_context_length ? `${fmtNum(Math.round(est.max_context_length))} tokens` : '–'],
+      ['Estimated time', fmtDuration(est.est_seconds)],
+    ];
+    const devMem = est.device_mem_bytes ?? est.device_bytes;
+    if (est.device || devMem) rows.push(['Device', [est.device, devMem ? `${fmtBytes(devMem)}${est.device_mem_source ? ` (${est.device_mem_source})` : ''}` : ''].filter(Boolean).join(' · ')]);
+    const steps = est.steps ?? est.total_steps;
+    if (steps) rows.push(['Steps', fmtNum(Math.ceil(steps))]);
+    if (est.tokens) rows.push(['Tokens', fmtNum(est.tokens)]);
+    if (est.tokens_per_s) rows.push(['Expected speed', `${fmtNum(Math.round(est.tokens_per_s))} tok/s`]);
+    // Where the peak memory goes, largest first.
+    const parts = est.breakdown && typeof est.breakdown === 'object'
+      ? Object.entries(est.breakdown).filter(([, v]) => typeof v === 'number').sort((a, b) => b[1] - a[1]) : [];
+    const breakdown = parts.length ? h('details', { class: 'breakdown' }, h('summary', {}, 'Memory breakdown'),
+      h('table', { class: 'compact' }, h('tbody', {}, parts.map(([k, v]) => h('tr', {},
+        h('th', { scope: 'row' }, k.replace(/_/g, ' ')), h('td', { class: 'num' }, fmtBytes(v)),
+        h('td', { class: 'bar-cell' }, h('span', { class: 'mini-bar', style: `width:${Math.max(1, (100 * v) / parts[0][1]).toFixed(1)}%` }))))))) : null;
+    estBox.replaceChildren(...[
+      h('dl', { class: `est-grid ${fits ? 'fits' : 'nofit'}`, 'data-fits': String(fits) },
+        rows.map(([k, v]) => h('div', {}, h('dt', {}, k), h('dd', {}, v)))),
+      breakdown,
+      fits ? null : h('p', { class: 'warn' },
+        `This job needs more memory than the device has${est.max_context_length ? `: lower the context length to ${fmtNum(est.max_context_length)} or less` : ''}.`)].filter(Boolean));
+  }
+
+  const estimate = debounce(async () => {
+    const b = body();
+    const key = JSON.stringify(b);
+    submit.disabled = true;
+    formErr.hidden = true;
+    if (!b.model || !b.training_file) {
+      estBox.replaceChildren(h('p', { class: 'muted' }, 'Choose a model and a dataset to see the memory and time estimate.'));
+      return;
+    }
+    const seq = ++estimateSeq;
+    estBox.classList.add('loading');
+    try {
+      const est = await post('/v1/fine_tuning/jobs?dry_run=true', b);
+      if (!alive || seq !== estimateSeq) return;
+      markInvalid(null);
+      showEstimate(est);
+      estimatedKey = key;
+      submit.disabled = false;
+    } catch (e) {
+      if (!alive || seq !== estimateSeq) return;
+      markInvalid(e.param);
+      estBox.replaceChildren(h('p', { class: 'err-text', role: 'alert' }, errorText(e)));
+    } finally {
+      if (seq === estimateSeq) estBox.classList.remove('loading');
+    }
+  }, 350);
+
+  form.addEventListener('input', estimate);
+  form.addEventListener('change', estimate);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const b = body();
+    if (JSON.stringify(b) !== estimatedKey) { estimate(); return; }
+    submit.disabled = true;
+    try {
+      const job = await post('/v1/fine_tuning/jobs', b);
+      showBanner('');
+      location.hash = `#/jobs/${encodeURIComponent(job.id)}`;
+    } catch (e) {
+      markInvalid(e.param);
+      formErr.textContent = errorText(e);
+      formErr.hidden = false;
+      submit.disabled = false;
+    }
+  });
+
+  async function loadFiles(select) {
+    try {
+      const page = await get('/v1/files?limit=100');
+      if (!alive) return;
+      const files = (page.data || []).filter((f) => !f.purpose || f.purpose === 'fine-tune');
+      const opts = (sel, blank) => {
+        const keep = sel.value;
+        sel.replaceChildren(h('option', { value: '' }, blank),
+          ...files.map((f) => h('option', { value: f.id }, `${f.filename} · ${f.id}`)));
+        if (keep && files.some((f) => f.id === keep)) sel.value = keep;
+      };
+      opts(fileSel, files.length ? '— choose a dataset —' : '— upload a dataset first —');
+      opts(valSel, 'none (hold out from training data)');
+      const want = select || presetFile;
+      if (want && files.some((f) => f.id === want)) fileSel.value = want;
+      else if (!fileSel.value && files.length === 1) fileSel.value = files[0].id;
+      estimate();
+    } catch (e) { if (alive) reportError(e); }
+  }
+
+  async function loadModelList() {
+    try {
+      const { base, hint } = await loadModels();
+      if (!alive) return;
+      modelSel.replaceChildren(...base.map((m) => h('option', { value: m.id, 'data-random': m.random_init ? 'true' : 'false' }, modelLabel(m))));
+      if (!base.length) {
+        modelSel.append(h('option', { value: '' }, '— no models —'));
+        modelHint.replaceChildren(hintBox(hint));
+      } else modelHint.replaceChildren();
+      if (presetModel && base.some((m) => m.id === presetModel)) modelSel.value = presetModel;
+      estimate();
+    } catch (e) { if (alive) reportError(e); }
+  }
+
+  loadModelList();
+  loadFiles();
+  return () => { alive = false; };
+}
