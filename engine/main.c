@@ -5,7 +5,9 @@
  * it prints its own usage (every flag with its default) on --help and on a
  * wrong flag, and returns the process exit status. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef int (*CmdFn)(int argc, char **argv);
 
@@ -41,7 +43,19 @@ static void usage(FILE *f) {
         fprintf(f, "  %-11s %s\n", commands[i].name, commands[i].help);
 }
 
+/* The CPU kernels alternate OpenMP loops with OpenBLAS calls (which have threads of their
+ * own). With libgomp's default active wait, idle OpenMP threads spin on the cores OpenBLAS
+ * then needs: measured 5x slower steps on small models on 2 cores. libgomp reads the policy
+ * once, before main, so it is set here and the process re-executed once; a policy chosen by
+ * the user is left alone. */
+static void prefer_passive_openmp_wait(char **argv) {
+    if (getenv("OMP_WAIT_POLICY")) return;
+    setenv("OMP_WAIT_POLICY", "passive", 1);
+    execv("/proc/self/exe", argv);  // returns only on failure: then run with the default policy
+}
+
 int main(int argc, char **argv) {
+    prefer_passive_openmp_wait(argv);
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
