@@ -1,0 +1,399 @@
+/* test_cuda_ops.c: every op of the CUDA backend against the CPU backend (the
+ * fp32 reference) on fresh random inputs.
+ *
+ * Inputs are drawn once per case, rounded to bf16 so both backends see the same
+ * values, and uploaded to both. Outputs that an op WRITES are poisoned first on
+ * the GPU (all bits set: bf16/fp32 NaN), so an element the kernel forgets stays
+ * NaN and fails; outputs an op accumulates into start from the same random data.
+ * A case passes when the norm-wise relative error ||gpu - cpu|| / (||cpu|| + 1e-5 sqrt(n)) is under
+ * the tolerance written beside it (bf16 storage rounds each element to 2^-9
+ * relative, so elementwise ops land near 3e-3 and matmul chains near 5e-3) and
+ * every element is finite. The seed is new each run (LEMO_TEST_SEED to repeat) and
+ * printed, with the max abs error of every case.
+ *
+ * Needs a GPU: without one it skips (exit 77) and says why. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "backend.h"
+#include "check.h"
+
+static const Backend *cpu, *gpu;
+static uint64_t rng_state;
+
+static uint64_t rng_next(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+/* uniform in [-1, 1) */
+static float rng_uniform(void) { return (float)((rng_next() >> 40) * (2.0 / 16777216.0) - 1.0); }
+
+/* Round to the nearest bf16 (even on ties), returned as float. */
+static float bf16_round(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* n host floats, uniform(-a, a), bf16-representable. */
+static float *host_rand(size_t n, float a) {
+    float *x = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) x[i] = bf16_round(a * rng_uniform());
+    return x;
+}
+
+/* A tensor on both backends: c on the CPU, g on the GPU. */
+typedef struct {
+    void *c, *g;
+    size_t n;
+    int act;  // 1: act dtype, 0: fp32 / int32 raw
+} Pair;
+
+static Pair pair_act(const float *host, size_t n) {
+    Pair p = {cpu->alloc(n * 4), gpu->alloc(n * gpu->act_size), n, 1};
+    cpu->upload_act(p.c, host, DT_F32, n);
+    gpu->upload_act(p.g, host, DT_F32, n);
+    return p;
+}
+
+static Pair pair_raw(const void *host, size_t n) {  // fp32 or int32
+    Pair p = {cpu->alloc(n * 4), gpu->alloc(n * 4), n, 0};
+    cpu->copy_to_device(p.c, host, n * 4);
+    gpu->copy_to_device(p.g, host, n * 4);
+    return p;
+}
+
+/* A written output: zero on the CPU, poisoned (NaN) on the GPU. */
+static Pair pair_out(size_t n, int act) {
+    Pair p = {cpu->alloc(n * 4), gpu->alloc(n * (act ? gpu->act_size : 4)), n, act};
+    unsigned char *ff = malloc(n * 4);
+    memset(ff, 0xff, n * 4);
+    gpu->copy_to_device(p.g, ff, n * (act ? gpu->act_size : 4));
+    free(ff);
+    return p;
+}
+
+static void pair_free(Pair *p) {
+    cpu->free(p->c);
+    gpu->free(p->g);
+}
+
+/* Compares the GPU copy with the CPU copy; rel = ||g-c||/||c||. */
+static void compare(const char *what, Pair *p, double tol) {
+    float *g = malloc(p->n * sizeof(float));
+    if (p->act)
+        gpu->download_act(g, p->g, p->n);
+    else
+        gpu->copy_to_host(g, p->g, p->n * 4);
+    const float *c = p->c;
+    double num = 0, den = 0, maxabs = 0;
+    size_t bad = 0, first_bad = 0;
+    for (size_t i = 0; i < p->n; i++) {
+        if (!isfinite(g[i]) || !isfinite(c[i])) {
+            if (!bad++) first_bad = i;
+            continue;
+        }
+        double d = (double)g[i] - c[i];
+        num += d * d;
+        den += (double)c[i] * c[i];
+        if (fabs(d) > maxabs) maxabs = fabs(d);
+    }
+    // an absolute floor of 1e-5 per element: a tensor that is zero in exact arithmetic
+    // (dq, dk of a one-token sequence) compares its rounding noise against the floor
+    double rel = sqrt(num) / (sqrt(den) + 1e-5 * sqrt((double)p->n));
+    printf("  %-34s n=%-9zu rel=%.2e maxabs=%.2e tol=%.0e%s\n", what, p->n, rel, maxabs, tol,
+           bad ? "  NON-FINITE" : "");
+    CHECK(bad == 0, "%s: %zu non-finite or unwritten elements (first at %zu: gpu %g cpu %g)", what,
+          bad, first_bad, g[first_bad], c[first_bad]);
+    CHECK(rel <= tol, "%s: relative error %.3e > %.0e (max abs %.3e)", what, rel, tol, maxabs);
+    free(g);
+}
+
+/* ---------------- cases ---------------- */
+
+static void test_rows(void) {
+    int V = 1000, S = 300, C = 264;
+    float *w = host_rand((size_t)V * C, 1.0f);
+    int *tok = malloc(S * sizeof(int));
+    for (int s = 0; s < S; s++) tok[s] = (int)(rng_next() % V);
+    Pair pw = pair_act(w, (size_t)V * C), pt = pair_raw(tok, S), po = pair_out((size_t)S * C, 1);
+    cpu->embedding_forward(po.c, pt.c, pw.c, S, C);
+    gpu->embedding_forward(po.g, pt.g, pw.g, S, C);
+    compare("embedding_forward", &po, 0);  // a copy: exact
+
+    // gather/scatter of a sorted subset (C odd too: the scalar path)
+    for (int pass = 0; pass < 2; pass++) {
+        int Cc = pass ? 75 : 256, n = 0;
+        int *idx = malloc(S * sizeof(int));
+        for (int s = 0; s < S; s++)
+            if (rng_next() % 3) idx[n++] = s;
+        float *x = host_rand((size_t)S * Cc, 2.0f), *y = host_rand((size_t)n * Cc, 2.0f);
+        Pair px = pair_act(x, (size_t)S * Cc), pi = pair_raw(idx, n), pg = pair_out((size_t)n * Cc, 1);
+        Pair py = pair_act(y, (size_t)n * Cc);
+        cpu->gather_rows(pg.c, px.c, pi.c, n, Cc);
+        gpu->gather_rows(pg.g, px.g, pi.g, n, Cc);
+        compare(pass ? "gather_rows (C=75)" : "gather_rows", &pg, 0);
+        cpu->scatter_add_rows(px.c, py.c, pi.c, n, Cc);
+        gpu->scatter_add_rows(px.g, py.g, pi.g, n, Cc);
+        compare(pass ? "scatter_add_rows (C=75)" : "scatter_add_rows", &px, 5e-3);  // one bf16 add
+        cpu->add_inplace(px.c, px.c, (size_t)S * Cc);
+        gpu->add_inplace(px.g, px.g, (size_t)S * Cc);
+        compare(pass ? "add_inplace (odd n)" : "add_inplace", &px, 5e-3);
+        pair_free(&px), pair_free(&pi), pair_free(&pg), pair_free(&py);
+        free(idx), free(x), free(y);
+    }
+    pair_free(&pw), pair_free(&pt), pair_free(&po);
+    free(w), free(tok);
+}
+
+static void test_rmsnorm(void) {
+    int S = 257;
+    int Cs[2] = {1024, 100};
+    for (int ci = 0; ci < 2; ci++) {
+        int C = Cs[ci];
+        float *x = host_rand((size_t)S * C, 3.0f), *w = host_rand(C, 1.0f);
+        float *dy = host_rand((size_t)S * C, 1.0f), *dx0 = host_rand((size_t)S * C, 1.0f);
+        Pair px = pair_act(x, (size_t)S * C), pw = pair_act(w, C), po = pair_out((size_t)S * C, 1);
+        Pair pr = pair_out(S, 0), pdy = pair_act(dy, (size_t)S * C), pdx = pair_act(dx0, (size_t)S * C);
+        cpu->rmsnorm_forward(po.c, pr.c, px.c, pw.c, S, C, 1e-5f);
+        gpu->rmsnorm_forward(po.g, pr.g, px.g, pw.g, S, C, 1e-5f);
+        compare(ci ? "rmsnorm_forward (C=100)" : "rmsnorm_forward", &po, 5e-3);  // bf16 output
+        compare(ci ? "rmsnorm rstd (C=100)" : "rmsnorm rstd", &pr, 1e-5);        // fp32 from the same bf16 x
+        cpu->rmsnorm_backward(pdx.c, pdy.c, px.c, pw.c, pr.c, S, C);
+        gpu->rmsnorm_backward(pdx.g, pdy.g, px.g, pw.g, pr.g, S, C);
+        compare(ci ? "rmsnorm_backward (C=100)" : "rmsnorm_backward", &pdx, 5e-3);
+        pair_free(&px), pair_free(&pw), pair_free(&po), pair_free(&pr), pair_free(&pdy), pair_free(&pdx);
+        free(x), free(w), free(dy), free(dx0);
+    }
+}
+
+static void test_matmul(void) {
+    int S = 300, K = 512, N = 776;
+    float *x = host_rand((size_t)S * K, 1.0f), *w = host_rand((size_t)N * K, 0.05f);
+    float *b = host_rand(N, 0.5f), *acc = host_rand((size_t)S * N, 1.0f), *dy = host_rand((size_t)S * N, 1.0f);
+    Pair px = pair_act(x, (size_t)S * K), pw = pair_act(w, (size_t)N * K), pb = pair_act(b, N);
+    Pair po = pair_out((size_t)S * N, 1), pa = pair_act(acc, (size_t)S * N), pdy = pair_act(dy, (size_t)S * N);
+    Pair pdx = pair_act(x, (size_t)S * K);  // accumulated into: starts as x
+    cpu->matmul_forward(po.c, px.c, pw.c, pb.c, S, K, N, 0);
+    gpu->matmul_forward(po.g, px.g, pw.g, pb.g, S, K, N, 0);
+    compare("matmul_forward (+bias)", &po, 5e-3);  // fp32 accumulate, bf16 output
+    cpu->matmul_forward(pa.c, px.c, pw.c, NULL, S, K, N, 1);
+    gpu->matmul_forward(pa.g, px.g, pw.g, NULL, S, K, N, 1);
+    compare("matmul_forward (accumulate)", &pa, 5e-3);
+    cpu->matmul_backward(pdx.c, pdy.c, pw.c, S, K, N);
+    gpu->matmul_backward(pdx.g, pdy.g, pw.g, S, K, N);
+    compare("matmul_backward", &pdx, 5e-3);
+    pair_free(&px), pair_free(&pw), pair_free(&pb), pair_free(&po), pair_free(&pa), pair_free(&pdy), pair_free(&pdx);
+    free(x), free(w), free(b), free(acc), free(dy);
+}
+
+static void test_lora(void) {
+    struct { int S, K, N, R; float p; } cs[] = {
+        {300, 512, 384, 8, 0.0f}, {300, 512, 384, 8, 0.1f}, {4096, 256, 320, 16, 0.05f}, {77, 130, 90, 64, 0.0f},
+    };
+    for (size_t ci = 0; ci < sizeof cs / sizeof cs[0]; ci++) {
+        int S = cs[ci].S, K = cs[ci].K, N = cs[ci].N, R = cs[ci].R;
+        float p = cs[ci].p, scale = 2.0f;
+        uint64_t seed = rng_next();
+        float *x = host_rand((size_t)S * K, 1.0f), *o = host_rand((size_t)S * N, 1.0f);
+        float *A = host_rand((size_t)R * K, 0.1f), *B = host_rand((size_t)N * R, 0.1f);
+        float *dy = host_rand((size_t)S * N, 1.0f), *dx = host_rand((size_t)S * K, 1.0f);
+        float *dA = host_rand((size_t)R * K, 0.1f), *dB = host_rand((size_t)N * R, 0.1f);
+        Pair px = pair_act(x, (size_t)S * K), po = pair_act(o, (size_t)S * N);
+        Pair pA = pair_raw(A, (size_t)R * K), pB = pair_raw(B, (size_t)N * R), pt = pair_out((size_t)S * R, 0);
+        Pair pdy = pair_act(dy, (size_t)S * N), pdx = pair_act(dx, (size_t)S * K);
+        Pair pdA = pair_raw(dA, (size_t)R * K), pdB = pair_raw(dB, (size_t)N * R);
+        cpu->lora_forward(po.c, pt.c, px.c, pA.c, pB.c, S, K, N, R, scale, p, seed);
+        gpu->lora_forward(po.g, pt.g, px.g, pA.g, pB.g, S, K, N, R, scale, p, seed);
+        char name[96];
+        snprintf(name, sizeof name, "lora t (S=%d R=%d p=%.2f)", S, R, p);
+        compare(name, &pt, 1e-4);  // fp32 math on identical inputs
+        snprintf(name, sizeof name, "lora_forward out (S=%d R=%d p=%.2f)", S, R, p);
+        compare(name, &po, 5e-3);  // bf16 accumulate
+        cpu->lora_backward(pdx.c, pdA.c, pdB.c, pdy.c, px.c, pt.c, pA.c, pB.c, S, K, N, R, scale, p, seed);
+        gpu->lora_backward(pdx.g, pdA.g, pdB.g, pdy.g, px.g, pt.g, pA.g, pB.g, S, K, N, R, scale, p, seed);
+        snprintf(name, sizeof name, "lora_backward din (S=%d)", S);
+        compare(name, &pdx, 5e-3);
+        snprintf(name, sizeof name, "lora_backward dA (S=%d)", S);
+        compare(name, &pdA, 1e-4);  // fp32 from identical inputs
+        snprintf(name, sizeof name, "lora_backward dB (S=%d)", S);
+        compare(name, &pdB, 1e-4);
+        pair_free(&px), pair_free(&po), pair_free(&pA), pair_free(&pB), pair_free(&pt);
+        pair_free(&pdy), pair_free(&pdx), pair_free(&pdA), pair_free(&pdB);
+        free(x), free(o), free(A), free(B), free(dy), free(dx), free(dA), free(dB);
+    }
+}
+
+static void test_rope(void) {
+    int S = 300, NH = 6, HS = 128;
+    float *x = host_rand((size_t)S * NH * HS, 2.0f);
+    int *pos = malloc(S * sizeof(int));
+    for (int s = 0, p = 0; s < S; s++) pos[s] = (p += 1 + (int)(rng_next() % 200));  // up to ~60K
+    float inv[64];
+    for (int i = 0; i < HS / 2; i++) inv[i] = powf(500000.0f, -2.0f * i / HS);
+    Pair px = pair_act(x, (size_t)S * NH * HS), pp = pair_raw(pos, S), pi = pair_raw(inv, HS / 2);
+    cpu->rope_forward(px.c, pp.c, pi.c, S, NH, HS, 1.0f);
+    gpu->rope_forward(px.g, pp.g, pi.g, S, NH, HS, 1.0f);
+    compare("rope_forward", &px, 5e-3);
+    cpu->rope_backward(px.c, pp.c, pi.c, S, NH, HS, 1.2f);
+    gpu->rope_backward(px.g, pp.g, pi.g, S, NH, HS, 1.2f);
+    compare("rope_backward (mscale 1.2)", &px, 5e-3);
+    pair_free(&px), pair_free(&pp), pair_free(&pi);
+    free(x), free(pos);
+}
+
+static void test_attention(void) {
+    struct { int S, NH, NKV, HS; } cs[] = {
+        {300, 4, 2, 64}, {256, 4, 4, 128}, {1000, 8, 2, 128}, {1, 2, 1, 64}, {65, 4, 1, 128}, {700, 4, 4, 64},
+    };
+    for (size_t ci = 0; ci < sizeof cs / sizeof cs[0]; ci++) {
+        int S = cs[ci].S, NH = cs[ci].NH, NKV = cs[ci].NKV, HS = cs[ci].HS;
+        size_t nq = (size_t)S * NH * HS, nk = (size_t)S * NKV * HS;
+        float *q = host_rand(nq, 2.0f), *k = host_rand(nk, 2.0f), *v = host_rand(nk, 1.0f);
+        float *dy = host_rand(nq, 1.0f);
+        Pair pq = pair_act(q, nq), pk = pair_act(k, nk), pv = pair_act(v, nk), pdy = pair_act(dy, nq);
+        Pair po = pair_out(nq, 1), pl = pair_out((size_t)NH * S, 0);
+        Pair pdq = pair_out(nq, 1), pdk = pair_out(nk, 1), pdv = pair_out(nk, 1);
+        cpu->attention_forward(po.c, pl.c, pq.c, pk.c, pv.c, S, NH, NKV, HS);
+        gpu->attention_forward(po.g, pl.g, pq.g, pk.g, pv.g, S, NH, NKV, HS);
+        char name[96];
+        snprintf(name, sizeof name, "attention_forward (S=%d %d/%d HS=%d)", S, NH, NKV, HS);
+        compare(name, &po, 1e-2);  // P rounded to bf16 before P V
+        compare("  lse", &pl, 1e-4);  // fp32 from identical bf16 q,k
+        // backward from the CPU's own out/lse on both sides would hide a mismatch in
+        // our forward: each backend differentiates its own forward
+        cpu->attention_backward(pdq.c, pdk.c, pdv.c, pdy.c, po.c, pl.c, pq.c, pk.c, pv.c, S, NH, NKV, HS);
+        gpu->attention_backward(pdq.g, pdk.g, pdv.g, pdy.g, po.g, pl.g, pq.g, pk.g, pv.g, S, NH, NKV, HS);
+        compare("  attention_backward dq", &pdq, 2e-2);  // bf16 P and dS feed the products
+        compare("  attention_backward dk", &pdk, 2e-2);
+        compare("  attention_backward dv", &pdv, 2e-2);
+        pair_free(&pq), pair_free(&pk), pair_free(&pv), pair_free(&pdy), pair_free(&po), pair_free(&pl);
+        pair_free(&pdq), pair_free(&pdk), pair_free(&pdv);
+        free(q), free(k), free(v), free(dy);
+    }
+}
+
+static void test_swiglu(void) {
+    size_t ns[2] = {40000, 1003};
+    for (int ci = 0; ci < 2; ci++) {
+        size_t n = ns[ci];
+        float *g = host_rand(n, 4.0f), *u = host_rand(n, 2.0f), *dy = host_rand(n, 1.0f);
+        Pair pg = pair_act(g, n), pu = pair_act(u, n), pdy = pair_act(dy, n);
+        Pair po = pair_out(n, 1), pdg = pair_out(n, 1), pdu = pair_out(n, 1);
+        cpu->swiglu_forward(po.c, pg.c, pu.c, n);
+        gpu->swiglu_forward(po.g, pg.g, pu.g, n);
+        compare(ci ? "swiglu_forward (odd n)" : "swiglu_forward", &po, 5e-3);
+        cpu->swiglu_backward(pdg.c, pdu.c, pdy.c, pg.c, pu.c, n);
+        gpu->swiglu_backward(pdg.g, pdu.g, pdy.g, pg.g, pu.g, n);
+        compare(ci ? "swiglu_backward dgate (odd n)" : "swiglu_backward dgate", &pdg, 5e-3);
+        compare(ci ? "swiglu_backward dup (odd n)" : "swiglu_backward dup", &pdu, 5e-3);
+        pair_free(&pg), pair_free(&pu), pair_free(&pdy), pair_free(&po), pair_free(&pdg), pair_free(&pdu);
+        free(g), free(u), free(dy);
+    }
+}
+
+static void test_lm_head(void) {
+    int S = 300, C = 256, V = 5003;
+    float *x = host_rand((size_t)S * C, 2.0f), *w = host_rand((size_t)V * C, 0.2f);
+    int *tgt = malloc(S * sizeof(int));
+    for (int s = 0; s < S; s++) tgt[s] = rng_next() % 5 == 0 ? -1 : (int)(rng_next() % V);
+    Pair px = pair_act(x, (size_t)S * C), pw = pair_act(w, (size_t)V * C), pt = pair_raw(tgt, S);
+    Pair pdx = pair_out((size_t)S * C, 1);
+    long cc = 0, cg = 0;
+    double lc = cpu->lm_head_ce(pdx.c, &cc, px.c, pw.c, pt.c, S, C, V, 0.5f);
+    double lg = gpu->lm_head_ce(pdx.g, &cg, px.g, pw.g, pt.g, S, C, V, 0.5f);
+    printf("  %-34s cpu=%.6f gpu=%.6f rel=%.2e\n", "lm_head_ce loss", lc, lg, fabs(lg - lc) / fabs(lc));
+    CHECK(cc == cg, "lm_head_ce count: cpu %ld gpu %ld", cc, cg);
+    CHECK(fabs(lg - lc) <= 2e-3 * fabs(lc), "lm_head_ce loss: cpu %.6f gpu %.6f", lc, lg);  // bf16 x,W; fp32 logits
+    compare("lm_head_ce dx", &pdx, 1e-2);  // dlogits rounded to bf16 before dlogits W
+    long c2 = 0;
+    double l2 = gpu->lm_head_ce(NULL, &c2, px.g, pw.g, pt.g, S, C, V, 1.0f);
+    CHECK(c2 == cg && l2 == lg, "lm_head_ce without dx: %.6f (%ld) vs %.6f (%ld)", l2, c2, lg, cg);
+    pair_free(&px), pair_free(&pw), pair_free(&pt), pair_free(&pdx);
+    free(x), free(w), free(tgt);
+}
+
+static void test_optim(void) {
+    size_t n = 100003;
+    float *p = host_rand(n, 1.0f), *g = host_rand(n, 0.1f), *m = host_rand(n, 0.01f), *v = host_rand(n, 0.01f);
+    for (size_t i = 0; i < n; i++) v[i] = fabsf(v[i]);
+    Pair pp = pair_raw(p, n), pg = pair_raw(g, n), pm = pair_raw(m, n), pv = pair_raw(v, n);
+    double sc = cpu->sumsq(pg.c, n), sg = gpu->sumsq(pg.g, n);
+    printf("  %-34s cpu=%.9g gpu=%.9g\n", "sumsq", sc, sg);
+    CHECK(fabs(sc - sg) <= 1e-12 * sc, "sumsq: cpu %.12g gpu %.12g", sc, sg);  // fp64 sums of fp32 squares
+    cpu->scale(pg.c, n, 0.37f);
+    gpu->scale(pg.g, n, 0.37f);
+    compare("scale", &pg, 0);  // one fp32 multiply: exact
+    for (int t = 1; t <= 3; t++) {
+        cpu->adamw(pp.c, pg.c, pm.c, pv.c, n, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, t);
+        gpu->adamw(pp.g, pg.g, pm.g, pv.g, n, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, t);
+    }
+    compare("adamw p (3 steps)", &pp, 1e-6);  // fp32, same formula (division vs fma rounding)
+    compare("adamw m", &pm, 1e-6);
+    compare("adamw v", &pv, 1e-6);
+    pair_free(&pp), pair_free(&pg), pair_free(&pm), pair_free(&pv);
+    free(p), free(g), free(m), free(v);
+}
+
+static void test_memory(void) {
+    size_t before = gpu->mem_used();
+    void *p = gpu->alloc(3u << 20);
+    CHECK(p != NULL, "alloc of 3 MiB failed");
+    CHECK(gpu->mem_used() >= before + (3u << 20), "mem_used %zu did not grow by 3 MiB from %zu", gpu->mem_used(), before);
+    unsigned char *h = malloc(3u << 20);
+    gpu->copy_to_host(h, p, 3u << 20);
+    size_t nz = 0;
+    for (size_t i = 0; i < (3u << 20); i++) nz += h[i] != 0;
+    CHECK(nz == 0, "alloc not zeroed: %zu non-zero bytes", nz);
+    gpu->free(p);
+    CHECK(gpu->mem_used() == before, "mem_used %zu after free, %zu before", gpu->mem_used(), before);
+    // upload from each source dtype
+    uint16_t bf[4] = {0x3f80, 0xc000, 0x3e80, 0x7f80};  // 1, -2, 0.25, inf
+    uint16_t hf[4] = {0x3c00, 0xc000, 0x3400, 0x0001};  // 1, -2, 0.25, 2^-24
+    float f[4] = {1.0f, -2.0f, 0.25f, 3.0f}, out[4];
+    void *d = gpu->alloc(8);
+    gpu->upload_act(d, bf, DT_BF16, 4);
+    gpu->download_act(out, d, 4);
+    CHECK(out[0] == 1 && out[1] == -2 && out[2] == 0.25f && isinf(out[3]), "bf16 upload: %g %g %g %g", out[0], out[1], out[2], out[3]);
+    gpu->upload_act(d, hf, DT_F16, 4);
+    gpu->download_act(out, d, 4);
+    CHECK(out[0] == 1 && out[1] == -2 && out[2] == 0.25f && out[3] == bf16_round(5.9604645e-8f), "f16 upload: %g %g %g %g", out[0], out[1], out[2], out[3]);
+    gpu->upload_act(d, f, DT_F32, 4);
+    gpu->download_act(out, d, 4);
+    CHECK(out[0] == 1 && out[1] == -2 && out[2] == 0.25f && out[3] == 3, "f32 upload: %g %g %g %g", out[0], out[1], out[2], out[3]);
+    gpu->free(d);
+    free(h);
+}
+
+int main(void) {
+    const char *why = NULL;
+    gpu = backend_cuda(&why);
+    if (!gpu) SKIP("CUDA backend unavailable: %s", why ? why : "unknown");
+    cpu = backend_cpu();
+    CHECK(gpu->act_dtype == DT_BF16 && gpu->act_size == 2, "act dtype %d size %zu", gpu->act_dtype, gpu->act_size);
+    const char *env = getenv("LEMO_TEST_SEED");
+    uint64_t seed = env ? strtoull(env, NULL, 10) : (uint64_t)time(NULL) * 2654435761u + (uint64_t)clock();
+    rng_state = seed ? seed : 1;
+    printf("test_cuda_ops: seed %llu (LEMO_TEST_SEED to repeat)\n", (unsigned long long)seed);
+    test_memory();
+    test_rows();
+    test_rmsnorm();
+    test_matmul();
+    test_lora();
+    test_rope();
+    test_attention();
+    test_swiglu();
+    test_lm_head();
+    test_optim();
+    gpu->sync();
+    return check_done("test_cuda_ops");
+}
