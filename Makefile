@@ -13,7 +13,7 @@ BUILD   ?= build
 OPT     ?= -O2
 CFLAGS  += -std=c11 $(OPT) -g -Wall -Wextra -D_GNU_SOURCE -fopenmp -Iengine -Ikernels -Iserver \
            -I/usr/include/x86_64-linux-gnu/openblas-pthread
-LDLIBS  += -fopenmp -lmicrohttpd -ljansson -lsqlite3 -lcurl -lpcre2-8 -lopenblas -lm -lpthread
+LDLIBS  += -fopenmp -lmicrohttpd -ljansson -lsqlite3 -lcurl -lpcre2-8 -lopenblas -lm -lpthread -ldl
 
 SRC      := $(wildcard engine/*.c kernels/cpu/*.c server/*.c)
 OBJ      := $(SRC:%.c=$(BUILD)/obj/%.o)
@@ -31,17 +31,19 @@ CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 NVFLAGS  ?= -O3 -std=c++17 -lineinfo -gencode=arch=compute_90a,code=sm_90a -gencode=arch=compute_90,code=compute_90 \
             -Xcompiler -fPIC -Iengine -Ikernels
 CU_OBJ   := $(CU_SRC:%.cu=$(BUILD)/obj/%.o)
-LIB_OBJ  += $(CU_OBJ)
 OBJ      += $(CU_OBJ)
 CFLAGS   += -DLEMO_CUDA -I$(CUDA_HOME)/include
-LDLIBS   += -L$(CUDA_HOME)/lib64 -lcublas -lcublasLt -lcudart -lstdc++ -Wl,-rpath,$(CUDA_HOME)/lib64
+# The CUDA backend is a shared object beside the binary, loaded on first use (backend_select.c):
+# the CUDA libraries cost ~220 MB resident when loaded, which CPU runs and the server should not pay.
+CUDA_SO  := $(BUILD)/liblemo_cuda.so
+CUDA_LIBS := -L$(CUDA_HOME)/lib64 -lcublas -lcublasLt -lcudart -lstdc++ -Wl,-rpath,$(CUDA_HOME)/lib64
 endif
 endif
 endif
 
 .PHONY: all setup test run fuzz asan test-gpu bench clean FORCE
-all: $(BUILD)/lemo
-	@if [ -n "$(CU_OBJ)" ]; then echo "built $(BUILD)/lemo with the CUDA backend (sm_90a + PTX)"; \
+all: $(BUILD)/lemo $(CUDA_SO)
+	@if [ -n "$(CU_OBJ)" ]; then echo "built $(BUILD)/lemo with the CUDA backend $(CUDA_SO) (sm_90a + PTX)"; \
 	 else echo "built $(BUILD)/lemo, CPU only (no nvcc or no CUDA sources: CUDA backend skipped)"; fi
 
 # Objects depend on the flags they were built with, so switching e.g. NO_CUDA rebuilds them.
@@ -64,6 +66,9 @@ $(BUILD)/liblemo.a: $(LIB_OBJ)
 $(BUILD)/lemo: $(BUILD)/obj/engine/main.o $(BUILD)/liblemo.a
 	$(CC) -o $@ $^ $(LDLIBS)
 
+$(BUILD)/liblemo_cuda.so: $(CU_OBJ)
+	$(CC) -shared -o $@ $^ $(CUDA_LIBS)
+
 $(BUILD)/tests/%: tests/%.c $(BUILD)/liblemo.a tests/check.h $(wildcard tests/unit/*.h tests/integration/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests -o $@ $< $(BUILD)/liblemo.a $(LDLIBS)
@@ -72,9 +77,13 @@ $(BUILD)/tests/%: tests/%.c $(BUILD)/liblemo.a tests/check.h $(wildcard tests/un
 GPU_TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/gpu/test_*.c))
 BENCHES   := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
 
-$(BUILD)/bench/%: bench/%.c $(BUILD)/liblemo.a
+$(BUILD)/bench/%: bench/%.c $(BUILD)/liblemo.a $(CU_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/liblemo.a $(LDLIBS)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/liblemo.a $(CU_OBJ) $(LDLIBS) $(CUDA_LIBS)
+
+$(BUILD)/tests/gpu/%: tests/gpu/%.c $(BUILD)/liblemo.a $(CU_OBJ) tests/check.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests -o $@ $< $(BUILD)/liblemo.a $(CU_OBJ) $(LDLIBS) $(CUDA_LIBS)
 
 test-gpu:
 	@$(MAKE) --no-print-directory all $(GPU_TESTS)

@@ -162,7 +162,8 @@ static inline int lora_dropout_keep(uint64_t seed, uint64_t e, float p) {
 }
 
 const Backend *backend_cpu(void);
-/* NULL when built without CUDA or when no device is present; *why says which. */
+/* The CUDA table, or NULL with *why when no device answers. Defined by kernels/cuda (built as
+ * liblemo_cuda.so); the engine reaches it through backend_select(), which loads that library. */
 const Backend *backend_cuda(const char **why);
 
 #ifdef __cplusplus

@@ -50,14 +50,25 @@ static double cpu_flops(void) {
 }
 
 /* FLOPs of one training window of S tokens (forward, recompute when checkpointing, backward
- * of inputs and LoRA; no base-weight gradients). */
-static double step_flops(const ModelConfig *c, double S, int checkpointing) {
+ * of inputs and LoRA; no base-weight gradients), split into the GEMM part and attention,
+ * which run at different rates. */
+typedef struct { double gemm, attention; } StepFlops;
+static StepFlops step_flops(const ModelConfig *c, double S, int checkpointing) {
     double C = c->hidden, Q = (double)c->n_heads * c->head_dim, KV = (double)c->n_kv_heads * c->head_dim;
     double lin = 2 * S * (C * Q * 2 + C * KV * 2 + 3 * C * c->ffn) * c->n_layers;
     double att = 2 * 2 * S * (S / 2) * Q * c->n_layers;   // QK^T and PV over the causal half
     double head = 2 * S * C * c->vocab;
-    double fwd = lin + att;
-    return fwd * (checkpointing ? 2 : 1) + lin + 2.5 * att + 2 * head;
+    int fwd = checkpointing != ACT_KEEP ? 2 : 1;           // forward, and its recompute
+    return (StepFlops){lin * fwd + lin + 2 * head, att * fwd + 2.5 * att};
+}
+
+/* Seconds of one window. The CPU runs GEMMs through OpenBLAS at ~0.7 of the probed sgemm rate
+ * and attention in its tiled kernel at ~0.16 of it (kernels/cpu/attention.c, measured on
+ * refmodel-22m shapes); CUDA at a nominal sustained bf16 rate. */
+static double window_seconds(const ModelConfig *c, double S, int checkpointing, int cuda, double cpu_rate) {
+    StepFlops f = step_flops(c, S, checkpointing);
+    if (cuda) return (f.gemm + f.attention) / CUDA_SUSTAINED_FLOPS;
+    return f.gemm / (0.7 * cpu_rate) + f.attention / (0.16 * cpu_rate);
 }
 
 /* The ops' scratch. CPU: the fused loss's (128, V) fp32 logits per chunk (kernels/cpu/loss.c).
@@ -125,8 +136,7 @@ int estimate_job(const JobConfig *jc, const char *device, size_t device_mem, jso
     if (windows < 1) windows = 1;
     double steps = jc->max_steps ? jc->max_steps : ceil(jc->epochs * windows / jc->grad_accum);
     double tokens = steps * jc->grad_accum * S;
-    double rate = cuda ? CUDA_SUSTAINED_FLOPS : cpu_flops() * 0.7;
-    double secs = steps * jc->grad_accum * step_flops(&mc, S, jc->checkpointing) / rate;
+    double secs = steps * jc->grad_accum * window_seconds(&mc, S, jc->checkpointing, cuda, cuda ? 0 : cpu_flops());
 
     LoraSpec spec = {jc->lora.r, jc->lora.alpha, jc->lora.dropout, {0}};
     memcpy(spec.targets, jc->lora.targets, sizeof spec.targets);
