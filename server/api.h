@@ -3,6 +3,7 @@
 #ifndef LEMO_API_H
 #define LEMO_API_H
 
+#include "db.h"
 #include "http.h"
 
 int api_health(Req *r);
@@ -22,6 +23,9 @@ int api_jobs_get(Req *r);
 int api_jobs_cancel(Req *r);
 int api_jobs_pause(Req *r);
 int api_jobs_resume(Req *r);
+/* Loads the job the path names ({} of /v1/fine_tuning/jobs/{}); replies 404/500 itself and
+ * returns -1 when there is none. Shared by the job, event and checkpoint handlers. */
+int job_of_path(Req *r, JobRow *j);
 
 int api_events_list(Req *r);          // ?stream=true: Server-Sent Events (sse.c)
 int api_events_stream(Req *r);

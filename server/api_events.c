@@ -6,16 +6,6 @@
 #include "job_view.h"
 #include "srv_util.h"
 
-/* Loads the job named by the path; replies 404/500 itself on failure. */
-static int job_of_path(Req *r, JobRow *j) {
-    const char *id = r->params[0];
-    Err e;
-    int rc = id_valid(id, "ftjob-") ? db_job_get(r->srv->db, id, j, &e) : 0;
-    if (rc < 0) { http_500(r, "%s", e.msg); return -1; }
-    if (rc == 0) { http_not_found(r, "fine-tuning job", id); return -1; }
-    return 0;
-}
-
 int api_events_list(Req *r) {
     if (http_query_bool(r, "stream")) return api_events_stream(r);
     int limit;

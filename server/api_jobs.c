@@ -7,7 +7,6 @@
  * exits; the engine thread then records cancelled or paused. Queued or paused jobs change
  * state at once. Resume puts a paused job at the back of the queue; the trainer continues
  * from its newest checkpoint. */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -15,12 +14,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "api.h"
+#include "fsutil.h"
 #include "job_request.h"
 #include "job_view.h"
 #include "models.h"
@@ -43,25 +41,6 @@ static int env_file(void *ctx, const char *id, char *path, size_t cap) {
     return 0;
 }
 
-/* Removes a directory tree made by a dry run (files and directories only). */
-static void rm_tree(const char *path) {
-    char cmd_dir[PATH_MAX];
-    snprintf(cmd_dir, sizeof cmd_dir, "%s", path);
-    DIR *d = opendir(path);
-    if (d) {
-        struct dirent *de;
-        while ((de = readdir(d))) {
-            if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
-            char p[PATH_MAX + 256];
-            snprintf(p, sizeof p, "%s/%s", path, de->d_name);
-            if (de->d_type == DT_DIR) rm_tree(p);
-            else unlink(p);
-        }
-        closedir(d);
-    }
-    rmdir(cmd_dir);
-}
-
 /* Runs `EXE estimate CONFIG` and collects its stdout (up to 1 MiB); returns its exit status,
  * -1 if it could not run, -2 on timeout. */
 static int run_estimate(Server *srv, const char *config, char *out, size_t cap) {
@@ -69,21 +48,7 @@ static int run_estimate(Server *srv, const char *config, char *out, size_t cap) 
     if (pipe2(p, O_CLOEXEC)) return -1;
     int nullfd = open("/dev/null", O_RDWR | O_CLOEXEC);
     char *argv[] = {srv->exe, "estimate", (char *)config, NULL};
-    pid_t parent = getpid();
-    sigset_t none;
-    sigemptyset(&none);
-    pid_t pid = fork();
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent) _exit(127);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        signal(SIGPIPE, SIG_DFL);
-        dup2(p[1], 1);
-        if (nullfd >= 0) { dup2(nullfd, 0); dup2(nullfd, 2); }
-        syscall(SYS_close_range, 3U, ~0U, 0U);
-        execv(argv[0], argv);
-        _exit(127);
-    }
+    pid_t pid = srv_spawn(argv, NULL, nullfd, p[1], nullfd);
     close(p[1]);
     if (nullfd >= 0) close(nullfd);
     if (pid < 0) { close(p[0]); return -1; }
@@ -125,7 +90,7 @@ static int jobs_dry_run(Req *r) {
     JobSpec spec;
     Err e = {0};
     if (job_request_resolve(r->body ? r->body : "", r->body_len, &env, &spec, &e)) {
-        rm_tree(dir);
+        fs_remove_tree(dir);
         job_spec_free(&spec);
         return http_error_from(r, 400, spec.code, &e);
     }
@@ -136,7 +101,7 @@ static int jobs_dry_run(Req *r) {
     static const size_t cap = 1 << 20;
     char *out = wrote ? malloc(cap) : NULL;
     int rc = out ? run_estimate(r->srv, cfg, out, cap) : -1;
-    rm_tree(dir);
+    fs_remove_tree(dir);
     int res;
     if (rc == -1 || rc == 127) {
         res = http_error(r, 500, "server_error", "estimate_unavailable", NULL, "cannot run `lemo estimate`");
@@ -254,8 +219,7 @@ int api_jobs_list(Req *r) {
     return http_json_text(r, 200, &b);
 }
 
-/* Loads the job named by the path; replies 404/500 itself on failure. */
-static int job_of_path(Req *r, JobRow *j) {
+int job_of_path(Req *r, JobRow *j) {
     const char *id = r->params[0];
     Err e;
     int rc = id_valid(id, "ftjob-") ? db_job_get(r->srv->db, id, j, &e) : 0;

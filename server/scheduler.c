@@ -17,8 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -257,7 +255,6 @@ static pid_t spawn_trainer(Slot *sl, const char *config_path, const char *log_pa
     if (pipe2(p, O_CLOEXEC)) return -1;
     int logfd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     int nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    /* everything the child needs is prepared before fork: only async-signal-safe calls after */
     char *argv[] = {srv->exe, "train", (char *)config_path, NULL};
     int nenv = 0;
     while (environ[nenv]) nenv++;
@@ -272,24 +269,7 @@ static pid_t spawn_trainer(Slot *sl, const char *config_path, const char *log_pa
         envp[k++] = cvd;
     }
     envp[k] = NULL;
-    pid_t parent = getpid();
-    sigset_t none;
-    sigemptyset(&none);
-    pid_t pid = fork();
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent) _exit(127);          // the server died before prctl took hold
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        signal(SIGPIPE, SIG_DFL);
-        signal(SIGTERM, SIG_DFL);
-        signal(SIGINT, SIG_DFL);
-        if (dup2(p[1], 1) < 0) _exit(127);
-        if (logfd >= 0) dup2(logfd, 2);
-        if (nullfd >= 0) dup2(nullfd, 0);
-        syscall(SYS_close_range, 3U, ~0U, 0U);       // no server descriptor survives into the trainer
-        execve(argv[0], argv, envp);
-        _exit(127);
-    }
+    pid_t pid = srv_spawn(argv, envp, nullfd, p[1], logfd);
     free(envp);
     close(p[1]);
     if (logfd >= 0) close(logfd);

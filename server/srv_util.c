@@ -7,7 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -181,4 +184,28 @@ void sb_json_str(StrBuf *b, const char *s) {
     }
     sb_puts(b, run);
     sb_put(b, "\"", 1);
+}
+
+pid_t srv_spawn(char *const argv[], char *const envp[], int in_fd, int out_fd, int err_fd) {
+    // everything is prepared before fork: the child makes only async-signal-safe calls
+    pid_t parent = getpid();
+    sigset_t none;
+    sigemptyset(&none);
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) _exit(127);  // the server died before prctl took hold
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGPIPE, SIG_DFL);
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGINT, SIG_DFL);
+        if (in_fd >= 0) dup2(in_fd, 0);
+        if (out_fd >= 0 && dup2(out_fd, 1) < 0) _exit(127);
+        if (err_fd >= 0) dup2(err_fd, 2);
+        syscall(SYS_close_range, 3U, ~0U, 0U);  // no server descriptor survives into the child
+        if (envp) execve(argv[0], argv, envp);
+        else execv(argv[0], argv);
+        _exit(127);
+    }
+    return pid;
 }

@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define ID_MAX 48
 
@@ -22,6 +23,10 @@ int mkdir_p(const char *path);
 char *file_read_all(const char *path, size_t max, size_t *n);
 /* Writes data to path via a temp file + fsync + rename. */
 int file_write_atomic(const char *path, const char *data, size_t n);
+/* Starts argv[0] as a child process that dies with the server (PR_SET_PDEATHSIG), with default
+ * signal handling and only descriptors 0-2: in_fd, out_fd, err_fd (-1 leaves that one as is).
+ * envp NULL = the server's environment. Returns the pid, or -1 if fork failed. */
+pid_t srv_spawn(char *const argv[], char *const envp[], int in_fd, int out_fd, int err_fd);
 /* The last non-empty line of a text file (reads at most its last 8 KiB); "" if none. */
 void file_last_line(const char *path, char *out, size_t cap);
 
