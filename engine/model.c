@@ -60,7 +60,8 @@ static size_t lora_count(const ModelConfig *c, const LoraSpec *l) {
 static size_t weight_count(const ModelConfig *c) {
     size_t C = c->hidden, Q = (size_t)c->n_heads * c->head_dim, KV = (size_t)c->n_kv_heads * c->head_dim;
     size_t F = c->ffn, V = c->vocab;
-    size_t layer = 2 * C + Q * C + 2 * KV * C + C * Q + 3 * F * C + (c->qkv_bias ? Q + 2 * KV : 0);
+    size_t layer = 2 * C + Q * C + 2 * KV * C + C * Q + 3 * F * C + (c->qkv_bias ? Q + 2 * KV : 0) +
+                   (c->o_bias ? C : 0);
     return V * C * (c->tie_embeddings ? 1 : 2) + C + layer * c->n_layers;
 }
 
@@ -142,9 +143,10 @@ static int load_weights(Model *m, const char *dir, Err *e) {
             {"self_attn.q_proj.bias", &w->bq, Q, 0},
             {"self_attn.k_proj.bias", &w->bk, KV, 0},
             {"self_attn.v_proj.bias", &w->bv, KV, 0},
+            {"self_attn.o_proj.bias", &w->bo, C, 0},
         };
-        int nspec = c->qkv_bias ? 12 : 9;
-        for (int i = 0; i < nspec; i++) {
+        for (int i = 0; i < 13; i++) {
+            if ((i >= 9 && i < 12 && !c->qkv_bias) || (i == 12 && !c->o_bias)) continue;
             snprintf(n, sizeof n, "model.layers.%d.%s", l, spec[i].suffix);
             if (upload_tensor(m, sm, n, spec[i].dst, &cv, spec[i].d0, spec[i].d1, e)) goto out;
         }
@@ -202,6 +204,12 @@ Model *model_load(const Backend *be, const char *dir, const RopeScaling *rope_ov
     if (model_config_load(dir, &m->cfg, e)) goto fail;
     const ModelConfig *c = &m->cfg;
     if (lora->r < 1) { err_set(e, "LoRA rank must be >= 1"); goto fail; }
+    if (c->sliding_window && S_max > c->sliding_window) {  // within the window it is full attention
+        err_set_at(e, "context_length", 0,
+                   "model %s attends within a sliding window of %d tokens, which is not implemented: "
+                   "use a context_length of at most %d", dir, c->sliding_window, c->sliding_window);
+        goto fail;
+    }
     m->S_max = S_max;
     m->checkpointing = checkpointing;
     m->lora = *lora;
@@ -368,7 +376,7 @@ static void layer_forward(Ctx *x, LayerActs *a, const void *xin, void *xout, con
     be->attention_forward(a->att, a->lse, a->q, a->k, a->v, n, c->n_heads, c->n_kv_heads, HS);
     // o = att Wo^T (+lora) is formed apart and then added, on both paths, so a kept list of
     // all rows gives bit-for-bit the dense result
-    linear_fwd(x, a, TARGET_O, m->dok, a->att, w->wo, NULL, n, 0);
+    linear_fwd(x, a, TARGET_O, m->dok, a->att, w->wo, w->bo, n, 0);
     be->copy_device(a->x1, xin, as * S * C);
     if (dense) be->add_inplace(a->x1, m->dok, (size_t)S * C);
     else be->scatter_add_rows(a->x1, m->dok, idx, n, C);

@@ -29,6 +29,7 @@ typedef struct {
     void *attn_norm;          // (C)
     void *wq, *wk, *wv, *wo;  // (NH*HS, C), (NKV*HS, C), (NKV*HS, C), (C, NH*HS)
     void *bq, *bk, *bv;       // (NH*HS), (NKV*HS), (NKV*HS); NULL without q/k/v bias
+    void *bo;                 // (C); NULL without an o_proj bias
     void *mlp_norm;           // (C)
     void *wg, *wu, *wd;       // (F, C), (F, C), (C, F)
 } LayerWeights;

@@ -244,6 +244,16 @@ static int parse_root(json_t *root, ModelConfig *c, Err *e) {
     int attn_bias = 0;
     if (get_bool(root, "attention_bias", 0, &attn_bias, e)) return -1;
     c->qkv_bias = c->family == FAMILY_QWEN2 || (c->family == FAMILY_LLAMA && attn_bias);
+    c->o_bias = c->family == FAMILY_LLAMA && attn_bias;
+    c->sliding_window = 0;
+    if (c->family == FAMILY_MISTRAL) {  // null in Mistral v0.2+, 4096 in v0.1
+        json_t *sw = json_object_get(root, "sliding_window");
+        if (sw && !json_is_null(sw)) {
+            if (!json_is_integer(sw) || json_integer_value(sw) < 1 || json_integer_value(sw) > (1 << 30))
+                return err_set_at(e, "sliding_window", 0, "config.json: sliding_window must be a positive integer or null");
+            c->sliding_window = (int)json_integer_value(sw);
+        }
+    }
     if (get_token_id(root, "bos_token_id", &c->bos_id, e) ||
         get_token_id(root, "eos_token_id", &c->eos_id, e))
         return -1;

@@ -35,7 +35,9 @@ typedef struct {
     float rope_theta;
     RopeScaling rope;
     int tie_embeddings;
-    int qkv_bias;              // qwen2 (and attention_bias=true)
+    int qkv_bias;              // qwen2 (and llama with attention_bias=true)
+    int o_bias;                // llama with attention_bias=true: o_proj has a bias too
+    int sliding_window;        // mistral's attention window in tokens, 0 = full attention
     int bos_id, eos_id;        // -1 if absent
 } ModelConfig;
 

@@ -180,6 +180,7 @@ static void test_linear_and_default(void) {
         " \"attention_bias\": true, \"eos_token_id\": null}";
     CHECK(parse(null_scaling, &c, &e) == 0 && c.rope.type == ROPE_DEFAULT && c.head_dim == 64, "nulls: %s", e.msg);
     CHECK(c.qkv_bias == 1, "llama attention_bias=true -> qkv bias");
+    CHECK(c.o_bias == 1, "llama attention_bias=true -> o_proj bias too (as HF LlamaAttention)");
     CHECK(c.eos_id == -1 && c.bos_id == -1, "absent ids are -1");
 }
 
@@ -213,6 +214,8 @@ static void test_families(void) {
         " \"tie_word_embeddings\": false, \"torch_dtype\": \"bfloat16\", \"vocab_size\": 32000}";
     CHECK(parse(mistral, &c, &e) == 0, "mistral: %s", e.msg);
     CHECK(c.family == FAMILY_MISTRAL && !strcmp(c.model_type, "mistral") && c.qkv_bias == 0, "mistral family");
+    CHECK(c.o_bias == 0, "mistral has no o_proj bias");
+    CHECK(c.sliding_window == 4096, "mistral v0.1 sliding window %d", c.sliding_window);
     CHECK(c.head_dim == 128 && c.n_kv_heads == 8 && c.max_pos == 32768 && c.tie_embeddings == 0, "mistral sizes");
 
     /* Mistral-Nemo: head_dim 128 while hidden/heads = 160 */

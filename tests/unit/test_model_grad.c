@@ -90,8 +90,8 @@ int main(void) {
     strcpy(dir_llama, "/tmp/lemo-tiny-llama-XXXXXX");
     strcpy(dir_qwen, "/tmp/lemo-tiny-qwen-XXXXXX");
     if (!mkdtemp(dir_llama) || !mkdtemp(dir_qwen)) return 1;
-    TinySpec llama = {2, 16, 4, 2, 4, 24, 32, 1, 0, 0.3f};
-    TinySpec qwen = {2, 16, 4, 1, 6, 20, 32, 0, 1, 0.3f};
+    TinySpec llama = {2, 16, 4, 2, 4, 24, 32, 1, 0, 1, 0.3f};  // with attention_bias: q/k/v/o biases
+    TinySpec qwen = {2, 16, 4, 1, 6, 20, 32, 0, 1, 0, 0.3f};
     if (tiny_model_write(dir_llama, &llama, 11) || tiny_model_write(dir_qwen, &qwen, 12)) return 1;
 
     int keep1[] = {0, 2, 3, 6, 7, 9, 11};
@@ -139,7 +139,7 @@ int main(void) {
     //    keeping the suffix 3..S-1 equals a dense run on that suffix alone)
     char dir1[64] = "/tmp/lemo-tiny-one-XXXXXX";
     if (!mkdtemp(dir1)) return 1;
-    TinySpec one = {1, 16, 4, 2, 4, 24, 32, 1, 0, 0.3f};
+    TinySpec one = {1, 16, 4, 2, 4, 24, 32, 1, 0, 0, 0.3f};
     tiny_model_write(dir1, &one, 13);
     m = load(dir1, 1, 0);
     int suffix[S - 3];

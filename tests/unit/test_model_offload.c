@@ -115,7 +115,7 @@ static void fd_check(const char *dir, const int *targets, int policy) {
 int main(void) {
     char dir[64] = "/tmp/lemo-tiny-offload-XXXXXX";
     if (!mkdtemp(dir)) return 1;
-    TinySpec llama = {3, 16, 4, 2, 4, 24, 32, 1, 0, 0.3f};
+    TinySpec llama = {3, 16, 4, 2, 4, 24, 32, 1, 0, 0, 0.3f};
     if (tiny_model_write(dir, &llama, 21)) return 1;
     int all[JOB_MAX_TARGETS] = {1, 1, 1, 1, 1, 1, 1}, qkvo[JOB_MAX_TARGETS] = {1, 1, 1, 1, 0, 0, 0};
 

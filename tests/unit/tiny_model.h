@@ -13,6 +13,7 @@
 typedef struct {
     int layers, hidden, heads, kv_heads, head_dim, ffn, vocab;
     int tied, qwen2;  // qwen2: q/k/v biases
+    int attention_bias;  // llama attention_bias=true: q/k/v and o_proj biases
     float std;
 } TinySpec;
 
@@ -45,9 +46,11 @@ static int tiny_model_write(const char *dir, const TinySpec *t, unsigned long lo
             "{\"architectures\":[\"%s\"],\"model_type\":\"%s\",\"hidden_size\":%d,\"intermediate_size\":%d,"
             "\"num_hidden_layers\":%d,\"num_attention_heads\":%d,\"num_key_value_heads\":%d,\"head_dim\":%d,"
             "\"vocab_size\":%d,\"max_position_embeddings\":4096,\"rms_norm_eps\":1e-5,\"rope_theta\":10000.0,"
-            "\"hidden_act\":\"silu\",\"tie_word_embeddings\":%s,\"bos_token_id\":1,\"eos_token_id\":2}\n",
+            "\"hidden_act\":\"silu\",\"tie_word_embeddings\":%s,\"attention_bias\":%s,\"bos_token_id\":1,"
+            "\"eos_token_id\":2}\n",
             t->qwen2 ? "Qwen2ForCausalLM" : "LlamaForCausalLM", t->qwen2 ? "qwen2" : "llama", t->hidden, t->ffn,
-            t->layers, t->heads, t->kv_heads, t->head_dim, t->vocab, t->tied ? "true" : "false");
+            t->layers, t->heads, t->kv_heads, t->head_dim, t->vocab, t->tied ? "true" : "false",
+            t->attention_bias ? "true" : "false");
     fclose(f);
     StWriter *w = st_writer_new();
     int C = t->hidden, Q = t->heads * t->head_dim, KV = t->kv_heads * t->head_dim, F = t->ffn;
@@ -62,8 +65,10 @@ static int tiny_model_write(const char *dir, const TinySpec *t, unsigned long lo
             {"self_attn.q_proj.weight", Q, C, 0}, {"self_attn.k_proj.weight", KV, C, 0},
             {"self_attn.v_proj.weight", KV, C, 0}, {"self_attn.o_proj.weight", C, Q, 0},
             {"mlp.gate_proj.weight", F, C, 0}, {"mlp.up_proj.weight", F, C, 0}, {"mlp.down_proj.weight", C, F, 0},
-            {"self_attn.q_proj.bias", Q, 0, 0}, {"self_attn.k_proj.bias", KV, 0, 0}, {"self_attn.v_proj.bias", KV, 0, 0}};
-        for (int i = 0; i < (t->qwen2 ? 12 : 9); i++) {
+            {"self_attn.q_proj.bias", Q, 0, 0}, {"self_attn.k_proj.bias", KV, 0, 0}, {"self_attn.v_proj.bias", KV, 0, 0},
+            {"self_attn.o_proj.bias", C, 0, 0}};
+        int n_spec = t->attention_bias ? 13 : t->qwen2 ? 12 : 9;
+        for (int i = 0; i < n_spec; i++) {
             snprintf(n, sizeof n, "model.layers.%d.%s", l, sp[i].nm);
             tiny_add(w, n, sp[i].d0, sp[i].d1, sp[i].d1 ? s : 0.1f, sp[i].mean, &seed);
         }
