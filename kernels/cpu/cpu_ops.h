@@ -5,8 +5,9 @@
  * bit-identical outputs run to run, because each output element is computed by
  * exactly one thread in a fixed order (static or disjoint partitions, no atomics,
  * no reductions whose order depends on thread timing). Matmuls go to OpenBLAS
- * sgemm, which threads itself; the loops over rows/heads use OpenMP. No op calls
- * sgemm from inside an OpenMP parallel region, so the two thread pools never nest.
+ * sgemm, which threads itself; the loops over rows/heads use OpenMP. Only attention
+ * calls sgemm inside its OpenMP loops (on small blocks), and it sets OpenBLAS to one
+ * thread around them, so the two thread pools never nest.
  *
  * Ops that need scratch memory allocate it per call; on the (practically
  * impossible) failure of such an allocation they fill their written outputs with
