@@ -4,7 +4,7 @@
 #   make test       setup + build + every test that runs without a GPU (what CI runs)
 #   make run        setup + build + start the service on http://127.0.0.1:8080
 #   make fuzz       build the libFuzzer targets and run each briefly
-#   make asan       unit + integration tests under AddressSanitizer + UBSan
+#   make asan       unit + integration tests under AddressSanitizer + UBSan (C tests only)
 #   make test-gpu   GPU tests (on a machine with an NVIDIA GPU)
 #   make bench      ours vs the peer (on a machine with an NVIDIA GPU)
 
@@ -111,7 +111,8 @@ asan:
 	@$(MAKE) --no-print-directory BUILD=build-asan NO_CUDA=1 OPT="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer" \
 	  LDLIBS_EXTRA= all $(patsubst $(BUILD)/%,build-asan/%,$(TESTS)) \
 	  LDLIBS="-fsanitize=address,undefined -fopenmp -lmicrohttpd -ljansson -lsqlite3 -lcurl -lpcre2-8 -lopenblas -lm -lpthread"
-	@ASAN_OPTIONS=detect_leaks=0 bash tests/run.sh build-asan
+	@ASAN_OPTIONS=detect_leaks=0 bash tests/run.sh build-asan unit/
+	@ASAN_OPTIONS=detect_leaks=0 bash tests/run.sh build-asan integration/
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -62,13 +62,13 @@ static StepFlops step_flops(const ModelConfig *c, double S, int checkpointing) {
     return (StepFlops){lin * fwd + lin + 2 * head, att * fwd + 2.5 * att};
 }
 
-/* Seconds of one window. The CPU runs GEMMs through OpenBLAS at ~0.7 of the probed sgemm rate
- * and attention in its tiled kernel at ~0.16 of it (kernels/cpu/attention.c, measured on
+/* Seconds of one window. The CPU runs GEMMs through OpenBLAS at ~0.9 of the probed sgemm rate
+ * and attention (blocked sgemm + online softmax) at ~0.35 of it (kernels/cpu/attention.c, measured on
  * refmodel-22m shapes); CUDA at a nominal sustained bf16 rate. */
 static double window_seconds(const ModelConfig *c, double S, int checkpointing, int cuda, double cpu_rate) {
     StepFlops f = step_flops(c, S, checkpointing);
     if (cuda) return (f.gemm + f.attention) / CUDA_SUSTAINED_FLOPS;
-    return f.gemm / (0.7 * cpu_rate) + f.attention / (0.16 * cpu_rate);
+    return f.gemm / (0.9 * cpu_rate) + f.attention / (0.35 * cpu_rate);
 }
 
 /* The ops' scratch. CPU: the fused loss's (128, V) fp32 logits per chunk (kernels/cpu/loss.c).
