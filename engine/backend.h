@@ -153,7 +153,12 @@ struct Backend {
 /* The dropout mask shared by every backend: keep element e with probability 1-p.
  * A splitmix64 hash of (seed, e) compared against p; pure, so it can be recomputed
  * anywhere (forward, recompute, backward, CPU or GPU) and give the same mask. */
-static inline int lora_dropout_keep(uint64_t seed, uint64_t e, float p) {
+#ifdef __CUDACC__
+#define LEMO_HOST_DEVICE __host__ __device__  // the CUDA kernels use the very same function
+#else
+#define LEMO_HOST_DEVICE
+#endif
+static inline LEMO_HOST_DEVICE int lora_dropout_keep(uint64_t seed, uint64_t e, float p) {
     uint64_t z = seed + 0x9E3779B97F4A7C15ull * (e + 1);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;

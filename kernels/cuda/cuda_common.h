@@ -124,13 +124,9 @@ __device__ __forceinline__ float block_max(float v, float *red) {
     return warp_max(v);
 }
 
-/* lora_dropout_keep of backend.h, on the device (same arithmetic, same mask). */
+/* The dropout mask: backend.h's lora_dropout_keep itself, so CPU and GPU masks agree. */
 __device__ __forceinline__ bool dropout_keep(uint64_t seed, uint64_t e, float p) {
-    uint64_t z = seed + 0x9E3779B97F4A7C15ull * (e + 1);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    return (float)(z >> 40) * (1.0f / 16777216.0f) >= p;
+    return lora_dropout_keep(seed, e, p);
 }
 
 /* --- the ops, one family per file, gathered into the table by cuda_backend.cu --- */
