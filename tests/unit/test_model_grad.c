@@ -16,21 +16,7 @@ static char dir_llama[64], dir_qwen[64];
 
 static Model *load(const char *dir, int checkpointing, float dropout) {
     LoraSpec spec = {2, 4.0f, dropout, {1, 1, 1, 1, 1, 1, 1}};
-    Err e = {0};
-    Model *m = model_load(backend_cpu(), dir, NULL, S, &spec, checkpointing, 7, &e);
-    if (!m) { fprintf(stderr, "model_load: %s\n", e.msg); exit(1); }
-    // B starts at zero in PEFT; give it values so every path carries gradient
-    float *p = malloc(sizeof(float) * m->n_lora);
-    unsigned long long seed = 99;
-    m->be->copy_to_host(p, m->lora_params, sizeof(float) * m->n_lora);
-    for (int i = 0; i < m->cfg.n_layers * JOB_MAX_TARGETS; i++) {
-        LoraSlot *sl = &m->slots[i];
-        if (sl->a < 0) continue;
-        for (int j = 0; j < sl->N * 2; j++) p[sl->b + j] = 0.3f * tiny_randn(&seed);
-    }
-    m->be->copy_to_device(m->lora_params, p, sizeof(float) * m->n_lora);
-    free(p);
-    return m;
+    return tiny_model_load(dir, S, &spec, checkpointing);
 }
 
 static int32_t in[S] = {1, 5, 9, 3, 17, 22, 8, 30, 2, 14, 6, 11};

@@ -20,21 +20,7 @@ static int32_t in2[S] = {4, 4, 19, 7, 1, 0, 31, 12, 12, 5, 28, 3};
 static Model *load(const char *dir, int policy, const int *targets) {
     LoraSpec spec = {2, 4.0f, 0.0f, {0}};
     memcpy(spec.targets, targets, sizeof spec.targets);
-    Err e = {0};
-    Model *m = model_load(backend_cpu(), dir, NULL, S, &spec, policy, 7, &e);
-    if (!m) { fprintf(stderr, "model_load: %s\n", e.msg); exit(1); }
-    // B starts at zero in PEFT; give it values so every path carries gradient
-    float *p = malloc(sizeof(float) * m->n_lora);
-    unsigned long long seed = 99;
-    m->be->copy_to_host(p, m->lora_params, sizeof(float) * m->n_lora);
-    for (int i = 0; i < m->cfg.n_layers * JOB_MAX_TARGETS; i++) {
-        LoraSlot *sl = &m->slots[i];
-        if (sl->a < 0) continue;
-        for (int j = 0; j < sl->N * 2; j++) p[sl->b + j] = 0.3f * tiny_randn(&seed);
-    }
-    m->be->copy_to_device(m->lora_params, p, sizeof(float) * m->n_lora);
-    free(p);
-    return m;
+    return tiny_model_load(dir, S, &spec, policy);
 }
 
 /* Two steps (different windows, dropout off) accumulating into the gradients; returns both losses. */

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "model.h"
 #include "safetensors.h"
 
 typedef struct {
@@ -79,6 +80,25 @@ static int tiny_model_write(const char *dir, const TinySpec *t, unsigned long lo
     if (rc) fprintf(stderr, "%s\n", e.msg);
     st_writer_free(w);
     return rc;
+}
+
+/* Loads a tiny model on the CPU with LoRA spec and activation policy; PEFT starts B at zero,
+ * so B gets seeded values here to make every path carry gradient. Exits on failure. */
+static Model *tiny_model_load(const char *dir, int S, const LoraSpec *spec, int policy) {
+    Err e = {0};
+    Model *m = model_load(backend_cpu(), dir, NULL, S, spec, policy, 7, &e);
+    if (!m) { fprintf(stderr, "model_load: %s\n", e.msg); exit(1); }
+    float *p = malloc(sizeof(float) * m->n_lora);
+    unsigned long long seed = 99;
+    m->be->copy_to_host(p, m->lora_params, sizeof(float) * m->n_lora);
+    for (int i = 0; i < m->cfg.n_layers * JOB_MAX_TARGETS; i++) {
+        LoraSlot *sl = &m->slots[i];
+        if (sl->a < 0) continue;
+        for (int j = 0; j < sl->N * spec->r; j++) p[sl->b + j] = 0.3f * tiny_randn(&seed);
+    }
+    m->be->copy_to_device(m->lora_params, p, sizeof(float) * m->n_lora);
+    free(p);
+    return m;
 }
 
 #endif
