@@ -201,7 +201,8 @@ export function renderJob(main, id) {
       fresh = true;
       for (const pt of eventPoints(ev)) (pt.kind === 'eval' ? evals : train).set(pt.step, pt.loss);
       const kind = (ev.data && ev.data.type) || ev.type;
-      if (kind === 'checkpoint') { clearTimeout(ckptTimer); ckptTimer = setTimeout(loadCheckpoints, 300); }
+      // at most one reload per 300 ms: a debounce would starve while checkpoints keep coming
+      if (kind === 'checkpoint' && !ckptTimer) ckptTimer = setTimeout(() => { ckptTimer = 0; loadCheckpoints(); }, 300);
     }
     if (fresh) queueRedraw();
     return fresh;
