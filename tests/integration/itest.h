@@ -339,6 +339,18 @@ static inline int it_write_file(const char *path, const char *text) {
     return fclose(f);
 }
 
+/* DIR/models/m1 holding only a config.json: a model the server lists and accepts jobs for,
+ * for tests that never train (--slots 0). Writes the models folder into models[cap]. */
+static inline void it_config_only_model(const ITServer *s, char *models, size_t cap) {
+    char mdir[450], cfg[500];
+    snprintf(models, cap, "%s/models", s->dir);
+    snprintf(mdir, sizeof mdir, "%s/m1", models);
+    mkdir(models, 0755);
+    mkdir(mdir, 0755);
+    snprintf(cfg, sizeof cfg, "%s/config.json", mdir);
+    it_write_file(cfg, "{\"model_type\": \"llama\", \"max_position_embeddings\": 512}\n");
+}
+
 /* A small text dataset in the stories260K domain: n lines of {"text": ...}. */
 static inline char *it_story_jsonl(int n) {
     static const char *const s[] = {

@@ -31,13 +31,8 @@ static void expect(const char *what, const char *method, const char *path, const
 int main(void) {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     it_tempdir(&s);
-    char models[400], mdir[450], cfg[500];
-    snprintf(models, sizeof models, "%s/models", s.dir);
-    snprintf(mdir, sizeof mdir, "%s/m1", models);
-    mkdir(models, 0755);
-    mkdir(mdir, 0755);
-    snprintf(cfg, sizeof cfg, "%s/config.json", mdir);
-    it_write_file(cfg, "{\"model_type\": \"llama\", \"max_position_embeddings\": 512}\n");
+    char models[400];
+    it_config_only_model(&s, models, sizeof models);
     if (it_start(&s, "--slots", "0", "--models", models, "--max-body-bytes", "65536", NULL)) {
         CHECK(0, "server start");
         return check_done("errors");
@@ -201,6 +196,8 @@ int main(void) {
     CHECK(r.status == 200 && json_array_size(json_object_get(jj, "data")) == 1, "models: %s", r.body);
     json_decref(jj);
     it_free(&r);
+    char cfg[450];
+    snprintf(cfg, sizeof cfg, "%s/m1/config.json", models);
     unlink(cfg);
     r = it_get(&s, "/v1/models");
     jj = it_json(&r);

@@ -4,22 +4,8 @@
  * and score text with `lemo eval --adapter` on the extracted adapter. */
 #include "itest.h"
 
-typedef struct { char *buf; size_t len; } Buf;
-
-static size_t buf_write(char *p, size_t sz, size_t nm, void *ud) {
-    Buf *b = ud;
-    size_t n = sz * nm;
-    char *nb = realloc(b->buf, b->len + n + 1);
-    if (!nb) return 0;
-    b->buf = nb;
-    memcpy(b->buf + b->len, p, n);
-    b->len += n;
-    b->buf[b->len] = 0;
-    return n;
-}
-
 /* GETs an event stream until the server closes it; returns the HTTP status. */
-static long read_stream(ITServer *s, const char *path, const char *last_id, Buf *out) {
+static long read_stream(ITServer *s, const char *path, const char *last_id, ITResp *out) {
     CURL *c = curl_easy_init();
     char url[512], hdr[128];
     snprintf(url, sizeof url, "%s%s", s->base, path);
@@ -30,7 +16,7 @@ static long read_stream(ITServer *s, const char *path, const char *last_id, Buf 
     }
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hs);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, buf_write);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, it_write_cb);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 240L);
     long st = -1;
@@ -103,13 +89,14 @@ int main(void) {
     /* follow the stream to the end */
     char path[256];
     snprintf(path, sizeof path, "/v1/fine_tuning/jobs/%s/events?stream=true", job);
-    Buf sb = {calloc(1, 1), 0};
+    ITResp sb = {0};
+    sb.body = calloc(1, 1);
     long sst = read_stream(&s, path, NULL, &sb);
     CHECK(sst == 200, "stream status %ld", sst);
     int n_data = 0, n_steps = 0, ordered = 1;
     long last = 0;
     char last_id[32] = "";
-    for (char *line = strtok(sb.buf, "\n"); line; line = strtok(NULL, "\n")) {
+    for (char *line = strtok(sb.body, "\n"); line; line = strtok(NULL, "\n")) {
         if (!strncmp(line, "id: ", 4)) {
             long v = atol(line + 4);
             if (v < last) ordered = 0;
@@ -127,16 +114,16 @@ int main(void) {
     }
     CHECK(n_steps == 20, "20 step events in the stream, got %d", n_steps);
     CHECK(ordered && n_data > 25, "events in order (%d)", n_data);
-    free(sb.buf);
-    sb.buf = calloc(1, 1);
+    free(sb.body);
+    sb.body = calloc(1, 1);
     sb.len = 0;
     read_stream(&s, path, NULL, &sb);
-    CHECK(strstr(sb.buf, "event: end") && strstr(sb.buf, "\"status\":\"succeeded\""), "stream ends with the job");
-    free(sb.buf);
-    sb.buf = calloc(1, 1);
+    CHECK(strstr(sb.body, "event: end") && strstr(sb.body, "\"status\":\"succeeded\""), "stream ends with the job");
+    free(sb.body);
+    sb.body = calloc(1, 1);
     sb.len = 0;
     CHECK(read_stream(&s, path, last_id, &sb) == 204, "reconnect after the end: 204 stops EventSource");
-    free(sb.buf);
+    free(sb.body);
 
     /* the job */
     snprintf(path, sizeof path, "/v1/fine_tuning/jobs/%s", job);

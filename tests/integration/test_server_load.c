@@ -126,13 +126,8 @@ static double check_metrics(const char *text, const char *want) {
 int main(void) {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     it_tempdir(&s);
-    char models[400], mdir[450], cfg[500];
-    snprintf(models, sizeof models, "%s/models", s.dir);
-    snprintf(mdir, sizeof mdir, "%s/m1", models);
-    mkdir(models, 0755);
-    mkdir(mdir, 0755);
-    snprintf(cfg, sizeof cfg, "%s/config.json", mdir);
-    it_write_file(cfg, "{\"model_type\": \"llama\", \"max_position_embeddings\": 512}\n");
+    char models[400];
+    it_config_only_model(&s, models, sizeof models);
     if (it_start(&s, "--slots", "0", "--models", models, NULL)) { CHECK(0, "server start"); return check_done("load"); }
     char *ds = it_story_jsonl(3);
     CHECK(it_upload_ok(&s, "d.jsonl", ds, file_id, sizeof file_id) == 0, "upload");
