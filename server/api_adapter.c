@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fsutil.h"
 #include "api.h"
 #include "sha256.h"
 #include "srv_util.h"
@@ -31,7 +32,7 @@ static int64_t mtime_of(const char *p) {
 /* The SHA-256 of path, cached in sidecar (recomputed when path is newer). */
 static int cached_sha(const char *path, const char *sidecar, char hex[65]) {
     size_t n;
-    char *txt = file_read_all(sidecar, 256, &n);
+    char *txt = fs_read_all(sidecar, &n, 256, NULL);
     if (txt && n >= 64 && mtime_of(sidecar) >= mtime_of(path)) {
         memcpy(hex, txt, 64);
         hex[64] = 0;
@@ -42,7 +43,7 @@ static int cached_sha(const char *path, const char *sidecar, char hex[65]) {
     if (sha256_file_hex(path, hex)) return -1;
     char line[80];
     snprintf(line, sizeof line, "%s\n", hex);
-    file_write_atomic(sidecar, line, strlen(line));
+    fs_write_atomic(sidecar, line, strlen(line), NULL);
     return 0;
 }
 
@@ -156,11 +157,11 @@ int api_adapter_tar(Req *r) {
     if (tm < 0 || tm < newest) {
         Err e;
         const char *paths[2] = {src[0], src[1]};
-        ok = mkdir_p(dl) == 0 && tar_write_files(tarp, ADAPTER_FILES, paths, 2, hex, &e) == 0;
+        ok = fs_mkdirs(dl, NULL) == 0 && tar_write_files(tarp, ADAPTER_FILES, paths, 2, hex, &e) == 0;
         if (ok) {
             char line[80];
             snprintf(line, sizeof line, "%s\n", hex);
-            file_write_atomic(side, line, strlen(line));
+            fs_write_atomic(side, line, strlen(line), NULL);
         }
     } else {
         ok = cached_sha(tarp, side, hex) == 0;
@@ -188,7 +189,7 @@ int api_adapter_file(Req *r) {
         return http_error(r, 404, "invalid_request_error", "adapter_not_ready", "id", "The adapter has no %s",
                           ADAPTER_FILES[which]);
     snprintf(dl, sizeof dl, "%s/jobs/%s/downloads", r->srv->data_dir, r->params[0]);
-    mkdir_p(dl);
+    fs_mkdirs(dl, NULL);
     snprintf(side, sizeof side, "%s/%s-%s.sha256", dl, tag, ADAPTER_FILES[which]);
     char hex[65];
     pthread_mutex_lock(&build_mu);

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fsutil.h"
 #include "api.h"
 #include "data.h"
 #include "multipart.h"
@@ -62,7 +63,7 @@ static void clean_filename(const char *in, char *out, size_t cap) {
 static int upload_tmp(Server *srv, char *path, size_t cap) {
     char dir[SERVER_PATH + 16];
     snprintf(dir, sizeof dir, "%s/files", srv->data_dir);
-    mkdir_p(dir);
+    fs_mkdirs(dir, NULL);
     snprintf(path, cap, "%s/.upload-XXXXXX", dir);
     return mkostemp(path, O_CLOEXEC);
 }

@@ -83,7 +83,7 @@ static int run_estimate(Server *srv, const char *config, char *out, size_t cap) 
 static int jobs_dry_run(Req *r) {
     char dir[PATH_MAX], cfg[PATH_MAX + 16];
     snprintf(dir, sizeof dir, "%s/tmp", r->srv->data_dir);
-    mkdir_p(dir);
+    fs_mkdirs(dir, NULL);
     snprintf(dir, sizeof dir, "%s/tmp/estimate-XXXXXX", r->srv->data_dir);
     if (!mkdtemp(dir)) return http_500(r, "cannot create a temp directory");
     JobEnv env = {env_model, env_file, r->srv, dir};
@@ -96,7 +96,7 @@ static int jobs_dry_run(Req *r) {
     }
     snprintf(cfg, sizeof cfg, "%s/config.json", dir);
     char *txt = json_dumps(spec.config, JSON_INDENT(1));
-    int wrote = txt && file_write_atomic(cfg, txt, strlen(txt)) == 0;
+    int wrote = txt && fs_write_atomic(cfg, txt, strlen(txt), NULL) == 0;
     free(txt);
     static const size_t cap = 1 << 20;
     char *out = wrote ? malloc(cap) : NULL;
@@ -162,7 +162,7 @@ int api_jobs_create(Req *r) {
     char cfg_path[PATH_MAX + 16];
     snprintf(cfg_path, sizeof cfg_path, "%s/config.json", dir);
     int res;
-    if (!cfg || !req || mkdir_p(dir) || file_write_atomic(cfg_path, cfg, strlen(cfg))) {
+    if (!cfg || !req || fs_mkdirs(dir, NULL) || fs_write_atomic(cfg_path, cfg, strlen(cfg), NULL)) {
         res = http_500(r, "cannot write the job's config in %s", dir);
         goto out;
     }

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "fsutil.h"
 #include "api.h"
 #include "models.h"
 #include "srv_util.h"
@@ -27,7 +28,7 @@ static json_t *model_config(const char *dir) {
     char p[PATH_MAX + 16];
     snprintf(p, sizeof p, "%s/config.json", dir);
     size_t n;
-    char *txt = file_read_all(p, 1 << 20, &n);
+    char *txt = fs_read_all(p, &n, 1 << 20, NULL);
     if (!txt) return NULL;
     json_t *c = json_loadb(txt, n, 0, NULL);
     free(txt);

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "fsutil.h"
 #include "auth.h"
 #include "db.h"
 #include "srv_util.h"
@@ -55,7 +56,7 @@ int cmd_keys(int argc, char **argv) {
     } else {
         char cmd[4096];
         snprintf(cmd, sizeof cmd, "%s", data_dir);
-        if (mkdir_p(cmd)) { fprintf(stderr, "lemo keys: cannot create %s\n", data_dir); return 1; }
+        if (fs_mkdirs(cmd, NULL)) { fprintf(stderr, "lemo keys: cannot create %s\n", data_dir); return 1; }
     }
     Err e = {0};
     Db *db = db_open(path, &e);

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fsutil.h"
 #include "auth.h"
 #include "http.h"
 #include "scheduler.h"
@@ -156,7 +157,7 @@ int cmd_serve(int argc, char **argv) {
     if (n <= 0) { fprintf(stderr, "lemo serve: cannot find my own binary (/proc/self/exe)\n"); return 1; }
     srv.exe[n] = 0;
 
-    if (mkdir_p(data_dir) || real_dir(data_dir, srv.data_dir)) {
+    if (fs_mkdirs(data_dir, NULL) || real_dir(data_dir, srv.data_dir)) {
         fprintf(stderr, "lemo serve: cannot create the data directory %s: %s\n", data_dir, strerror(errno));
         return 1;
     }
@@ -164,7 +165,7 @@ int cmd_serve(int argc, char **argv) {
     const char *subs[] = {"files", "jobs", "tmp"};
     for (int i = 0; i < 3; i++) {
         snprintf(sub, sizeof sub, "%s/%s", srv.data_dir, subs[i]);
-        if (mkdir_p(sub)) { fprintf(stderr, "lemo serve: cannot create %s\n", sub); return 1; }
+        if (fs_mkdirs(sub, NULL)) { fprintf(stderr, "lemo serve: cannot create %s\n", sub); return 1; }
     }
     clean_temp(&srv);
     if (n_models == 0) models[n_models++] = "./models";

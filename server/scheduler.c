@@ -4,6 +4,7 @@
  * cancelled, error) is read in chunks; all complete lines of a chunk are stored in one
  * transaction, then event streams are woken. Every raw line is also appended to
  * JOB_DIR/events.jsonl; the child's stderr goes to JOB_DIR/train.log. */
+#include "fsutil.h"
 #include "scheduler.h"
 
 #include <dirent.h>
@@ -357,7 +358,7 @@ static void run_job(Slot *sl, JobRow *j) {
     if (!json_is_object(st.progress)) { json_decref(st.progress); st.progress = json_object(); }
     st.trained_tokens = j->trained_tokens;
     int64_t from = scheduler_disk_checkpoint_step(dir);
-    if (mkdir_p(dir) || file_write_atomic(cfg, j->config, strlen(j->config))) {
+    if (fs_mkdirs(dir, NULL) || fs_write_atomic(cfg, j->config, strlen(j->config), NULL)) {
         json_t *err = json_pack("{s:s, s:s, s:n}", "code", "server_error", "message", "cannot write the job config", "param");
         char *et = json_dumps(err, JSON_COMPACT | JSON_REAL_PRECISION(10));
         db_job_set_status(srv->db, j->id, "failed", et, NULL, &e);

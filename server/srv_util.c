@@ -59,64 +59,6 @@ int id_valid(const char *s, const char *prefix) {
     return n >= 1 && n <= 40;
 }
 
-int mkdir_p(const char *path) {
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp) return -1;
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(tmp, 0755) && errno != EEXIST) return -1;
-        *p = '/';
-    }
-    if (mkdir(tmp, 0755) && errno != EEXIST) return -1;
-    return 0;
-}
-
-char *file_read_all(const char *path, size_t max, size_t *n) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return NULL;
-    struct stat st;
-    if (fstat(fd, &st) || !S_ISREG(st.st_mode) || (size_t)st.st_size > max) { close(fd); return NULL; }
-    size_t cap = (size_t)st.st_size + 1, len = 0;
-    char *buf = malloc(cap);
-    if (!buf) { close(fd); return NULL; }
-    for (;;) {
-        if (len + 1 >= cap) {
-            if (cap > max + 1) { free(buf); close(fd); return NULL; }
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) { free(buf); close(fd); return NULL; }
-            buf = nb;
-            cap *= 2;
-        }
-        ssize_t r = read(fd, buf + len, cap - 1 - len);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) { free(buf); close(fd); return NULL; }
-        if (r == 0) break;
-        len += (size_t)r;
-    }
-    close(fd);
-    buf[len] = 0;
-    if (n) *n = len;
-    return buf;
-}
-
-int file_write_atomic(const char *path, const char *data, size_t n) {
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp%ld", path, (long)getpid()) >= (int)sizeof tmp) return -1;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) return -1;
-    size_t off = 0;
-    while (off < n) {
-        ssize_t w = write(fd, data + off, n - off);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) { close(fd); unlink(tmp); return -1; }
-        off += (size_t)w;
-    }
-    if (fsync(fd) || close(fd)) { unlink(tmp); return -1; }
-    if (rename(tmp, path)) { unlink(tmp); return -1; }
-    return 0;
-}
-
 void file_last_line(const char *path, char *out, size_t cap) {
     out[0] = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC);

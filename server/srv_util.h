@@ -1,4 +1,5 @@
-/* srv_util.h: small helpers shared by the server's modules: clocks, random ids, files. */
+/* srv_util.h: small helpers shared by the server's modules: clocks, random ids, child processes,
+ * text buffers. Files go through engine/fsutil.h. */
 #ifndef LEMO_SRV_UTIL_H
 #define LEMO_SRV_UTIL_H
 
@@ -17,12 +18,6 @@ void random_bytes(void *buf, size_t n);
 void id_new(const char *prefix, char out[ID_MAX]);
 /* 1 if s is prefix followed by 1..40 characters of [A-Za-z0-9_]: ids never hold a path. */
 int id_valid(const char *s, const char *prefix);
-/* mkdir -p (mode 0755). */
-int mkdir_p(const char *path);
-/* Whole file into a malloc'd, NUL-terminated buffer; NULL on error or if larger than max. */
-char *file_read_all(const char *path, size_t max, size_t *n);
-/* Writes data to path via a temp file + fsync + rename. */
-int file_write_atomic(const char *path, const char *data, size_t n);
 /* Starts argv[0] as a child process that dies with the server (PR_SET_PDEATHSIG), with default
  * signal handling and only descriptors 0-2: in_fd, out_fd, err_fd (-1 leaves that one as is).
  * envp NULL = the server's environment. Returns the pid, or -1 if fork failed. */

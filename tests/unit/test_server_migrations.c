@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fsutil.h"
 #include "check.h"
 #include "db.h"
 #include "srv_util.h"
@@ -32,7 +33,7 @@ int main(void) {
         char p[512];
         snprintf(p, sizeof p, "migrations/%s", names[i]);
         size_t len;
-        char *txt = file_read_all(p, 1 << 20, &len);
+        char *txt = fs_read_all(p, &len, 1 << 20, NULL);
         CHECK(txt && len == strlen(db_migration_sql[i]) && !memcmp(txt, db_migration_sql[i], len),
               "%s is byte-identical to its compiled copy (file %zu bytes, compiled %zu)", names[i], txt ? len : 0,
               strlen(db_migration_sql[i]));
