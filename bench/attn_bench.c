@@ -66,7 +66,7 @@ static double time_median(RunFn fn, void *ctx, int iters) {
 
 typedef struct {
     int S, NH, HS;
-    void *q, *k, *v, *o, *dout, *dq, *dk, *dv;
+    void *q, *k, *v, *o, *dout, *dq, *dk, *dv, *ws;
     float *lse;
 } Attn;
 
@@ -78,7 +78,7 @@ static void run_fwd(void *c) {
 static void run_bwd(void *c) {
     Attn *a = c;
     be->attention_backward(a->dq, a->dk, a->dv, a->dout, a->o, a->lse, a->q, a->k, a->v, a->S,
-                           a->NH, a->NH, a->HS);
+                           a->NH, a->NH, a->HS, a->ws);
 }
 
 typedef struct {
@@ -113,20 +113,21 @@ int main(int argc, char **argv) {
     be->free(g.a), be->free(g.b), be->free(g.c);
     int hss[2] = {128, 64};
     for (int hi = 0; hi < 2; hi++) {
-        Attn a = {S, NH, hss[hi], 0, 0, 0, 0, 0, 0, 0, 0, 0};
+        Attn a = {S, NH, hss[hi], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
         size_t n = (size_t)S * NH * a.HS;
         a.q = rand_act(n, 1.0f, &seed), a.k = rand_act(n, 1.0f, &seed), a.v = rand_act(n, 1.0f, &seed);
         a.dout = rand_act(n, 1.0f, &seed);
         a.o = be->alloc(n * 2), a.dq = be->alloc(n * 2), a.dk = be->alloc(n * 2), a.dv = be->alloc(n * 2);
         a.lse = be->alloc((size_t)NH * S * sizeof(float));
+        a.ws = be->alloc(be->attention_bwd_ws_bytes(S, NH, NH, a.HS));
         double flops = 2.0 * S * (double)S * NH * a.HS;  // causal half of 2 products x 2 flops
         double tf = time_median(run_fwd, &a, iters);
         double tb = time_median(run_bwd, &a, iters);
         printf("{\"bench\":\"attention\",\"S\":%d,\"NH\":%d,\"HS\":%d,\"fwd_ms\":%.3f,\"fwd_tflops\":%.1f,"
                "\"bwd_ms\":%.3f,\"bwd_tflops\":%.1f}\n",
                S, NH, a.HS, tf * 1e3, flops / tf * 1e-12, tb * 1e3, 2.5 * flops / tb * 1e-12);
-        void *ps[] = {a.q, a.k, a.v, a.dout, a.o, a.dq, a.dk, a.dv, a.lse};
-        for (int i = 0; i < 9; i++) be->free(ps[i]);
+        void *ps[] = {a.q, a.k, a.v, a.dout, a.o, a.dq, a.dk, a.dv, a.lse, a.ws};
+        for (int i = 0; i < 10; i++) be->free(ps[i]);
     }
     printf("{\"bench\":\"mem\",\"peak_bytes\":%zu}\n", cuda_mem_peak());
     return 0;

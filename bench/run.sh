@@ -2,8 +2,8 @@
 # Runs ours and the peer on this GPU in one go and prints the ratios (DESIGN section 9).
 #   attention: (BENCH_ATTN=0 to skip) BUILD/bench/attn_bench (our flash attention through the
 #              Backend table, plus one cuBLAS GEMM as the device's matrix ceiling) against torch
-#              scaled_dot_product_attention (bench/sdpa_peer.py), S=16384, 32 heads, head size
-#              128 and 64.
+#              scaled_dot_product_attention (bench/sdpa_peer.py) at each S of BENCH_ATTN_S
+#              (default 16384,65536), 32 heads, head size 128 and 64.
 #   training:  (BENCH_TRAIN=0 to skip) the full Llama-2-7B shape (32 layers, hidden 4096, 32
 #              heads, FFN 11008, vocab 32000, seeded random bf16 weights written by
 #              `train_bench make-model` into BENCH_7B_DIR, default /dev/shm/lemo-bench-7b).
@@ -31,12 +31,15 @@ build=${1:-build}
 cd "$(dirname "$0")/.."
 out=${BENCH_OUT:-$build/bench-results}
 mkdir -p "$out"
-S=${BENCH_S:-16384} NH=${BENCH_NH:-32} ITERS=${BENCH_ITERS:-10}
+NH=${BENCH_NH:-32} ITERS=${BENCH_ITERS:-5}
 export PYTHONUNBUFFERED=1
 
 if [ "${BENCH_ATTN:-1}" != 0 ]; then
-    "$build/bench/attn_bench" "$S" "$NH" "$ITERS" | tee "$out/ours.jsonl" || { echo "bench: attn_bench failed"; exit 1; }
-    python3 bench/sdpa_peer.py "$S" "$NH" "$ITERS" | tee "$out/sdpa.jsonl" || echo "bench: sdpa peer failed"
+    : > "$out/ours.jsonl"; : > "$out/sdpa.jsonl"
+    for S in $(echo "${BENCH_ATTN_S:-16384,65536}" | tr , ' '); do
+        "$build/bench/attn_bench" "$S" "$NH" "$ITERS" | tee -a "$out/ours.jsonl" || { echo "bench: attn_bench failed"; exit 1; }
+        python3 bench/sdpa_peer.py "$S" "$NH" "$ITERS" | tee -a "$out/sdpa.jsonl" || echo "bench: sdpa peer failed"
+    done
 fi
 
 if [ "${BENCH_TRAIN:-1}" != 0 ]; then
@@ -121,16 +124,17 @@ for r in ours:
     if r.get("bench") == "matmul":
         print(f"cuBLAS bf16 GEMM {r['n']}^3: {r['tflops']} TFLOP/s")
 if any(r.get("bench") == "attention" for r in ours):
-    print(f"{'attention S=%s' % next((r['S'] for r in ours if r.get('bench') == 'attention'), '?'):<22}"
+    print(f"{'attention (TFLOP/s)':<26}"
           f"{'ours fwd':>9}{'cuDNN':>8}{'FA2':>8}{'ratio':>7} |{'ours bwd':>9}{'cuDNN':>8}{'FA2':>8}{'ratio':>7}")
     for r in ours:
         if r.get("bench") != "attention":
             continue
-        d = next((x for x in sdpa if x.get("HS") == r["HS"] and x.get("backend") == "default" and "fwd_tflops" in x), {})
-        f = next((x for x in sdpa if x.get("HS") == r["HS"] and x.get("backend") == "FLASH_ATTENTION" and "fwd_tflops" in x), {})
+        same = lambda x, b: x.get("HS") == r["HS"] and x.get("S") == r["S"] and x.get("backend") == b and "fwd_tflops" in x
+        d = next((x for x in sdpa if same(x, "default")), {})
+        f = next((x for x in sdpa if same(x, "FLASH_ATTENTION")), {})
         rf = r["fwd_tflops"] / d["fwd_tflops"] if d else float("nan")
         rb = r["bwd_tflops"] / d["bwd_tflops"] if d else float("nan")
-        print(f"{'HS=%d NH=%d (TFLOP/s)' % (r['HS'], r['NH']):<22}{r['fwd_tflops']:>9}{d.get('fwd_tflops', '-'):>8}"
+        print(f"{'S=%d HS=%d NH=%d' % (r['S'], r['HS'], r['NH']):<26}{r['fwd_tflops']:>9}{d.get('fwd_tflops', '-'):>8}"
               f"{f.get('fwd_tflops', '-'):>8}{rf:>7.2f} |{r['bwd_tflops']:>9}{d.get('bwd_tflops', '-'):>8}"
               f"{f.get('bwd_tflops', '-'):>8}{rb:>7.2f}")
 # model FLOPs of one training step (no recomputation counted): forward + input gradients of

@@ -40,7 +40,7 @@ struct Backend {
     size_t act_size;    // bytes per act element
 
     /* --- memory --- */
-    void *(*alloc)(size_t bytes);                               // zeroed; NULL on failure
+    void *(*alloc)(size_t bytes);                               // zeroed, 256-byte aligned; NULL on failure
     void (*free)(void *p);
     void (*zero)(void *p, size_t bytes);
     void (*sync)(void);
@@ -99,10 +99,17 @@ struct Backend {
      * (natural-log log-sum-exp of the scaled scores). Memory O(S): tiles + online softmax. */
     void (*attention_forward)(void *out, float *lse, const void *q, const void *k, const void *v,
                               int S, int NH, int NKV, int HS);
-    // dq (S,NH,HS), dk, dv (S,NKV,HS): written (not accumulated)
+    /* dq (S,NH,HS), dk, dv (S,NKV,HS): written (not accumulated). ws: the caller's workspace
+     * of attention_bwd_ws_bytes(S, NH, NKV, HS) bytes (or more), 256-byte aligned, disjoint
+     * from every other argument; its contents on entry do not matter and on exit are
+     * undefined. The op keeps no S-sized scratch of its own, so the caller can place this one
+     * in memory that is dead at that point of its step (model.c: a layer's MLP buffers). */
     void (*attention_backward)(void *dq, void *dk, void *dv, const void *dout, const void *out,
                                const float *lse, const void *q, const void *k, const void *v,
-                               int S, int NH, int NKV, int HS);
+                               int S, int NH, int NKV, int HS, void *ws);
+    /* Bytes of workspace attention_backward needs for these shapes; nondecreasing in S, so
+     * a workspace sized for the longest sequence serves every shorter one. */
+    size_t (*attention_bwd_ws_bytes)(int S, int NH, int NKV, int HS);
 
     // out(n) = silu(gate) * up
     void (*swiglu_forward)(void *out, const void *gate, const void *up, size_t n);

@@ -2,10 +2,11 @@
  * (`lemo estimate` and the service's dry run).
  *
  * Memory is model_plan's exact byte count for each category (the trainer allocates exactly
- * these, once) plus what the runtime itself holds: on the CPU the process baseline and the
+ * these, once; the attention backward's workspace, on CUDA its fp32 dQ accumulator, is part
+ * of the plan) plus what the runtime itself holds: on the CPU the process baseline and the
  * tokenized dataset; on CUDA the context, the cuBLAS workspace and the ops' scratch block
- * (the largest of the attention backward's fp32 dQ accumulator and the fused loss's chunk,
- * grown with the headroom cuda_scratch gives it). With offloaded layer checkpoints their
+ * (the largest of the fused loss's chunk and the LoRA products' split-K workspace, grown
+ * with the headroom cuda_scratch gives it). With offloaded layer checkpoints their
  * pinned host memory is reported apart (host_bytes), not in the device peak. Time is the step's FLOPs
  * over a throughput: on the CPU measured here with a short sgemm; on CUDA a nominal
  * sustained bf16 rate. The largest context that fits is found by bisection on the plan. */
@@ -20,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cuda/backend_cuda.h"  // cuda_attention_bwd_ws: plain C, no GPU or CUDA library needed
 #include "model.h"
 
 #define CUDA_CONTEXT_BYTES ((size_t)606 << 20)  // context + cuBLAS's own: device used - tracked, H100, CUDA 13
@@ -27,6 +29,7 @@
 #define CUDA_RUNTIME_BYTES (CUDA_CONTEXT_BYTES + CUBLAS_WORKSPACE_BYTES)
 #define CPU_RUNTIME_BYTES ((size_t)16 << 20)    // process, libraries, OpenBLAS buffers, stacks
 #define CUDA_SUSTAINED_FLOPS 250e12             // bf16 dense, sustained in training
+#define CUDA_SMS 132                            // H100 SXM: the LoRA products split K to fill 4 x SMs
 
 static double now_s(void) {
     struct timespec ts;
@@ -71,30 +74,76 @@ static double window_seconds(const ModelConfig *c, double S, int checkpointing, 
     return f.gemm / (0.9 * cpu_rate) + f.attention / (0.35 * cpu_rate);
 }
 
+static size_t round_up(size_t a, size_t b) { return (a + b - 1) / b * b; }
+
+/* Floats of split-K workspace of one LoRA product C(M,N) += A(M,Kd) B(Kd,N), as
+ * kernels/cuda/cuda_matmul.cu's gemm_splits and gemm_ws_floats size it on CUDA_SMS SMs. */
+static size_t cuda_lora_gemm_ws(size_t M, size_t N, size_t Kd) {
+    int thin_n = N <= 16, thin_m = !thin_n && M <= 16;
+    size_t BM = thin_m ? 16 : 64, BN = thin_n ? 16 : (thin_m ? 256 : 64);
+    size_t tiles = round_up(M, BM) / BM * (round_up(N, BN) / BN), want = 4 * CUDA_SMS, splits = 1;
+    if (tiles < want && Kd > 512) {
+        splits = (want + tiles - 1) / tiles;
+        if (splits > Kd / 256) splits = Kd / 256;
+        if (splits > 64) splits = 64;
+        if (splits < 1) splits = 1;
+    }
+    size_t kchunk = round_up((Kd + splits - 1) / splits, 16);  // GEMM_BK
+    splits = (Kd + kchunk - 1) / kchunk;
+    return splits > 1 ? splits * M * N : 0;
+}
+
 /* The ops' scratch. CPU: the fused loss's (128, V) fp32 logits per chunk (kernels/cpu/loss.c).
- * CUDA: one block (cuda_scratch) sized by its largest user: the attention backward's fp32
- * dQ accumulator and row sums, 4 S (NH HS + NH) bytes (cuda_attention.cu), or the fused
- * loss's chunk of fp32 logits + bf16 dlogits within 256 MiB plus S fp32 row losses
- * (cuda_loss.cu); the block grows to 1.25x the request, in MiB steps. */
-static size_t scratch_bytes(const ModelConfig *mc, size_t S, int cuda) {
+ * CUDA: one block (cuda_scratch) sized by its largest user: the fused loss's chunk of fp32
+ * logits + bf16 dlogits within 256 MiB plus S fp32 row losses (cuda_loss.cu); a LoRA
+ * product's scratch (cuda_matmul.cu): with dropout the split-K workspace and (S, R) fp32 dt,
+ * without it bf16 copies of A, B, t and dt for cuBLAS; or the gradient norm's partial sums
+ * (cuda_optim.cu). The block grows to 1.25x the request, in MiB steps. The attention
+ * backward's workspace is the caller's (model_plan), not in here. */
+static size_t scratch_bytes(const ModelConfig *mc, const LoraSpec *l, size_t S, int cuda) {
     if (!cuda) return (size_t)128 * mc->vocab * 4;
-    size_t att = 4 * S * ((size_t)mc->n_heads * mc->head_dim + mc->n_heads) + 256;
     size_t rows = ((size_t)256 << 20) / ((size_t)mc->vocab * 6);
     rows = rows < 64 ? 64 : rows / 64 * 64;
     if (rows > S) rows = S;
-    size_t loss = rows * mc->vocab * 6 + 4 * S + 768;
-    size_t need = att > loss ? att : loss;
+    size_t need = round_up(rows * mc->vocab * 4, 256) + round_up(rows * mc->vocab * 2, 256) + round_up(4 * S, 256);
+    size_t C = mc->hidden, Q = (size_t)mc->n_heads * mc->head_dim, KV = (size_t)mc->n_kv_heads * mc->head_dim;
+    size_t F = mc->ffn, R = l->r;
+    size_t ins[JOB_MAX_TARGETS] = {C, C, C, Q, C, C, F}, outs[JOB_MAX_TARGETS] = {Q, KV, KV, C, F, F, C};
+    for (int t = 0; t < JOB_MAX_TARGETS; t++) {
+        if (!l->targets[t]) continue;
+        size_t K = ins[t], N = outs[t], fwd, bwd;
+        if (l->dropout > 0) {
+            fwd = cuda_lora_gemm_ws(S, R, K) * 4 + 256;
+            size_t ws = cuda_lora_gemm_ws(N, R, S), w2 = cuda_lora_gemm_ws(S, R, N), w3 = cuda_lora_gemm_ws(R, K, S);
+            ws = ws > w2 ? ws : w2;
+            ws = ws > w3 ? ws : w3;
+            bwd = round_up(S * R * 4, 256) + ws * 4;
+        } else {
+            fwd = round_up(R * K * 2, 256) + round_up(N * R * 2, 256) + round_up(S * R * 2, 256);
+            bwd = fwd + round_up(S * R * 2, 256);
+        }
+        if (fwd > need) need = fwd;
+        if (bwd > need) need = bwd;
+    }
+    if (256 * sizeof(double) > need) need = 256 * sizeof(double);  // SUMSQ_BLOCKS partials
     need += need / 4;
-    return (need + ((size_t)1 << 20) - 1) & ~(((size_t)1 << 20) - 1);
+    return round_up(need, (size_t)1 << 20);
+}
+
+/* The plan for S tokens on the CPU (fp32) or CUDA (bf16), with that backend's attention
+ * backward workspace (CUDA: its fp32 dQ accumulator and row sums). */
+static void plan_for(const ModelConfig *mc, const LoraSpec *spec, int checkpointing, int S, int cuda, MemPlan *p) {
+    model_plan(mc, S, spec, checkpointing, cuda ? 2 : 4,
+               cuda ? cuda_attention_bwd_ws : backend_cpu()->attention_bwd_ws_bytes, p);
 }
 
 static size_t peak_for(const ModelConfig *mc, const JobConfig *jc, int S, int cuda, size_t data_bytes) {
     LoraSpec spec = {jc->lora.r, jc->lora.alpha, jc->lora.dropout, {0}};
     memcpy(spec.targets, jc->lora.targets, sizeof spec.targets);
     MemPlan p;
-    model_plan(mc, S, &spec, jc->checkpointing, cuda ? 2 : 4, &p);
+    plan_for(mc, &spec, jc->checkpointing, S, cuda, &p);
     // on the CPU the offloaded checkpoints live in the same memory as everything else
-    return p.total + scratch_bytes(mc, S, cuda) + (cuda ? CUDA_RUNTIME_BYTES : CPU_RUNTIME_BYTES + data_bytes + p.host);
+    return p.total + scratch_bytes(mc, &spec, S, cuda) + (cuda ? CUDA_RUNTIME_BYTES : CPU_RUNTIME_BYTES + data_bytes + p.host);
 }
 
 static size_t cuda_device_mem(void) {
@@ -141,14 +190,14 @@ int estimate_job(const JobConfig *jc, const char *device, size_t device_mem, jso
     LoraSpec spec = {jc->lora.r, jc->lora.alpha, jc->lora.dropout, {0}};
     memcpy(spec.targets, jc->lora.targets, sizeof spec.targets);
     MemPlan p;
-    model_plan(&mc, S, &spec, jc->checkpointing, cuda ? 2 : 4, &p);
+    plan_for(&mc, &spec, jc->checkpointing, S, cuda, &p);
     *out = json_pack(
         "{s:s, s:I, s:s, s:I, s:b, s:i, s:i, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:I, s:I, s:f, s:f, s:f}",
         "device", cuda ? "cuda" : "cpu", "device_mem_bytes", (json_int_t)device_mem, "device_mem_source",
         mem_source, "peak_bytes", (json_int_t)peak, "fits", peak <= budget, "context_length", S,
         "max_context_length", lo * 256, "breakdown", "weights", (json_int_t)p.weights, "lora_and_optimizer",
         (json_int_t)p.lora, "layer_checkpoints", (json_int_t)p.checkpoints, "activations",
-        (json_int_t)(p.activations + p.grads), "loss_chunk", (json_int_t)(p.loss + scratch_bytes(&mc, S, cuda)),
+        (json_int_t)(p.activations + p.grads), "loss_chunk", (json_int_t)(p.loss + scratch_bytes(&mc, &spec, S, cuda)),
         "tokens_and_data", (json_int_t)(p.tokens + (cuda ? 0 : data_bytes)), "runtime",
         (json_int_t)(cuda ? CUDA_RUNTIME_BYTES : CPU_RUNTIME_BYTES), "host_bytes", (json_int_t)p.host,
         "tokens", (json_int_t)tokens, "steps", steps, "est_seconds", secs, "tokens_per_s", tokens / secs);

@@ -16,7 +16,28 @@
  * layer that made it (a copy ticket per slot; a layer waits for its slot's copy before
  * overwriting it), and in backward the input of layer l-1 is copied back into the slot
  * layer l+1 has finished with while layer l recomputes and back-propagates. Copies of the
- * same bytes in another order give the same numbers: offloading changes no result. */
+ * same bytes in another order give the same numbers: offloading changes no result.
+ *
+ * Memory reuse (model_plan, model_load). Within one step the buffers below are live only
+ * over the spans given, so the plan lets them share memory:
+ *   - a layer's g, u, a (3 S F activations, carved contiguously) are read for the last
+ *     time by the gate and up projections' backward (so is da, when it is separate); from
+ *     there to the end of that layer's backward they hold the attention backward's set: datt,
+ *     dq (n, Q), dk, dv (n, KV) and the backend's attention_backward workspace (on CUDA its
+ *     fp32 dQ accumulator). Nothing else reads g, u, a before the layer's next forward or
+ *     recompute rewrites them, and without checkpointing each layer uses its own LayerActs.
+ *     When the set does not fit (F small against the attention widths) it gets its own
+ *     buffers in the gradient block, shared by every layer.
+ *   - dh2 (dL/dh2) is dead after the MLP's rmsnorm backward, so it then holds dL/dh; dok (the
+ *     o_proj output in forward, the gathered rows of dx for o_proj's backward) is dead after
+ *     o_proj's backward, so it then holds dL/dhk. The gradient block thus holds dx, dh2, dok
+ *     (and da with a down_proj adapter), the buffers live across the MLP backward or the
+ *     forward.
+ *   - the final norm's output xf is dok and its gradient dxf is dh2: they are live from the
+ *     final rmsnorm forward to the final rmsnorm backward; the last layer's forward writes
+ *     dok before that, and the recompute (or backward) of layer L-1 writes dok and dh2 only
+ *     after it. After a step with backward xf no longer holds the final norm output.
+ * Placing a buffer elsewhere changes no arithmetic: every result is the same bit for bit. */
 #include "model.h"
 
 #include <math.h>
@@ -73,9 +94,30 @@ static size_t acts_bytes(const ModelConfig *c, size_t S, const LoraSpec *l, size
     return as * (S * C * 4 + S * Q * 2 + S * KV * 2 + S * F * 3) + 4 * ((size_t)c->n_heads * S + 2 * S) + n;
 }
 
-void model_plan(const ModelConfig *c, int Si, const LoraSpec *l, int checkpointing, size_t as, MemPlan *p) {
-    size_t S = Si, C = c->hidden, Q = (size_t)c->n_heads * c->head_dim, KV = (size_t)c->n_kv_heads * c->head_dim;
-    size_t F = c->ffn;
+static size_t align256(size_t b) { return (b + 255) & ~(size_t)255; }
+
+/* Bytes of the attention backward's set for S rows, in carve order: datt, dq (S, Q), dk,
+ * dv (S, KV) and the backend's workspace. */
+#define ATTN_SET 5
+static void attn_set_bytes(const ModelConfig *c, int S, size_t as, size_t (*ws)(int, int, int, int),
+                           size_t b[ATTN_SET]) {
+    size_t Q = (size_t)c->n_heads * c->head_dim, KV = (size_t)c->n_kv_heads * c->head_dim;
+    b[0] = b[1] = as * S * Q;
+    b[2] = b[3] = as * S * KV;
+    b[4] = ws(S, c->n_heads, c->n_kv_heads, c->head_dim);
+}
+
+/* Whether the set fits a layer's g, u, a: 3 S F activations from g's 256-aligned start,
+ * each piece starting on a 256-byte boundary as carve places it. */
+static int attn_set_fits(const ModelConfig *c, size_t S, size_t as, const size_t b[ATTN_SET]) {
+    size_t end = 0;
+    for (int i = 0; i < ATTN_SET; i++) end = align256(end) + b[i];
+    return end <= 3 * as * S * c->ffn;
+}
+
+void model_plan(const ModelConfig *c, int Si, const LoraSpec *l, int checkpointing, size_t as,
+                size_t (*attn_ws_bytes)(int, int, int, int), MemPlan *p) {
+    size_t S = Si, C = c->hidden, F = c->ffn;
     memset(p, 0, sizeof *p);
     p->weights = weight_count(c) * as;
     p->lora = lora_count(c, l) * 4 * 4;
@@ -83,10 +125,15 @@ void model_plan(const ModelConfig *c, int Si, const LoraSpec *l, int checkpointi
     p->checkpoints = (size_t)(off ? 2 : c->n_layers + 1) * S * C * as;
     p->host = off ? (size_t)(c->n_layers > 1 ? c->n_layers - 1 : 0) * S * C * as : 0;
     p->activations = acts_bytes(c, S, l, as) * (checkpointing ? 1 : c->n_layers);
-    // (S, F) gradient scratch only for a down_proj adapter: otherwise dL/da goes into the
-    // layer's own `a`, and swiglu's backward runs in place (layer_backward)
-    p->grads = as * (S * C * 5 + S * Q * 2 + S * KV * 2 + (l->targets[TARGET_DOWN] ? S * F : 0));
-    p->loss = as * S * C * 2 + 4 * S;
+    // dx, dh2, dok; (S, F) gradient scratch only for a down_proj adapter: otherwise dL/da
+    // goes into the layer's own `a`, and swiglu's backward runs in place (layer_backward)
+    p->grads = as * (S * C * 3 + (l->targets[TARGET_DOWN] ? S * F : 0));
+    size_t set[ATTN_SET];
+    attn_set_bytes(c, Si, as, attn_ws_bytes, set);
+    p->attn_in_mlp = attn_set_fits(c, S, as, set);
+    if (!p->attn_in_mlp)
+        for (int i = 0; i < ATTN_SET; i++) p->grads += set[i];
+    p->loss = 4 * S;  // rstdf; xf and dxf alias dok and dh2
     p->tokens = 4 * (S * 3 + S * c->n_layers) + 4 * (size_t)c->head_dim / 2;
     p->total = p->weights + p->lora + p->checkpoints + p->activations + p->grads + p->loss + p->tokens;
 }
@@ -170,6 +217,8 @@ static void carve_acts(Model *m, LayerActs *a, Carve *cv, int S) {
     a->att = carve(cv, as * S * Q);
     a->x1 = carve(cv, as * S * C);
     a->h2 = carve(cv, as * S * C);
+    // g, u, a back to back: from g on, 3 S F activations are one region (the attention
+    // backward's set goes there once they are dead)
     a->g = carve(cv, as * S * F);
     a->u = carve(cv, as * S * F);
     a->a = carve(cv, as * S * F);
@@ -177,6 +226,16 @@ static void carve_acts(Model *m, LayerActs *a, Carve *cv, int S) {
     a->rstd1 = carve(cv, 4 * (size_t)S);
     a->rstd2 = carve(cv, 4 * (size_t)S);
     for (int t = 0; t < NT; t++) a->t[t] = m->lora.targets[t] ? carve(cv, 4 * (size_t)S * m->lora.r) : NULL;
+}
+
+/* The attention backward's set, carved from cv (a layer's g, u, a region, or the gradient
+ * block); sizes from attn_set_bytes. */
+static void carve_attn_set(LayerActs *a, Carve *cv, const size_t b[ATTN_SET]) {
+    a->datt = carve(cv, b[0]);
+    a->dq = carve(cv, b[1]);
+    a->dk = carve(cv, b[2]);
+    a->dv = carve(cv, b[3]);
+    a->attn_ws = carve(cv, b[4]);
 }
 
 /* LoRA A ~ uniform(-1/sqrt(K), 1/sqrt(K)) (PEFT's kaiming_uniform(a=sqrt(5))), B = 0. */
@@ -229,12 +288,12 @@ Model *model_load(const Backend *be, const char *dir, const RopeScaling *rope_ov
             off += (long)sl->N * lora->r;
         }
     m->n_lora = off;
-    model_plan(c, S_max, lora, checkpointing, be->act_size, &m->plan);
+    model_plan(c, S_max, lora, checkpointing, be->act_size, be->attention_bwd_ws_bytes, &m->plan);
 
     int n_acts = checkpointing ? 1 : c->n_layers;
     size_t sizes[7] = {padded(m->plan.weights, 16 * (c->n_layers + 2)), padded(m->plan.lora, 4),
                        padded(m->plan.checkpoints, 1), padded(m->plan.activations, 32 * n_acts),
-                       padded(m->plan.grads, 16), padded(m->plan.loss, 3), padded(m->plan.tokens, 5)};
+                       padded(m->plan.grads, 4 + ATTN_SET), padded(m->plan.loss, 1), padded(m->plan.tokens, 5)};
     for (int i = 0; i < 7; i++) {
         m->blocks[i] = be->alloc(sizes[i]);
         if (!m->blocks[i]) {
@@ -253,8 +312,7 @@ Model *model_load(const Backend *be, const char *dir, const RopeScaling *rope_ov
     m->adam_v = carve(&cv, 4 * m->n_lora);
     lora_init(m, seed);
 
-    size_t as = be->act_size, S = S_max, C = c->hidden, Q = (size_t)c->n_heads * c->head_dim;
-    size_t KV = (size_t)c->n_kv_heads * c->head_dim, F = c->ffn;
+    size_t as = be->act_size, S = S_max, C = c->hidden, F = c->ffn;
     m->resid = m->blocks[2];
     if (checkpointing == ACT_OFFLOAD && !(m->host_resid = be->host_alloc(m->plan.host))) {
         err_set(e, "out of pinned host memory: %zu MiB needed for offloaded layer checkpoints", m->plan.host >> 20);
@@ -262,18 +320,32 @@ Model *model_load(const Backend *be, const char *dir, const RopeScaling *rope_ov
     }
     cv = (Carve){m->blocks[3], 0, sizes[3]};
     m->acts = calloc(n_acts, sizeof *m->acts);
-    for (int i = 0; i < n_acts; i++) carve_acts(m, &m->acts[i], &cv, S_max);
+    size_t set[ATTN_SET];
+    attn_set_bytes(c, S_max, as, be->attention_bwd_ws_bytes, set);
+    for (int i = 0; i < n_acts; i++) {
+        LayerActs *a = &m->acts[i];
+        carve_acts(m, a, &cv, S_max);
+        if (m->plan.attn_in_mlp) {  // model_plan checked that it fits
+            Carve mlp = {a->g, 0, 3 * as * S * F};
+            carve_attn_set(a, &mlp, set);
+        }
+    }
     cv = (Carve){m->blocks[4], 0, sizes[4]};
-    void **g5[] = {&m->dx, &m->dh, &m->dhk, &m->dok, &m->dh2};
-    for (int i = 0; i < 5; i++) *g5[i] = carve(&cv, as * S * C);
-    m->dq = carve(&cv, as * S * Q);
-    m->datt = carve(&cv, as * S * Q);
-    m->dk = carve(&cv, as * S * KV);
-    m->dv = carve(&cv, as * S * KV);
+    m->dx = carve(&cv, as * S * C);
+    m->dh2 = carve(&cv, as * S * C);
+    m->dok = carve(&cv, as * S * C);
     m->da = lora->targets[TARGET_DOWN] ? carve(&cv, as * S * F) : NULL;
+    if (!m->plan.attn_in_mlp) {
+        carve_attn_set(&m->acts[0], &cv, set);
+        for (int i = 1; i < n_acts; i++) {
+            LayerActs *a = &m->acts[i];
+            a->datt = m->acts[0].datt, a->dq = m->acts[0].dq, a->dk = m->acts[0].dk, a->dv = m->acts[0].dv;
+            a->attn_ws = m->acts[0].attn_ws;
+        }
+    }
+    m->xf = m->dok;
+    m->dxf = m->dh2;
     cv = (Carve){m->blocks[5], 0, sizes[5]};
-    m->xf = carve(&cv, as * S * C);
-    m->dxf = carve(&cv, as * S * C);
     m->rstdf = carve(&cv, 4 * S);
     cv = (Carve){m->blocks[6], 0, sizes[6]};
     m->tok_in = carve(&cv, 4 * S);
@@ -352,7 +424,11 @@ static void linear_bwd(Ctx *x, LayerActs *a, int t, void *din, const void *dout,
                              m->lora_scale, x->train ? m->lora.dropout : 0.0f, drop_seed(x->seed, x->l, t));
 }
 
-/* Layer l forward: x (S, C) -> out (S, C); idx (n) kept rows on the device. */
+/* Layer l forward: x (S, C) -> out (S, C); idx (n) kept rows on the device. xout NULL: a
+ * recomputation right before the layer's backward, which needs the saved activations but not
+ * the output: the SwiGLU product and the down projection are skipped (a 3*S*C*F-FLOP GEMM),
+ * unless a down_proj adapter needs them for its gradients; then dh2, dead here, takes the
+ * unused output. */
 static void layer_forward(Ctx *x, LayerActs *a, const void *xin, void *xout, const int *idx, int n, int S) {
     Model *m = x->m;
     const Backend *be = m->be;
@@ -383,6 +459,10 @@ static void layer_forward(Ctx *x, LayerActs *a, const void *xin, void *xout, con
     be->rmsnorm_forward(a->h2, a->rstd2, a->x1, w->mlp_norm, S, C, c->norm_eps);
     linear_fwd(x, a, TARGET_GATE, a->g, a->h2, w->wg, NULL, S, 0);
     linear_fwd(x, a, TARGET_UP, a->u, a->h2, w->wu, NULL, S, 0);
+    if (!xout) {
+        if (m->slots[x->l * NT + TARGET_DOWN].a < 0) return;
+        xout = m->dh2;
+    }
     be->swiglu_forward(a->a, a->g, a->u, (size_t)S * c->ffn);
     be->copy_device(xout, a->x1, as * S * C);
     linear_fwd(x, a, TARGET_DOWN, xout, a->a, w->wd, NULL, S, 1);
@@ -411,29 +491,32 @@ static void layer_backward(Ctx *x, LayerActs *a, const void *xin, const int *idx
     linear_bwd(x, a, TARGET_UP, m->dh2, a->u, a->h2, w->wu, S);
     be->rmsnorm_backward(m->dx, m->dh2, a->x1, w->mlp_norm, a->rstd2, S, C);
 
-    // attention branch: only the kept rows received the attention output
+    // attention branch: only the kept rows received the attention output. From here on g,
+    // u, a, da and dh2 are dead: a->datt .. a->attn_ws may live in g, u, a, dh2 takes dL/dh
+    // and, once o_proj's backward has read it, dok takes dL/dhk (model.c's header).
     const void *dout = m->dx;
     if (!dense) {
         be->gather_rows(m->dok, m->dx, idx, n, C);
         dout = m->dok;
     }
-    be->zero(m->datt, as * (size_t)n * Q);
-    linear_bwd(x, a, TARGET_O, m->datt, dout, a->att, w->wo, n);
-    be->attention_backward(m->dq, m->dk, m->dv, m->datt, a->att, a->lse, a->q, a->k, a->v, n, c->n_heads,
-                           c->n_kv_heads, HS);
-    be->rope_backward(m->dq, idx, m->inv_freq, n, c->n_heads, HS, m->mscale);
-    be->rope_backward(m->dk, idx, m->inv_freq, n, c->n_kv_heads, HS, m->mscale);
+    be->zero(a->datt, as * (size_t)n * Q);
+    linear_bwd(x, a, TARGET_O, a->datt, dout, a->att, w->wo, n);
+    be->attention_backward(a->dq, a->dk, a->dv, a->datt, a->att, a->lse, a->q, a->k, a->v, n, c->n_heads,
+                           c->n_kv_heads, HS, a->attn_ws);
+    be->rope_backward(a->dq, idx, m->inv_freq, n, c->n_heads, HS, m->mscale);
+    be->rope_backward(a->dk, idx, m->inv_freq, n, c->n_kv_heads, HS, m->mscale);
     const void *hk = dense ? a->h : a->hk;
-    void *dhk = dense ? m->dh : m->dhk;
+    void *dh = m->dh2;                        // (S, C)
+    void *dhk = dense ? dh : m->dok;          // (n, C)
     be->zero(dhk, as * (size_t)n * C);
-    linear_bwd(x, a, TARGET_Q, dhk, m->dq, hk, w->wq, n);
-    linear_bwd(x, a, TARGET_K, dhk, m->dk, hk, w->wk, n);
-    linear_bwd(x, a, TARGET_V, dhk, m->dv, hk, w->wv, n);
+    linear_bwd(x, a, TARGET_Q, dhk, a->dq, hk, w->wq, n);
+    linear_bwd(x, a, TARGET_K, dhk, a->dk, hk, w->wk, n);
+    linear_bwd(x, a, TARGET_V, dhk, a->dv, hk, w->wv, n);
     if (!dense) {
-        be->zero(m->dh, as * (size_t)S * C);
-        be->scatter_add_rows(m->dh, m->dhk, idx, n, C);
+        be->zero(dh, as * (size_t)S * C);
+        be->scatter_add_rows(dh, dhk, idx, n, C);
     }
-    be->rmsnorm_backward(m->dx, m->dh, xin, w->attn_norm, a->rstd1, S, C);
+    be->rmsnorm_backward(m->dx, dh, xin, w->attn_norm, a->rstd1, S, C);
 }
 
 double model_step(Model *m, const int32_t *inputs, const int32_t *targets, int S, const int *const *kept,
@@ -472,6 +555,8 @@ double model_step(Model *m, const int32_t *inputs, const int32_t *targets, int S
         if (out_copies && l + 1 <= L - 2) be->copy_async(XHOST(l + 1), XIN(l + 1), SC * as, (l + 1) % 2);
     }
     const void *xL = XIN(L);
+    // xf, dxf are dok, dh2: the last layer's forward is done with dok, and nothing writes
+    // either until the final rmsnorm backward below has read them
     be->rmsnorm_forward(m->xf, m->rstdf, xL, m->final_norm, S, C, c->norm_eps);
     double loss = be->lm_head_ce(backward ? m->dxf : NULL, count, m->xf, m->lm_head, m->tok_tgt, S, C, c->vocab,
                                  grad_scale);
@@ -489,8 +574,10 @@ double model_step(Model *m, const int32_t *inputs, const int32_t *targets, int S
             be->copy_wait(l % 2);
         }
         const void *xin = XIN(l);
-        // recompute into dh-free scratch: the forward writes only a's buffers and m->dok
-        if (m->checkpointing) layer_forward(&x, a, xin, m->dh2, idx[l], n[l], S);
+        // recompute (its output unused, dh2 when it is formed): the forward writes only a's
+        // buffers, dok and dh2, all dead here (the final norm's xf, dxf, or layer l+1's dL/dh,
+        // dL/dhk and attention set, all consumed)
+        if (m->checkpointing) layer_forward(&x, a, xin, NULL, idx[l], n[l], S);
         layer_backward(&x, a, xin, idx[l], n[l], S);
     }
 #undef XIN

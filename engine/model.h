@@ -3,7 +3,11 @@
  *
  * Memory is planned before anything is allocated (model_plan): one device allocation per
  * category (base weights, LoRA + optimizer state, layer checkpoints, layer activations,
- * gradient scratch, loss, token buffers), nothing allocated inside a step. The activation
+ * gradient scratch, loss, token buffers), nothing allocated inside a step. Buffers whose
+ * lifetimes do not overlap share memory: the attention backward's gradients and the
+ * backend's workspace for it live in the layer's MLP activations, dead by then, when they
+ * fit there; the final norm's output and gradient live in two gradient buffers that are
+ * dead around the loss (model.c says which and why). The activation
  * policy (ACT_* in job_config.h) picks what a layer keeps for its backward: everything
  * (ACT_KEEP); only its input residual, the layer being recomputed right before its backward
  * (ACT_RECOMPUTE); or that input in pinned host memory (ACT_OFFLOAD): the device then holds
@@ -47,11 +51,16 @@ typedef struct {
 } LoraSpec;
 
 /* Bytes per category for a given model shape, sequence length and LoRA (model_plan).
- * total is the device bytes; host is the pinned host memory of offloaded checkpoints. */
+ * total is the device bytes; host is the pinned host memory of offloaded checkpoints.
+ * grads: dx, dh2, dok (S, C) and da (S, F) with a down_proj adapter, plus the attention
+ * backward's set (datt, dq, dk, dv and the backend's workspace) only when that set does not
+ * fit a layer's dead MLP buffers (attn_in_mlp == 0). loss: the final norm's rstd (its output
+ * and gradient alias dok and dh2). */
 typedef struct {
     size_t weights, lora, checkpoints, activations, grads, loss, tokens;
     size_t total;
     size_t host;
+    int attn_in_mlp;          // 1: the attention backward's set lives in each LayerActs' g, u, a
 } MemPlan;
 
 /* Intermediate activations of one layer's forward (saved for its backward). */
@@ -65,6 +74,12 @@ typedef struct {
     float *lse;               // (NH, n)
     float *rstd1, *rstd2;     // (S)
     float *t[JOB_MAX_TARGETS];  // (S, R) LoRA A outputs, NULL where no adapter
+    // The attention backward's set, live only in this layer's backward from the attention
+    // branch on: carved from g, u, a (dead once the MLP backward is done) when it fits there,
+    // else the same buffers of the gradient block for every layer.
+    void *datt, *dq;          // (n, NH*HS)
+    void *dk, *dv;            // (n, NKV*HS)
+    void *attn_ws;            // the backend's attention_backward workspace for S rows
 } LayerActs;
 
 typedef struct {
@@ -92,9 +107,12 @@ typedef struct {
                               // with ACT_OFFLOAD (2, S, C): layer j's input in slot j % 2
     void *host_resid;         // ACT_OFFLOAD: (L-1, S, C) pinned, inputs of layers 0..L-2
     LayerActs *acts;          // (checkpointing ? 1 : L)
-    void *dx, *dh, *dhk, *dok, *dq, *dk, *dv, *datt, *dh2;  // gradient scratch
+    void *dx;                 // (S, C) dL/d(residual) flowing down the layers
+    void *dh2;                // (S, C) dL/dh2, then dL/dh (the attention branch's input grad)
+    void *dok;                // (S, C) o_proj output in forward; gathered dx rows, then dL/dhk
     void *da;                 // (S, F) when down_proj has an adapter; else a layer's `a` serves
-    void *xf, *dxf;           // (S, C) final norm output and its gradient
+    void *xf, *dxf;           // (S, C) final norm output and its gradient: aliases of dok, dh2.
+                              // xf holds the final norm output after a forward-only step
     float *rstdf;             // (S)
 
     void *blocks[7];          // the per-category allocations, freed by model_free
@@ -102,9 +120,10 @@ typedef struct {
 } Model;
 
 /* Sizes each memory category would need; act_size = the backend's bytes per activation;
- * checkpointing = the activation policy (ACT_*). */
+ * checkpointing = the activation policy (ACT_*); attn_ws_bytes = the backend's
+ * attention_bwd_ws_bytes (the estimate passes the CUDA one without loading that backend). */
 void model_plan(const ModelConfig *c, int S, const LoraSpec *lora, int checkpointing, size_t act_size,
-                MemPlan *p);
+                size_t (*attn_ws_bytes)(int S, int NH, int NKV, int HS), MemPlan *p);
 
 /* Loads config.json + safetensors from dir onto the backend and allocates everything for
  * sequences up to S_max, under activation policy `checkpointing` (ACT_*). rope_override (may be NULL) replaces the model's rope scaling.

@@ -32,7 +32,13 @@
  * Determinism: every unit writes only its own rows, always in the same order, with
  * single-threaded sgemm calls of fixed shapes, and its scratch is fully rewritten
  * before being read, so the dynamic schedule (used only to balance the triangular
- * work) cannot change any bit of the result, whatever the thread count. */
+ * work) cannot change any bit of the result, whatever the thread count.
+ *
+ * Memory: the backward's one S-sized scratch, D (NH, S), lives in the caller's workspace
+ * (cpu_attention_bwd_ws_bytes), which the model places in memory that is dead at that
+ * point of its step. The per-thread block buffers (2 ATT_BQ x ATT_BK floats a thread,
+ * 128 KiB) stay allocated per call: their size follows the thread count, not the shapes,
+ * so a workspace sized from the shapes alone could not hold them. */
 #include "cpu_ops.h"
 
 #include <math.h>
@@ -252,17 +258,22 @@ static void attn_backward_q_unit(const AttnBwd *a, float *dq, int h, int qt, flo
     }
 }
 
-/* dq (S,NH,HS), dk, dv (S,NKV,HS) written, from dout, out (S,NH,HS), lse (NH,S), q, k, v. */
+/* Workspace bytes of cpu_attention_backward: D (NH, S) fp32. */
+size_t cpu_attention_bwd_ws_bytes(int S, int NH, int NKV, int HS) {
+    (void)NKV, (void)HS;
+    return (size_t)NH * S * sizeof(float);
+}
+
+/* dq (S,NH,HS), dk, dv (S,NKV,HS) written, from dout, out (S,NH,HS), lse (NH,S), q, k, v;
+ * work: cpu_attention_bwd_ws_bytes of the caller's memory. */
 void cpu_attention_backward(void *dq, void *dk, void *dv, const void *dout, const void *out,
                             const float *lse, const void *q, const void *k, const void *v,
-                            int S, int NH, int NKV, int HS) {
+                            int S, int NH, int NKV, int HS, void *work) {
     int nt = (S + ATT_BQ - 1) / ATT_BQ;
     size_t per = attn_backward_ws();
-    float *D = malloc((size_t)NH * S * sizeof(float));  // (NH,S)
+    float *D = work;  // (NH,S)
     float *ws = attn_ws_alloc(per);
-    if (!D || !ws) {
-        free(D);
-        free(ws);
+    if (!ws) {
         cpu_fill_nan(dq, (size_t)S * NH * HS);
         cpu_fill_nan(dk, (size_t)S * NKV * HS);
         cpu_fill_nan(dv, (size_t)S * NKV * HS);
@@ -292,6 +303,5 @@ void cpu_attention_backward(void *dq, void *dk, void *dv, const void *dout, cons
         attn_backward_q_unit(&a, dq, (int)(u % NH), nt - 1 - (int)(u / NH),
                              ws + (size_t)omp_get_thread_num() * per);
     attn_blas_restore(blas_threads);
-    free(D);
     free(ws);
 }

@@ -3,7 +3,8 @@
  * "Device" memory on the CPU is host memory. Every block carries a small header
  * holding its size, so mem_used can report the bytes currently allocated through
  * alloc (the trainer's memory report works the same on both backends). Blocks are
- * 64-byte aligned, a cache line, which is what the vectorized loops like.
+ * 256-byte aligned, as backend.h promises (the model carves its buffers at 256-byte
+ * offsets into a block, so every piece is then as aligned as on CUDA).
  * The compute ops live in the other files of kernels/cpu, one op family each. */
 #include "backend.h"
 #include "cpu_ops.h"
@@ -13,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CPU_ALIGN 64  // block alignment
+#define CPU_ALIGN 256  // block alignment
 
 static atomic_size_t cpu_bytes_in_use;
 
@@ -23,7 +24,7 @@ typedef struct {
     size_t bytes;
 } CpuBlock;
 
-/* Zeroed, 64-byte aligned block of `bytes`. calloc rather than malloc + memset:
+/* Zeroed, 256-byte aligned block of `bytes`. calloc rather than malloc + memset:
  * large blocks then come as fresh zero pages from the OS, not touched twice. */
 static void *cpu_alloc(size_t bytes) {
     size_t extra = CPU_ALIGN + sizeof(CpuBlock);
@@ -139,6 +140,7 @@ static const Backend cpu_backend = {
     .rope_backward = cpu_rope_backward,
     .attention_forward = cpu_attention_forward,
     .attention_backward = cpu_attention_backward,
+    .attention_bwd_ws_bytes = cpu_attention_bwd_ws_bytes,
     .swiglu_forward = cpu_swiglu_forward,
     .swiglu_backward = cpu_swiglu_backward,
     .add_inplace = cpu_add_inplace,

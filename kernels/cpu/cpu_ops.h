@@ -9,9 +9,10 @@
  * calls sgemm inside its OpenMP loops (on small blocks), and it sets OpenBLAS to one
  * thread around them, so the two thread pools never nest.
  *
- * Ops that need scratch memory allocate it per call; on the (practically
- * impossible) failure of such an allocation they fill their written outputs with
- * NaN, so the failure surfaces as a non-finite loss instead of silent garbage. */
+ * Ops that need scratch memory allocate it per call (except the attention backward's
+ * S-sized scratch, which the caller provides); on the (practically impossible) failure
+ * of such an allocation they fill their written outputs with NaN, so the failure
+ * surfaces as a non-finite loss instead of silent garbage. */
 #ifndef LEMO_CPU_OPS_H
 #define LEMO_CPU_OPS_H
 
@@ -53,7 +54,8 @@ void cpu_attention_forward(void *out, float *lse, const void *q, const void *k, 
                            int S, int NH, int NKV, int HS);
 void cpu_attention_backward(void *dq, void *dk, void *dv, const void *dout, const void *out,
                             const float *lse, const void *q, const void *k, const void *v,
-                            int S, int NH, int NKV, int HS);
+                            int S, int NH, int NKV, int HS, void *work);
+size_t cpu_attention_bwd_ws_bytes(int S, int NH, int NKV, int HS);
 
 /* swiglu.c */
 void cpu_swiglu_forward(void *out, const void *gate, const void *up, size_t n);

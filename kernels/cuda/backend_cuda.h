@@ -2,7 +2,8 @@
  *
  * backend_cuda() itself is declared in engine/backend.h. These extras serve the
  * benchmark and the trainer's memory report: the peak of mem_used since the last
- * reset, and the device's name. */
+ * reset, and the device's name; and the attention backward's workspace size, which the
+ * estimate needs without the backend. */
 #ifndef LEMO_BACKEND_CUDA_H
 #define LEMO_BACKEND_CUDA_H
 
@@ -11,6 +12,15 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* Workspace bytes of the CUDA attention backward (Backend.attention_bwd_ws_bytes): its fp32
+ * dQ accumulator (S, NH, HS) and the row sums D (NH, S), each 256-byte aligned. Plain C, so
+ * that the estimate can size a CUDA job without loading the backend. */
+static inline size_t cuda_attention_bwd_ws(int S, int NH, int NKV, int HS) {
+    (void)NKV;
+    size_t acc = (size_t)S * NH * HS * 4, d = (size_t)NH * S * 4;
+    return (acc + 255) / 256 * 256 + (d + 255) / 256 * 256;
+}
 
 /* Highest mem_used seen since backend_cuda() or the last cuda_mem_reset_peak(). */
 size_t cuda_mem_peak(void);

@@ -7,15 +7,15 @@
  *             double-buffered with cp.async; scores, the online softmax (base-2,
  *             the scale folded into log2 e) and the output accumulator stay in
  *             registers. Writes out (bf16) and lse (natural log, fp32).
- *   backward: D = rowsum(dO * O) first; then one block per (64 keys, kv head),
- *             looping over every query head of the group and every query tile at
- *             or after the key tile (causal), the next tile's Q and dO loading while
- *             this one computes. Each warp owns 16 keys and keeps
+ *   backward: D = rowsum(dO * O) first; then one block (8 warps) per (128 keys, kv head),
+ *             looping over every query head of the group and every 64-row query tile at
+ *             or after the key tile (causal), last tile first, the next tile's Q and dO
+ *             loading while this one computes. Each warp owns 16 keys and keeps
  *             their dK, dV in registers; P and dS are rebuilt from lse, so the
  *             (S,S) matrix never exists. dQ gets each tile's contribution through
- *             fp32 atomics into a scratch accumulator (so dQ's summation order,
- *             and only it, varies run to run), then one pass converts it to bf16.
- *             dK, dV sum the group's heads in registers: written, not atomics.
+ *             16-byte fp32 atomics into an accumulator the caller provides (so dQ's
+ *             summation order, and only it, varies run to run), then one pass converts
+ *             it to bf16. dK, dV sum the group's heads in registers: written, not atomics.
  * Shared-memory tiles are row-major with the 16-byte chunk index XOR-swizzled by
  * the row (mod 8), so ldmatrix reads of 8 rows hit 8 different bank groups.
  * Rows past S are zero-filled on load and masked: keys by the causal mask, query
@@ -24,6 +24,7 @@
 #include <math.h>
 
 #include "cuda_common.h"
+#include "backend_cuda.h"
 
 #define ATT_TILE 64      // query rows per block tile and keys per key tile
 #define ATT_THREADS 128  // 4 warps x 16 rows
@@ -76,11 +77,13 @@ __device__ __forceinline__ int swz(int r, int c) {
     return r * W + ((((c >> 3) ^ (r & 7))) << 3) + (c & 7);
 }
 
-/* cp.async of a 64 x W tile: row r from g + r*stride; rows >= nvalid zero-filled. */
-template <int W>
+/* cp.async of a ROWS x W tile by THREADS threads: row r from g + r*stride; rows >= nvalid
+ * zero-filled. */
+template <int W, int ROWS = ATT_TILE, int THREADS = ATT_THREADS>
 __device__ __forceinline__ void load_tile(bf16 *sm, const bf16 *g, long stride, int nvalid) {
     constexpr int CH = W / 8;
-    for (int e = threadIdx.x; e < ATT_TILE * CH; e += ATT_THREADS) {
+#pragma unroll 4
+    for (int e = threadIdx.x; e < ROWS * CH; e += THREADS) {
         int r = e / CH, c = (e % CH) * 8;
         bool ok = r < nvalid;
         const bf16 *src = g + (ok ? (long)r * stride : 0) + c;
@@ -288,27 +291,53 @@ __global__ void attn_bwd_dot_kernel(float *D, const bf16 *dout, const bf16 *out,
     if (lane == 0) D[(long)h * S + s] = acc;
 }
 
-template <int HS>
-__global__ void __launch_bounds__(ATT_THREADS) attn_bwd_kernel(float *dqacc, bf16 *dk, bf16 *dv,
-                                                               const bf16 *dout, const float *lse,
-                                                               const float *Dv, const bf16 *q,
-                                                               const bf16 *k, const bf16 *v, int S,
-                                                               int NH, int NKV, float sl2, float scale) {
+/* Adds a warp's 16 x 8 fp32 mma tile (c[0..1]: row g, columns 2t, 2t+1; c[2..3]: row g+8)
+ * into dst with one 16-byte atomic per lane: lanes t and t^1 swap halves so that the
+ * even lane holds 4 consecutive columns of row g and the odd lane 4 of row g+8. Half the
+ * atomic transactions of adding float2 pairs. dst points at (row 0, column 0) of the tile;
+ * rows are row_stride floats apart; a row at or past `rows` is skipped. */
+__device__ __forceinline__ void atomic_add_tile(float *dst, long row_stride, const float c[4], float scale,
+                                                int g, int t, int rows) {
+    bool odd = t & 1;
+    float s0 = odd ? c[0] : c[2], s1 = odd ? c[1] : c[3];
+    float r0 = __shfl_xor_sync(0xffffffffu, s0, 1), r1 = __shfl_xor_sync(0xffffffffu, s1, 1);
+    int row = odd ? g + 8 : g, col = 2 * (t & ~1);
+    float4 v = odd ? make_float4(r0, r1, c[2], c[3]) : make_float4(c[0], c[1], r0, r1);
+    if (row < rows)
+        atomicAdd((float4 *)(dst + row * row_stride + col),
+                  make_float4(v.x * scale, v.y * scale, v.z * scale, v.w * scale));
+}
+
+/* One block per (KT keys, kv head), KT/16 warps, each owning 16 keys: their dK, dV stay in
+ * registers while the block walks every (query head of the group, 64-row query tile at or
+ * after the key tile), last query tile first. Starting at the end puts the blocks that run
+ * together on the same query rows at the same time, so the Q, dO tiles they read and the
+ * dQ rows they add into are shared in L2 (walking upwards from each block's own diagonal,
+ * blocks drifted apart and at 64K tokens the L2 hit rate fell to 30%). KT = 128 halves the
+ * dQ atomics and Q/dO reads per key against KT = 64. */
+template <int HS, int KT>
+__global__ void __launch_bounds__(KT * 2) attn_bwd_kernel(float *dqacc, bf16 *dk, bf16 *dv,
+                                                          const bf16 *dout, const float *lse,
+                                                          const float *Dv, const bf16 *q,
+                                                          const bf16 *k, const bf16 *v, int S,
+                                                          int NH, int NKV, float sl2, float scale) {
+    constexpr int NTH = KT * 2, NW = KT / 16;
+    constexpr int CW = NW / 4, DQC = HS / CW;  // dQ: warps split 4 row groups x CW column groups
     extern __shared__ __align__(128) unsigned char att_smem[];
-    bf16 *Ks = (bf16 *)att_smem;                    // (64, HS)
-    bf16 *Vs = Ks + ATT_TILE * HS;                  // (64, HS)
-    bf16 *Qs2 = Vs + ATT_TILE * HS;                 // (2, 64, HS) double-buffered
+    bf16 *Ks = (bf16 *)att_smem;                    // (KT, HS)
+    bf16 *Vs = Ks + KT * HS;                        // (KT, HS)
+    bf16 *Qs2 = Vs + KT * HS;                       // (2, 64, HS) double-buffered
     bf16 *dOs2 = Qs2 + 2 * ATT_TILE * HS;           // (2, 64, HS)
-    bf16 *dSs = dOs2 + 2 * ATT_TILE * HS;           // (64 keys, 64 queries)
-    float *lse_s = (float *)(dSs + ATT_TILE * ATT_TILE);  // (64) lse * log2 e
+    bf16 *dSs = dOs2 + 2 * ATT_TILE * HS;           // (KT keys, 64 queries)
+    float *lse_s = (float *)(dSs + KT * ATT_TILE);  // (64) lse * log2 e
     float *D_s = lse_s + ATT_TILE;                  // (64)
     int nq = cdiv(S, ATT_TILE);
     int kvh = blockIdx.x, j = blockIdx.y, group = NH / NKV;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     long qstride = (long)NH * HS, kstride = (long)NKV * HS;
-    int k0 = j * ATT_TILE;
-    load_tile<HS>(Ks, k + (long)k0 * kstride + (long)kvh * HS, kstride, S - k0);
-    load_tile<HS>(Vs, v + (long)k0 * kstride + (long)kvh * HS, kstride, S - k0);
+    int k0 = j * KT;
+    load_tile<HS, KT, NTH>(Ks, k + (long)k0 * kstride + (long)kvh * HS, kstride, S - k0);
+    load_tile<HS, KT, NTH>(Vs, v + (long)k0 * kstride + (long)kvh * HS, kstride, S - k0);
 
     float dka[HS / 8][4], dva[HS / 8][4];
 #pragma unroll
@@ -319,21 +348,25 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_bwd_kernel(float *dqacc, bf1
 
     // the (query head, query tile) pairs of this block, in order; the next pair's Q and
     // dO load while this one computes
-    int per_head = nq - j, total = group * per_head;
+    int i_first = k0 / ATT_TILE, per_head = nq - i_first, total = group * per_head;
+#define PAIR_HEAD(it) (kvh * group + (it) / per_head)
+#define PAIR_TILE(it) (nq - 1 - (it) % per_head)
     {
-        int h0 = kvh * group, q00 = j * ATT_TILE;
-        load_tile<HS>(Qs2, q + (long)q00 * qstride + (long)h0 * HS, qstride, S - q00);
-        load_tile<HS>(dOs2, dout + (long)q00 * qstride + (long)h0 * HS, qstride, S - q00);
+        int h0 = PAIR_HEAD(0), q00 = PAIR_TILE(0) * ATT_TILE;
+        load_tile<HS, ATT_TILE, NTH>(Qs2, q + (long)q00 * qstride + (long)h0 * HS, qstride, S - q00);
+        load_tile<HS, ATT_TILE, NTH>(dOs2, dout + (long)q00 * qstride + (long)h0 * HS, qstride, S - q00);
         cp_async_commit();  // one group: K, V and the first Q, dO
     }
     for (int it = 0; it < total; it++) {
-        int h = kvh * group + it / per_head, i = j + it % per_head, buf = it & 1;
-        int q0 = i * ATT_TILE;
+        int h = PAIR_HEAD(it), buf = it & 1;
+        int q0 = PAIR_TILE(it) * ATT_TILE;
         const bf16 *Qs = Qs2 + buf * ATT_TILE * HS, *dOs = dOs2 + buf * ATT_TILE * HS;
         if (it + 1 < total) {
-            int hn = kvh * group + (it + 1) / per_head, qn = (j + (it + 1) % per_head) * ATT_TILE;
-            load_tile<HS>(Qs2 + (buf ^ 1) * ATT_TILE * HS, q + (long)qn * qstride + (long)hn * HS, qstride, S - qn);
-            load_tile<HS>(dOs2 + (buf ^ 1) * ATT_TILE * HS, dout + (long)qn * qstride + (long)hn * HS, qstride, S - qn);
+            int hn = PAIR_HEAD(it + 1), qn = PAIR_TILE(it + 1) * ATT_TILE;
+            load_tile<HS, ATT_TILE, NTH>(Qs2 + (buf ^ 1) * ATT_TILE * HS, q + (long)qn * qstride + (long)hn * HS,
+                                         qstride, S - qn);
+            load_tile<HS, ATT_TILE, NTH>(dOs2 + (buf ^ 1) * ATT_TILE * HS,
+                                         dout + (long)qn * qstride + (long)hn * HS, qstride, S - qn);
             cp_async_commit();
         }
         if (threadIdx.x < ATT_TILE) {
@@ -363,7 +396,8 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_bwd_kernel(float *dqacc, bf1
                 mma16816(st[2 * np + 1], a, b[2], b[3]);
             }
         }
-        // P^T = exp(S^T scale - lse), causal on the diagonal tile
+        // P^T = exp(S^T scale - lse), causal where the query tile overlaps the key tile
+        bool diag = q0 < k0 + KT;
 #pragma unroll
         for (int nt = 0; nt < 8; nt++) {
 #pragma unroll
@@ -371,7 +405,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_bwd_kernel(float *dqacc, bf1
                 int qi = nt * 8 + 2 * t + e, query = q0 + qi;
                 float L = lse_s[qi];
                 float p0 = exp2f(st[nt][e] * sl2 - L), p1 = exp2f(st[nt][2 + e] * sl2 - L);
-                if (i == j) {
+                if (diag) {
                     if (key0 > query) p0 = 0.0f;
                     if (key1 > query) p1 = 0.0f;
                 }
@@ -439,35 +473,32 @@ __global__ void __launch_bounds__(ATT_THREADS) attn_bwd_kernel(float *dqacc, bf1
             }
         }
         __syncthreads();  // dS of all warps in shared memory
-        // dQ (this warp's 16 queries x HS) = dS (queries x 64 keys) K
-        float dqa[HS / 8][4];
+        // dQ (16 queries x DQC columns of this warp) = dS (queries x KT keys) K
+        int rg = warp & 3, c0 = (warp >> 2) * DQC;
+        float dqa[DQC / 8][4];
 #pragma unroll
-        for (int n = 0; n < HS / 8; n++) dqa[n][0] = dqa[n][1] = dqa[n][2] = dqa[n][3] = 0.0f;
+        for (int n = 0; n < DQC / 8; n++) dqa[n][0] = dqa[n][1] = dqa[n][2] = dqa[n][3] = 0.0f;
 #pragma unroll
-        for (int kk = 0; kk < 4; kk++) {
+        for (int kk = 0; kk < KT / 16; kk++) {
             uint32_t a[4];
-            ldsm_x4_t(a, dSs + swz<ATT_TILE>(kk * 16 + at_row(lane), warp * 16 + at_col(lane)));
+            ldsm_x4_t(a, dSs + swz<ATT_TILE>(kk * 16 + at_row(lane), rg * 16 + at_col(lane)));
 #pragma unroll
-            for (int dp = 0; dp < HS / 16; dp++) {
+            for (int dp = 0; dp < DQC / 16; dp++) {
                 uint32_t b[4];
-                ldsm_x4_t(b, Ks + swz<HS>(kk * 16 + bk_row(lane), dp * 16 + bk_col(lane)));
+                ldsm_x4_t(b, Ks + swz<HS>(kk * 16 + bk_row(lane), c0 + dp * 16 + bk_col(lane)));
                 mma16816(dqa[2 * dp], a, b[0], b[1]);
                 mma16816(dqa[2 * dp + 1], a, b[2], b[3]);
             }
         }
-        int qr0 = q0 + warp * 16 + g, qr1 = qr0 + 8;
+        int qr = q0 + rg * 16;
+        float *tile = dqacc + ((long)qr * NH + h) * HS + c0;
 #pragma unroll
-        for (int dt = 0; dt < HS / 8; dt++) {
-            int col = dt * 8 + 2 * t;
-            if (qr0 < S)
-                atomicAdd((float2 *)(dqacc + ((long)qr0 * NH + h) * HS + col),
-                          make_float2(dqa[dt][0] * scale, dqa[dt][1] * scale));
-            if (qr1 < S)
-                atomicAdd((float2 *)(dqacc + ((long)qr1 * NH + h) * HS + col),
-                          make_float2(dqa[dt][2] * scale, dqa[dt][3] * scale));
-        }
+        for (int dt = 0; dt < DQC / 8; dt++)
+            atomic_add_tile(tile + dt * 8, (long)NH * HS, dqa[dt], scale, g, t, S - qr);
         __syncthreads();  // before the next tile overwrites Q, dO, dS
     }
+#undef PAIR_HEAD
+#undef PAIR_TILE
 #pragma unroll
     for (int dt = 0; dt < HS / 8; dt++) {
         int col = dt * 8 + 2 * t;
@@ -494,9 +525,12 @@ __global__ void f32_to_bf16_kernel(bf16 *dst, const float *src, size_t n) {
 /* ---------------- host side ---------------- */
 
 static size_t fwd_smem(int HS) { return (size_t)(FWD_ROWS + 4 * ATT_TILE) * HS * sizeof(bf16); }
+#ifndef ATT_BWD_KEYS
+#define ATT_BWD_KEYS 128  // keys per backward block: 64 or 128 (-DATT_BWD_KEYS=64 to compare)
+#endif
 static size_t bwd_smem(int HS) {
-    return (size_t)6 * ATT_TILE * HS * sizeof(bf16) + ATT_TILE * ATT_TILE * sizeof(bf16) +
-           2 * ATT_TILE * sizeof(float);
+    return (size_t)(2 * ATT_BWD_KEYS + 4 * ATT_TILE) * HS * sizeof(bf16) +
+           ATT_BWD_KEYS * ATT_TILE * sizeof(bf16) + 2 * ATT_TILE * sizeof(float);
 }
 
 /* Raises the kernels' dynamic shared-memory limit once (tiles above 48 KB). */
@@ -505,8 +539,8 @@ static void attn_setup(void) {
     if (done) return;
     CUDA_CHECK(cudaFuncSetAttribute(attn_fwd_kernel<64>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)fwd_smem(64)));
     CUDA_CHECK(cudaFuncSetAttribute(attn_fwd_kernel<128>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)fwd_smem(128)));
-    CUDA_CHECK(cudaFuncSetAttribute(attn_bwd_kernel<64>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bwd_smem(64)));
-    CUDA_CHECK(cudaFuncSetAttribute(attn_bwd_kernel<128>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bwd_smem(128)));
+    CUDA_CHECK(cudaFuncSetAttribute(attn_bwd_kernel<64, ATT_BWD_KEYS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bwd_smem(64)));
+    CUDA_CHECK(cudaFuncSetAttribute(attn_bwd_kernel<128, ATT_BWD_KEYS>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bwd_smem(128)));
     done = true;
 }
 
@@ -533,31 +567,35 @@ void cuda_attention_forward(void *out, float *lse, const void *q, const void *k,
     LAUNCH_CHECK();
 }
 
+size_t cuda_attention_bwd_ws_bytes(int S, int NH, int NKV, int HS) {
+    return cuda_attention_bwd_ws(S, NH, NKV, HS);
+}
+
 void cuda_attention_backward(void *dq, void *dk, void *dv, const void *dout, const void *out,
                              const float *lse, const void *q, const void *k, const void *v,
-                             int S, int NH, int NKV, int HS) {
+                             int S, int NH, int NKV, int HS, void *ws) {
     if (S <= 0) return;
     attn_check_shape(NH, NKV, HS);
     attn_setup();
     size_t nq = (size_t)S * NH * HS;
     size_t acc_bytes = align_up(nq * sizeof(float), 256);
-    char *base = (char *)cuda_scratch(acc_bytes + (size_t)NH * S * sizeof(float));
+    char *base = (char *)ws;                      // cuda_attention_bwd_ws bytes
     float *dqacc = (float *)base;                 // (S, NH, HS) fp32
     float *D = (float *)(base + acc_bytes);       // (NH, S)
     CUDA_CHECK(cudaMemsetAsync(dqacc, 0, nq * sizeof(float)));
     long warps = (long)S * NH;
     float scale = 1.0f / sqrtf((float)HS), sl2 = scale * LOG2E;
-    dim3 grid(NKV, cdiv(S, ATT_TILE));
+    dim3 grid(NKV, cdiv(S, ATT_BWD_KEYS));
     if (HS == 64) {
         attn_bwd_dot_kernel<64><<<cdiv(warps * 32, 256), 256>>>(D, (const bf16 *)dout, (const bf16 *)out, S, NH);
         LAUNCH_CHECK();
-        attn_bwd_kernel<64><<<grid, ATT_THREADS, bwd_smem(64)>>>(dqacc, (bf16 *)dk, (bf16 *)dv, (const bf16 *)dout,
+        attn_bwd_kernel<64, ATT_BWD_KEYS><<<grid, ATT_BWD_KEYS * 2, bwd_smem(64)>>>(dqacc, (bf16 *)dk, (bf16 *)dv, (const bf16 *)dout,
                                                                 lse, D, (const bf16 *)q, (const bf16 *)k,
                                                                 (const bf16 *)v, S, NH, NKV, sl2, scale);
     } else {
         attn_bwd_dot_kernel<128><<<cdiv(warps * 32, 256), 256>>>(D, (const bf16 *)dout, (const bf16 *)out, S, NH);
         LAUNCH_CHECK();
-        attn_bwd_kernel<128><<<grid, ATT_THREADS, bwd_smem(128)>>>(dqacc, (bf16 *)dk, (bf16 *)dv, (const bf16 *)dout,
+        attn_bwd_kernel<128, ATT_BWD_KEYS><<<grid, ATT_BWD_KEYS * 2, bwd_smem(128)>>>(dqacc, (bf16 *)dk, (bf16 *)dv, (const bf16 *)dout,
                                                                   lse, D, (const bf16 *)q, (const bf16 *)k,
                                                                   (const bf16 *)v, S, NH, NKV, sl2, scale);
     }

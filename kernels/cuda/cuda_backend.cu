@@ -252,6 +252,7 @@ static const Backend cuda_backend_table = {
     .rope_backward = cuda_rope_backward,
     .attention_forward = cuda_attention_forward,
     .attention_backward = cuda_attention_backward,
+    .attention_bwd_ws_bytes = cuda_attention_bwd_ws_bytes,
     .swiglu_forward = cuda_swiglu_forward,
     .swiglu_backward = cuda_swiglu_backward,
     .add_inplace = cuda_add_inplace,

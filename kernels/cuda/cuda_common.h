@@ -163,7 +163,8 @@ void cuda_attention_forward(void *out, float *lse, const void *q, const void *k,
                             int S, int NH, int NKV, int HS);
 void cuda_attention_backward(void *dq, void *dk, void *dv, const void *dout, const void *out,
                              const float *lse, const void *q, const void *k, const void *v,
-                             int S, int NH, int NKV, int HS);
+                             int S, int NH, int NKV, int HS, void *ws);
+size_t cuda_attention_bwd_ws_bytes(int S, int NH, int NKV, int HS);
 
 /* cuda_loss.cu: chunked LM head + cross-entropy */
 double cuda_lm_head_ce(void *dx, long *count, const void *x, const void *w, const int *target,

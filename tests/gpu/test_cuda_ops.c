@@ -221,11 +221,11 @@ static void test_lora(void) {
         compare(name, &po, 5e-3);  // bf16 accumulate
         cpu->lora_backward(pdx.c, pdA.c, pdB.c, pdy.c, px.c, pt.c, pA.c, pB.c, S, K, N, R, scale, p, seed);
         gpu->lora_backward(pdx.g, pdA.g, pdB.g, pdy.g, px.g, pt.g, pA.g, pB.g, S, K, N, R, scale, p, seed);
-        snprintf(name, sizeof name, "lora_backward din (S=%d)", S);
+        snprintf(name, sizeof name, "lora_backward din (S=%d R=%d p=%.2f)", S, R, p);
         compare(name, &pdx, 5e-3);
-        snprintf(name, sizeof name, "lora_backward dA (S=%d)", S);
+        snprintf(name, sizeof name, "lora_backward dA (S=%d R=%d p=%.2f)", S, R, p);
         compare(name, &pdA, 1e-4);  // fp32 from identical inputs
-        snprintf(name, sizeof name, "lora_backward dB (S=%d)", S);
+        snprintf(name, sizeof name, "lora_backward dB (S=%d R=%d p=%.2f)", S, R, p);
         compare(name, &pdB, 1e-4);
         pair_free(&px), pair_free(&po), pair_free(&pA), pair_free(&pB), pair_free(&pt);
         pair_free(&pdy), pair_free(&pdx), pair_free(&pdA), pair_free(&pdB);
@@ -271,8 +271,15 @@ static void test_attention(void) {
         compare("  lse", &pl, 1e-4);  // fp32 from identical bf16 q,k
         // backward from the CPU's own out/lse on both sides would hide a mismatch in
         // our forward: each backend differentiates its own forward
-        cpu->attention_backward(pdq.c, pdk.c, pdv.c, pdy.c, po.c, pl.c, pq.c, pk.c, pv.c, S, NH, NKV, HS);
-        gpu->attention_backward(pdq.g, pdk.g, pdv.g, pdy.g, po.g, pl.g, pq.g, pk.g, pv.g, S, NH, NKV, HS);
+        // workspaces start as garbage (all bits set: NaN): the op must not read what it did
+        // not write
+        size_t wc = cpu->attention_bwd_ws_bytes(S, NH, NKV, HS), wg = gpu->attention_bwd_ws_bytes(S, NH, NKV, HS);
+        void *wsc = malloc(wc ? wc : 1), *wsg = gpu->alloc(wg ? wg : 1), *junk = malloc(wg ? wg : 1);
+        memset(wsc, 0xFF, wc), memset(junk, 0xFF, wg);
+        gpu->copy_to_device(wsg, junk, wg);
+        cpu->attention_backward(pdq.c, pdk.c, pdv.c, pdy.c, po.c, pl.c, pq.c, pk.c, pv.c, S, NH, NKV, HS, wsc);
+        gpu->attention_backward(pdq.g, pdk.g, pdv.g, pdy.g, po.g, pl.g, pq.g, pk.g, pv.g, S, NH, NKV, HS, wsg);
+        free(wsc), free(junk), gpu->free(wsg);
         compare("  attention_backward dq", &pdq, 2e-2);  // bf16 P and dS feed the products
         compare("  attention_backward dk", &pdk, 2e-2);
         compare("  attention_backward dv", &pdv, 2e-2);

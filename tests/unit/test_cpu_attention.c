@@ -153,7 +153,12 @@ static void test_shape(const Backend *be, int S, int NH, int NKV, int HS, int fd
     ref_backward(rdq, rdk, rdv, gd, qd, kd, vd, S, NH, NKV, HS);
 
     be->attention_forward(out, lse, q, k, v, S, NH, NKV, HS);
-    be->attention_backward(dq, dk, dv, dout, out, lse, q, k, v, S, NH, NKV, HS);
+    // the caller's workspace: its contents on entry must not matter either
+    size_t wsb = be->attention_bwd_ws_bytes(S, NH, NKV, HS);
+    float *ws = be->alloc(wsb);
+    for (size_t i = 0; i < wsb / 4; i++) ws[i] = NAN;
+    be->attention_backward(dq, dk, dv, dout, out, lse, q, k, v, S, NH, NKV, HS, ws);
+    be->free(ws);
     char name[160];
     // fp32 tiles vs double: a few fp32 roundings (6e-8 relative) per sum of <= S terms
     snprintf(name, sizeof name, "out %s", tag);
@@ -202,7 +207,9 @@ static void test_determinism(const Backend *be) {
         dk[r] = tu_alloc(be, nk), dv[r] = tu_alloc(be, nk);
         if (r == 2) omp_set_num_threads(1);
         be->attention_forward(o[r], l[r], q, k, v, S, NH, NKV, HS);
-        be->attention_backward(dq[r], dk[r], dv[r], g, o[r], l[r], q, k, v, S, NH, NKV, HS);
+        void *ws = be->alloc(be->attention_bwd_ws_bytes(S, NH, NKV, HS));
+        be->attention_backward(dq[r], dk[r], dv[r], g, o[r], l[r], q, k, v, S, NH, NKV, HS, ws);
+        be->free(ws);
         if (r == 2) omp_set_num_threads(nthreads);
     }
     for (int r = 1; r < 3; r++) {

@@ -57,7 +57,9 @@ static void check_model(const char *shared, const char *name) {
     CHECK_CLOSE(loss, hf_loss, 1e-5, 1e-5, "%s: loss %.7f vs HF %.7f", name, loss, hf_loss);
     fprintf(stderr, "%s: loss %.7f HF %.7f (diff %.2g)\n", name, loss, hf_loss, loss - hf_loss);
 
-    // logits = final-norm output x lm_head^T at the fixture's positions
+    // logits = final-norm output x lm_head^T at the fixture's positions; xf holds the final
+    // norm output after a forward-only step (a backward reuses its memory)
+    model_step(m, in, tg, S, NULL, NULL, 0, 0, 1.0f, 0, &cnt);
     int C = m->cfg.hidden, V = m->cfg.vocab;
     float *xf = malloc(sizeof(float) * (size_t)S * C), *w = malloc(sizeof(float) * (size_t)V * C);
     m->be->download_act(xf, m->xf, (size_t)S * C);

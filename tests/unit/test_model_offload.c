@@ -117,8 +117,8 @@ int main(void) {
     CHECK(model_config_load(cfg, &mc, &e) == 0, "config: %s", e.msg);
     LoraSpec spec = {8, 16, 0, {1, 1, 1, 1, 0, 0, 0}};
     MemPlan rec, off;
-    model_plan(&mc, 1024, &spec, ACT_RECOMPUTE, 2, &rec);
-    model_plan(&mc, 1024, &spec, ACT_OFFLOAD, 2, &off);
+    model_plan(&mc, 1024, &spec, ACT_RECOMPUTE, 2, backend_cpu()->attention_bwd_ws_bytes, &rec);
+    model_plan(&mc, 1024, &spec, ACT_OFFLOAD, 2, backend_cpu()->attention_bwd_ws_bytes, &off);
     size_t slot = (size_t)1024 * mc.hidden * 2;
     CHECK(rec.checkpoints == 4 * slot && rec.host == 0, "recompute plan: %zu checkpoint bytes, %zu host", rec.checkpoints,
           rec.host);
@@ -128,7 +128,7 @@ int main(void) {
     // a down_proj adapter needs its own (S, F) gradient buffer; without one the layer's `a` serves
     MemPlan dn;
     spec.targets[TARGET_DOWN] = 1;
-    model_plan(&mc, 1024, &spec, ACT_RECOMPUTE, 2, &dn);
+    model_plan(&mc, 1024, &spec, ACT_RECOMPUTE, 2, backend_cpu()->attention_bwd_ws_bytes, &dn);
     CHECK(dn.grads - rec.grads == (size_t)1024 * mc.ffn * 2, "down_proj gradient buffer: %zu bytes",
           dn.grads - rec.grads);
     return check_done("test_model_offload");

@@ -1,0 +1,148 @@
+/* test_estimate.c: the job estimate (engine/estimate.c) for a Llama-2-7B shape, from its
+ * config.json alone (no weights). The device peak is the memory plan plus the runtime and
+ * the ops' scratch, and the breakdown adds up to it; on CUDA the plan holds the attention
+ * backward's workspace (its fp32 dQ accumulator, in the layers' dead MLP buffers), so the
+ * ops' scratch block is only the fused loss's chunk; offloading moves the layer checkpoints
+ * to host memory; the largest context that fits is the last multiple of 256 tokens whose
+ * peak is within the budget. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "cuda/backend_cuda.h"
+#include "estimate.h"
+#include "model.h"
+
+static char dir[64];
+
+static size_t num(json_t *o, const char *path) {
+    char buf[64];
+    snprintf(buf, sizeof buf, "%s", path);
+    char *dot = strchr(buf, '.');
+    if (dot) {
+        *dot = 0;
+        o = json_object_get(o, buf);
+        path = dot + 1;
+    }
+    json_t *v = json_object_get(o, path);
+    CHECK(json_is_integer(v), "estimate has no integer %s", path);
+    return v ? (size_t)json_integer_value(v) : 0;
+}
+
+/* The estimate of a LoRA r 8 q,k,v,o job of S tokens with checkpoints on the device or
+ * offloaded, for `device` with mem bytes; NULL (and a failed check) on error. */
+static json_t *estimate(int S, int offload, const char *device, size_t mem) {
+    char text[1024];
+    snprintf(text, sizeof text,
+             "{\"model\":\"%s\",\"train_file\":\"%s/train.jsonl\",\"output_dir\":\"%s/out\",\"context_length\":%d,"
+             "\"max_steps\":1,\"lora\":{\"r\":8,\"alpha\":16,\"dropout\":0,\"target_modules\":[\"q_proj\",\"k_proj\","
+             "\"v_proj\",\"o_proj\"]},\"memory\":{\"checkpointing\":true,\"offload\":%s}}",
+             dir, dir, dir, S, offload ? "true" : "false");
+    JobConfig jc;
+    Err e = {0};
+    json_t *out = NULL;
+    int rc = job_config_parse(text, &jc, &e);
+    CHECK(rc == 0, "job config: %s", e.msg);
+    if (!rc) rc = estimate_job(&jc, device, mem, &out, &e);
+    CHECK(rc == 0 && out, "estimate: %s", e.msg);
+    return rc ? NULL : out;
+}
+
+int main(void) {
+    strcpy(dir, "/tmp/lemo-estimate-XXXXXX");
+    if (!mkdtemp(dir)) return 1;
+    char path[128];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    FILE *f = fopen(path, "w");
+    fputs("{\"architectures\":[\"LlamaForCausalLM\"],\"model_type\":\"llama\",\"hidden_size\":4096,"
+          "\"intermediate_size\":11008,\"num_hidden_layers\":32,\"num_attention_heads\":32,"
+          "\"num_key_value_heads\":32,\"vocab_size\":32000,\"max_position_embeddings\":4096,"
+          "\"rms_norm_eps\":1e-5,\"rope_theta\":10000.0,\"tie_word_embeddings\":false}\n",
+          f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/train.jsonl", dir);
+    f = fopen(path, "w");
+    for (int i = 0; i < 100; i++) fputs("{\"text\":\"a line of training text for the estimate\"}\n", f);
+    fclose(f);
+    ModelConfig mc;
+    Err e = {0};
+    CHECK(model_config_load(dir, &mc, &e) == 0, "config: %s", e.msg);
+
+    size_t mem = (size_t)80 << 30;
+    LoraSpec spec = {8, 16, 0, {1, 1, 1, 1, 0, 0, 0}};
+    size_t prev_peak = 0;
+    for (int S = 4096; S <= 65536; S *= 4) {
+        json_t *ck = estimate(S, 0, "cuda", mem), *of = estimate(S, 1, "cuda", mem);
+        if (!ck || !of) break;
+        size_t peak = num(ck, "peak_bytes");
+        const char *parts[] = {"weights", "lora_and_optimizer", "layer_checkpoints", "activations", "loss_chunk",
+                               "tokens_and_data", "runtime"};
+        size_t sum = 0;
+        char key[64];
+        for (int i = 0; i < 7; i++) {
+            snprintf(key, sizeof key, "breakdown.%s", parts[i]);
+            sum += num(ck, key);
+        }
+        CHECK(sum == peak, "S %d: breakdown sums to %zu, peak %zu", S, sum, peak);
+        CHECK(peak > prev_peak, "S %d: peak %zu not above the shorter context's", S, peak);
+        prev_peak = peak;
+
+        // the plan carries the attention workspace; the gradient block is dx, dh2, dok
+        MemPlan p;
+        model_plan(&mc, S, &spec, ACT_RECOMPUTE, 2, cuda_attention_bwd_ws, &p);
+        CHECK(p.attn_in_mlp && p.grads == (size_t)3 * S * mc.hidden * 2, "S %d: gradient block %zu bytes", S, p.grads);
+        CHECK(num(ck, "breakdown.activations") == p.activations + p.grads, "S %d: activations %zu, plan %zu", S,
+              num(ck, "breakdown.activations"), p.activations + p.grads);
+        // the scratch block: the loss chunk (fp32 logits + bf16 dlogits of <= 256 MiB, S row
+        // losses) with cuda_scratch's 1.25x headroom, in MiB; no (S, NH, HS) fp32 accumulator
+        size_t scratch = num(ck, "breakdown.loss_chunk") - p.loss;
+        size_t rows = ((size_t)256 << 20) / ((size_t)mc.vocab * 6) / 64 * 64;
+        size_t chunk = rows * mc.vocab * 6 + 4 * (size_t)S;
+        CHECK(scratch >= chunk && scratch <= chunk + chunk / 4 + ((size_t)2 << 20), "S %d: scratch %zu for a %zu chunk",
+              S, scratch, chunk);
+        CHECK(S < 65536 || scratch < (size_t)S * mc.n_heads * mc.head_dim * 4,
+              "S %d: scratch %zu still holds the dQ accumulator", S, scratch);
+
+        // offloading: L-1 layer inputs in host memory, L-1 fewer on the device
+        size_t slot = (size_t)S * mc.hidden * 2;
+        CHECK(num(of, "host_bytes") == (size_t)(mc.n_layers - 1) * slot, "S %d: host bytes %zu", S,
+              num(of, "host_bytes"));
+        CHECK(peak - num(of, "peak_bytes") == (size_t)(mc.n_layers - 1) * slot, "S %d: offload saves %zu bytes", S,
+              peak - num(of, "peak_bytes"));
+        fprintf(stderr, "7B, S %6d: peak %.2f GiB, offloaded %.2f GiB\n", S, peak / 1073741824.0,
+                num(of, "peak_bytes") / 1073741824.0);
+        json_decref(ck);
+        json_decref(of);
+    }
+
+    // the largest context that fits: its own estimate fits the 95% budget, 256 more does not
+    json_t *o = estimate(4096, 0, "cuda", mem);
+    int max_ctx = o ? (int)num(o, "max_context_length") : 0;
+    json_decref(o);
+    CHECK(max_ctx > 65536, "80 GiB: largest context %d", max_ctx);
+    json_t *at = estimate(max_ctx, 0, "cuda", mem), *over = estimate(max_ctx + 256, 0, "cuda", mem);
+    CHECK(at && json_is_true(json_object_get(at, "fits")), "context %d should fit", max_ctx);
+    CHECK(over && json_is_false(json_object_get(over, "fits")), "context %d should not fit", max_ctx + 256);
+    json_decref(at);
+    json_decref(over);
+
+    // the CPU plans fp32 with its own (NH, S) attention workspace, and counts the dataset
+    json_t *cpu = estimate(4096, 0, "cpu", mem);
+    if (cpu) {
+        MemPlan p;
+        model_plan(&mc, 4096, &spec, ACT_RECOMPUTE, 4, backend_cpu()->attention_bwd_ws_bytes, &p);
+        CHECK(num(cpu, "peak_bytes") > p.total, "cpu peak %zu below its plan %zu", num(cpu, "peak_bytes"), p.total);
+        CHECK(num(cpu, "breakdown.activations") == p.activations + p.grads, "cpu activations %zu",
+              num(cpu, "breakdown.activations"));
+        json_decref(cpu);
+    }
+
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/train.jsonl", dir);
+    unlink(path);
+    rmdir(dir);
+    return check_done("test_estimate");
+}
