@@ -5,12 +5,16 @@
  * call below is one GEMM with no copies.
  *
  * LoRA: the adapters are fp32 masters (A (R,K), B (N,R)) and the rank R is small,
- * so each of its products has one thin side (R columns or R rows). They run in
- * one small tiled fp32 GEMM kernel (lora_gemm) whose operand loaders read bf16 or
- * fp32 with any strides and apply the dropout mask on the fly from
- * lora_dropout_keep, so the dropped input is never materialized. Products that
- * reduce over the S rows (dA, dB) split the reduction across blocks and add the
- * partial tiles in a fixed order afterwards: deterministic, no atomics.
+ * so each of its products has one thin side (R columns or R rows): they are bound by
+ * reading the (S,K) or (S,N) activations. Without dropout they run as cuBLAS bf16
+ * GEMMs with fp32 accumulation (A, B, t rounded to bf16 for the products, as PEFT does
+ * in bf16; t, dA, dB stay fp32 where they are kept), near the memory bandwidth. With
+ * dropout the masked input would have to be materialized, so that case runs one small
+ * tiled fp32 GEMM kernel (lora_gemm) whose operand loaders read bf16 or fp32 with any
+ * strides and apply the mask on the fly from lora_dropout_keep (5-10x slower: scalar
+ * loads). Its products that reduce over the S rows (dA, dB) split the reduction across
+ * blocks and add the partial tiles in a fixed order afterwards: deterministic, no
+ * atomics; cuBLAS is deterministic too (no atomics mode).
  *
  *   forward:  t = drop(x) A^T  (S,R) written;   out += scale * t B^T
  *   backward: dB += scale * dout^T t;  dt = scale * dout B (scratch);
@@ -221,6 +225,69 @@ static void lora_gemm(Output C, Operand A, Operand B, int M, int N, int Kd, floa
     }
 }
 
+/* ---------------- the dropout-free LoRA products on the tensor cores ---------------- */
+
+__global__ void lora_to_bf16_kernel(bf16 *dst, const float *src, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) dst[i] = __float2bfloat16(src[i]);
+}
+
+static void to_bf16(bf16 *dst, const float *src, size_t n) {
+    lora_to_bf16_kernel<<<cdiv(n, 256), 256>>>(dst, src, n);
+    LAUNCH_CHECK();
+}
+
+/* Column-major C(m,n) = alpha op(a) op(b) + beta C; a, b bf16, C of type ct. */
+static void gemm_bf16(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float alpha,
+                      const void *a, int lda, const void *b, int ldb, float beta, void *c,
+                      cudaDataType ct, int ldc) {
+    CUBLAS_CHECK(cublasGemmEx(cuda_cublas(), ta, tb, m, n, k, &alpha, a, CUDA_R_16BF, lda, b, CUDA_R_16BF,
+                              ldb, &beta, c, ct, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+/* Carves n bf16 elements off *base (256-byte aligned pieces of one scratch block). */
+static bf16 *take_bf16(char **base, size_t n) {
+    bf16 *p = (bf16 *)*base;
+    *base += align_up(n * sizeof(bf16), 256);
+    return p;
+}
+
+/* Row-major products written as column-major ones on the transposes: a row-major (r,c)
+ * matrix is a column-major (c,r) one with leading dimension c. */
+static void lora_forward_tc(void *out, float *t, const void *in, const float *A, const float *B, int S,
+                            int K, int N, int R, float scale) {
+    char *base = (char *)cuda_scratch(align_up((size_t)R * K * 2, 256) + align_up((size_t)N * R * 2, 256) +
+                                      align_up((size_t)S * R * 2, 256));
+    bf16 *Ab = take_bf16(&base, (size_t)R * K), *Bb = take_bf16(&base, (size_t)N * R);
+    bf16 *tb = take_bf16(&base, (size_t)S * R);
+    to_bf16(Ab, A, (size_t)R * K);
+    to_bf16(Bb, B, (size_t)N * R);
+    // t^T(R,S) = A(R,K) x^T(K,S)
+    gemm_bf16(CUBLAS_OP_T, CUBLAS_OP_N, R, S, K, 1.0f, Ab, K, in, K, 0.0f, t, CUDA_R_32F, R);
+    to_bf16(tb, t, (size_t)S * R);
+    // out^T(N,S) += scale B(N,R) t^T(R,S)
+    gemm_bf16(CUBLAS_OP_T, CUBLAS_OP_N, N, S, R, scale, Bb, R, tb, R, 1.0f, out, CUDA_R_16BF, N);
+}
+
+static void lora_backward_tc(void *din, float *dA, float *dB, const void *dout, const void *in, const float *t,
+                             const float *A, const float *B, int S, int K, int N, int R, float scale) {
+    char *base = (char *)cuda_scratch(align_up((size_t)R * K * 2, 256) + align_up((size_t)N * R * 2, 256) +
+                                      2 * align_up((size_t)S * R * 2, 256));
+    bf16 *Ab = take_bf16(&base, (size_t)R * K), *Bb = take_bf16(&base, (size_t)N * R);
+    bf16 *tb = take_bf16(&base, (size_t)S * R), *dtb = take_bf16(&base, (size_t)S * R);
+    to_bf16(Ab, A, (size_t)R * K);
+    to_bf16(Bb, B, (size_t)N * R);
+    to_bf16(tb, t, (size_t)S * R);
+    // dB^T(R,N) += scale t^T(R,S) dout(S,N)
+    gemm_bf16(CUBLAS_OP_N, CUBLAS_OP_T, R, N, S, scale, tb, R, dout, N, 1.0f, dB, CUDA_R_32F, R);
+    // dt^T(R,S) = scale B^T(R,N) dout^T(N,S)
+    gemm_bf16(CUBLAS_OP_N, CUBLAS_OP_N, R, S, N, scale, Bb, R, dout, N, 0.0f, dtb, CUDA_R_16BF, R);
+    // dA^T(K,R) += x^T(K,S) dt(S,R)
+    gemm_bf16(CUBLAS_OP_N, CUBLAS_OP_T, K, R, S, 1.0f, in, K, dtb, R, 1.0f, dA, CUDA_R_32F, K);
+    // din^T(K,S) += A^T(K,R) dt^T(R,S)
+    gemm_bf16(CUBLAS_OP_N, CUBLAS_OP_N, K, S, R, 1.0f, Ab, K, dtb, R, 1.0f, din, CUDA_R_16BF, K);
+}
+
 static Dropout make_dropout(float p, uint64_t seed) {
     Dropout d = {p, p > 0.0f ? 1.0f / (1.0f - p) : 1.0f, seed};
     return d;
@@ -229,6 +296,10 @@ static Dropout make_dropout(float p, uint64_t seed) {
 void cuda_lora_forward(void *out, float *t, const void *in, const float *A, const float *B,
                        int S, int K, int N, int R, float scale, float p, uint64_t seed) {
     if (S <= 0 || R <= 0) return;
+    if (p <= 0.0f) {
+        lora_forward_tc(out, t, in, A, B, S, K, N, R, scale);
+        return;
+    }
     Dropout d = make_dropout(p, seed);
     float *ws = (float *)cuda_scratch(gemm_ws_floats(S, R, K) * sizeof(float) + 256);
     // t(S,R) = drop(x)(S,K) A^T(K,R)
@@ -247,6 +318,10 @@ void cuda_lora_backward(void *din, float *dA, float *dB, const void *dout, const
                         const float *t, const float *A, const float *B, int S, int K, int N,
                         int R, float scale, float p, uint64_t seed) {
     if (S <= 0 || R <= 0) return;
+    if (p <= 0.0f) {
+        lora_backward_tc(din, dA, dB, dout, in, t, A, B, S, K, N, R, scale);
+        return;
+    }
     Dropout d = make_dropout(p, seed);
     size_t ws_f = gemm_ws_floats(N, R, S);
     if (gemm_ws_floats(S, R, N) > ws_f) ws_f = gemm_ws_floats(S, R, N);

@@ -216,7 +216,10 @@ static void test_lora(void) {
         gpu->lora_forward(po.g, pt.g, px.g, pA.g, pB.g, S, K, N, R, scale, p, seed);
         char name[96];
         snprintf(name, sizeof name, "lora t (S=%d R=%d p=%.2f)", S, R, p);
-        compare(name, &pt, 1e-4);  // fp32 math on identical inputs
+        // without dropout the products run on the tensor cores with A, B, t rounded to bf16;
+        // with dropout, fp32 math on identical inputs
+        double tol32 = p > 0.0f ? 1e-4 : 5e-3;
+        compare(name, &pt, tol32);
         snprintf(name, sizeof name, "lora_forward out (S=%d R=%d p=%.2f)", S, R, p);
         compare(name, &po, 5e-3);  // bf16 accumulate
         cpu->lora_backward(pdx.c, pdA.c, pdB.c, pdy.c, px.c, pt.c, pA.c, pB.c, S, K, N, R, scale, p, seed);
@@ -224,9 +227,9 @@ static void test_lora(void) {
         snprintf(name, sizeof name, "lora_backward din (S=%d R=%d p=%.2f)", S, R, p);
         compare(name, &pdx, 5e-3);
         snprintf(name, sizeof name, "lora_backward dA (S=%d R=%d p=%.2f)", S, R, p);
-        compare(name, &pdA, 1e-4);  // fp32 from identical inputs
+        compare(name, &pdA, tol32);
         snprintf(name, sizeof name, "lora_backward dB (S=%d R=%d p=%.2f)", S, R, p);
-        compare(name, &pdB, 1e-4);
+        compare(name, &pdB, tol32);
         pair_free(&px), pair_free(&po), pair_free(&pA), pair_free(&pB), pair_free(&pt);
         pair_free(&pdy), pair_free(&pdx), pair_free(&pdA), pair_free(&pdB);
         free(x), free(o), free(A), free(B), free(dy), free(dx), free(dA), free(dB);
