@@ -1,7 +1,8 @@
 /* cuda_attention.cu: causal grouped-query flash attention, forward and backward.
  *
  * The FlashAttention-2 scheme on bf16 tensor cores (mma.sync m16n8k16, fp32
- * accumulation), for head sizes 64 and 128:
+ * accumulation), for head sizes 64 and 128 (on compute capability 9.0 the forward runs
+ * cuda_attention_wgmma.cu's warpgroup-MMA kernel instead):
  *   forward:  one block (4 warps) per (128 query rows, query head); each warp owns
  *             32 rows. Key/value tiles of 64 rows stream through shared memory,
  *             double-buffered with cp.async; scores, the online softmax (base-2,
@@ -23,59 +24,14 @@
  * first (most key tiles), heads fastest, to balance the causal triangle. */
 #include <math.h>
 
-#include "cuda_common.h"
 #include "backend_cuda.h"
+#include "cuda_common.h"
+#include "cuda_ptx.h"
 
 #define ATT_TILE 64      // query rows per block tile and keys per key tile
 #define ATT_THREADS 128  // 4 warps x 16 rows
 #define LOG2E 1.4426950408889634f
 #define LN2 0.6931471805599453f
-
-/* ---------------- PTX helpers ---------------- */
-
-__device__ __forceinline__ uint32_t smem_addr(const void *p) {
-    return (uint32_t)__cvta_generic_to_shared(p);
-}
-
-__device__ __forceinline__ void ldsm_x4(uint32_t r[4], const bf16 *p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_addr(p)));
-}
-
-__device__ __forceinline__ void ldsm_x4_t(uint32_t r[4], const bf16 *p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(smem_addr(p)));
-}
-
-/* c(16x8) += a(16x16) b(16x8), bf16 in, fp32 accumulate. */
-__device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-        "{%8,%9}, {%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    return *(uint32_t *)&v;
-}
-
-__device__ __forceinline__ void cp_async16(void *dst, const void *src, int bytes) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
-                 "r"(bytes));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
-
-/* Element offset of (row r, column c) in a swizzled tile W elements wide. */
-template <int W>
-__device__ __forceinline__ int swz(int r, int c) {
-    return r * W + ((((c >> 3) ^ (r & 7))) << 3) + (c & 7);
-}
 
 /* cp.async of a ROWS x W tile by THREADS threads: row r from g + r*stride; rows >= nvalid
  * zero-filled. */
@@ -555,6 +511,10 @@ void cuda_attention_forward(void *out, float *lse, const void *q, const void *k,
                             int S, int NH, int NKV, int HS) {
     if (S <= 0) return;
     attn_check_shape(NH, NKV, HS);
+    if (cuda_attention_wgmma_ok()) {
+        cuda_attention_forward_wgmma(out, lse, q, k, v, S, NH, NKV, HS);
+        return;
+    }
     attn_setup();
     dim3 grid(NH, cdiv(S, FWD_ROWS));
     float sl2 = LOG2E / sqrtf((float)HS);

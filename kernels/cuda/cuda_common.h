@@ -165,6 +165,10 @@ void cuda_attention_backward(void *dq, void *dk, void *dv, const void *dout, con
                              const float *lse, const void *q, const void *k, const void *v,
                              int S, int NH, int NKV, int HS, void *ws);
 size_t cuda_attention_bwd_ws_bytes(int S, int NH, int NKV, int HS);
+/* cuda_attention_wgmma.cu: the forward on Hopper's warpgroup MMA (sm_90a) */
+int cuda_attention_wgmma_ok(void);
+void cuda_attention_forward_wgmma(void *out, float *lse, const void *q, const void *k, const void *v, int S,
+                                  int NH, int NKV, int HS);
 
 /* cuda_loss.cu: chunked LM head + cross-entropy */
 double cuda_lm_head_ce(void *dx, long *count, const void *x, const void *w, const int *target,
