@@ -37,6 +37,11 @@
  *     final rmsnorm forward to the final rmsnorm backward; the last layer's forward writes
  *     dok before that, and the recompute (or backward) of layer L-1 writes dok and dh2 only
  *     after it. After a step with backward xf no longer holds the final norm output.
+ *   - without gate_proj and up_proj adapters a layer's MLP norm output h2 is read only by
+ *     the gate and up projections of its forward (or recompute), so it is written into dh2,
+ *     dead over that span: dh2 takes dL/dh2 only in the backward, after the recompute, and
+ *     the recompute's unused output (with a down_proj adapter) overwrites h2 only after the
+ *     gate and up projections have read it.
  * Placing a buffer elsewhere changes no arithmetic: every result is the same bit for bit. */
 #include "model.h"
 
@@ -87,11 +92,16 @@ static size_t weight_count(const ModelConfig *c) {
 }
 
 /* Bytes of one LayerActs for S rows. */
+/* Whether a layer keeps its MLP norm output h2 for the backward: only gate_proj and up_proj
+ * adapters read it there (their A gradients); otherwise it lives in dh2 (model.c's header). */
+static int keeps_h2(const LoraSpec *l) { return l->targets[TARGET_GATE] || l->targets[TARGET_UP]; }
+
 static size_t acts_bytes(const ModelConfig *c, size_t S, const LoraSpec *l, size_t as) {
     size_t C = c->hidden, Q = (size_t)c->n_heads * c->head_dim, KV = (size_t)c->n_kv_heads * c->head_dim;
     size_t F = c->ffn, n = 0;
     for (int t = 0; t < NT; t++) n += l->targets[t] ? S * l->r * 4 : 0;
-    return as * (S * C * 4 + S * Q * 2 + S * KV * 2 + S * F * 3) + 4 * ((size_t)c->n_heads * S + 2 * S) + n;
+    return as * (S * C * (3 + keeps_h2(l)) + S * Q * 2 + S * KV * 2 + S * F * 3) +
+           4 * ((size_t)c->n_heads * S + 2 * S) + n;
 }
 
 static size_t align256(size_t b) { return (b + 255) & ~(size_t)255; }
@@ -216,7 +226,7 @@ static void carve_acts(Model *m, LayerActs *a, Carve *cv, int S) {
     a->v = carve(cv, as * S * KV);
     a->att = carve(cv, as * S * Q);
     a->x1 = carve(cv, as * S * C);
-    a->h2 = carve(cv, as * S * C);
+    a->h2 = keeps_h2(&m->lora) ? carve(cv, as * S * C) : NULL;  // else dh2, set in model_load
     // g, u, a back to back: from g on, 3 S F activations are one region (the attention
     // backward's set goes there once they are dead)
     a->g = carve(cv, as * S * F);
@@ -343,6 +353,8 @@ Model *model_load(const Backend *be, const char *dir, const RopeScaling *rope_ov
             a->attn_ws = m->acts[0].attn_ws;
         }
     }
+    for (int i = 0; i < n_acts; i++)
+        if (!m->acts[i].h2) m->acts[i].h2 = m->dh2;
     m->xf = m->dok;
     m->dxf = m->dh2;
     cv = (Carve){m->blocks[5], 0, sizes[5]};

@@ -69,7 +69,7 @@ typedef struct {
     void *q, *k, *v;          // (n, NH*HS), (n, NKV*HS), (n, NKV*HS), q and k after RoPE
     void *att;                // (n, NH*HS) attention output before o_proj
     void *x1;                 // (S, C) residual after attention
-    void *h2;                 // (S, C) normed x1
+    void *h2;                 // (S, C) normed x1; m->dh2 without gate/up adapters
     void *g, *u, *a;          // (S, F) gate, up, silu(gate)*up
     float *lse;               // (NH, n)
     float *rstd1, *rstd2;     // (S)
