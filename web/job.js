@@ -221,36 +221,64 @@ export function renderJob(main, id) {
     }));
   }
 
-  async function loadCheckpoints() {
-    const links = [];
+  // The adapter links and the checkpoint list are updated in place: a node the user is
+  // clicking must not be swapped out by a reload (checkpoints can arrive several a second),
+  // or the click lands on a detached element and the download never starts.
+  const adapterBox = h('div');
+  const ckptHead = h('h3', {}, 'Checkpoints');
+  const ckptList = h('ul', { class: 'ckpts', id: 'checkpoints', 'aria-label': 'Checkpoints' });
+  const ckptNone = h('p', { class: 'muted small' }, 'None yet.');
+  const ckptItems = new Map();  // step -> { li, meta }
+  let adapterState = '';
+  downloads.replaceChildren(adapterBox, ckptHead, ckptNone);
+
+  function renderAdapterLinks() {
     const adapterUrl = `${base}/adapter`;
-    const hasAdapter = job && (job.status === 'succeeded' || job.fine_tuned_model);
+    const hasAdapter = !!(job && (job.status === 'succeeded' || job.fine_tuned_model));
+    const state = `${hasAdapter}/${job ? TERMINAL.has(job.status) : false}/${apiKey() ? 1 : 0}`;
+    if (state === adapterState) return;
+    adapterState = state;
     const link = downloadLink;
     if (hasAdapter) {
-      links.push(h('p', {}, link(adapterUrl, 'Download adapter (.tar)', `${id}-adapter.tar`)),
+      adapterBox.replaceChildren(h('p', {}, link(adapterUrl, 'Download adapter (.tar)', `${id}-adapter.tar`)),
         h('p', { class: 'small' }, 'or one file: ',
           link(`${adapterUrl}/adapter_config.json`, 'adapter_config.json', 'adapter_config.json'), ' · ',
           link(`${adapterUrl}/adapter_model.safetensors`, 'adapter_model.safetensors', 'adapter_model.safetensors')),
         h('pre', { class: 'curl small' }, `curl ${apiKey() ? '-H "Authorization: Bearer $LEMO_KEY" ' : ''}-o adapter.tar ${location.origin}${adapterUrl}`));
     } else {
-      links.push(h('p', { class: 'muted' }, job && TERMINAL.has(job.status)
+      adapterBox.replaceChildren(h('p', { class: 'muted' }, job && TERMINAL.has(job.status)
         ? 'This job has no final adapter; checkpoints below hold the adapter at each saved step.'
         : 'The adapter is ready when the job succeeds; checkpoints appear as they are saved.'));
     }
+  }
+
+  async function loadCheckpoints() {
+    renderAdapterLinks();
     let ckpts = [];
     try { ckpts = await getAll(`${base}/checkpoints`); } catch (e) { if (e.status !== 404) reportError(e); }
     if (!alive) return;
     ckpts.sort((a, b) => (b.step_number ?? b.step ?? 0) - (a.step_number ?? a.step ?? 0));
-    const list = h('ul', { class: 'ckpts', id: 'checkpoints', 'aria-label': 'Checkpoints' }, ckpts.map((c) => {
+    const nodes = ckpts.map((c) => {
       const step = c.step_number ?? c.step;
+      let item = ckptItems.get(step);
+      if (!item) {
+        const meta = h('span', { class: 'small muted' });
+        item = { li: h('li', {}, downloadLink(`${base}/adapter?step=${step}`, `step ${step}`, `${id}-step-${step}-adapter.tar`), meta), meta };
+        ckptItems.set(step, item);
+      }
       const m = c.metrics || {};
       const loss = m.train_loss ?? m.loss;
       const el = m.valid_loss ?? m.eval_loss;
-      return h('li', {}, link(`${adapterUrl}?step=${step}`, `step ${step}`, `${id}-step-${step}-adapter.tar`),
-        h('span', { class: 'small muted' }, [loss !== undefined ? ` · loss ${fmtNum(loss)}` : '', el !== undefined ? ` · eval ${fmtNum(el)}` : '', c.created_at ? ` · ${fmtTime(c.created_at)}` : ''].join('')));
-    }));
-    downloads.replaceChildren(...links, h('h3', {}, `Checkpoints (${ckpts.length})`),
-      ckpts.length ? list : h('p', { class: 'muted small' }, 'None yet.'));
+      const text = [loss !== undefined ? ` · loss ${fmtNum(loss)}` : '', el !== undefined ? ` · eval ${fmtNum(el)}` : '', c.created_at ? ` · ${fmtTime(c.created_at)}` : ''].join('');
+      if (item.meta.textContent !== text) item.meta.textContent = text;
+      return item.li;
+    });
+    // move or insert only what differs, so existing items stay where they are
+    nodes.forEach((li, i) => { if (ckptList.children[i] !== li) ckptList.insertBefore(li, ckptList.children[i] || null); });
+    while (ckptList.children.length > nodes.length) ckptList.lastElementChild.remove();
+    ckptHead.textContent = `Checkpoints (${ckpts.length})`;
+    const shown = ckpts.length ? ckptList : ckptNone;
+    if (downloads.lastElementChild !== shown) downloads.lastElementChild.replaceWith(shown);
   }
 
   // Polls after ms, or sooner if a poll is already due sooner (fast steps never starve it).
