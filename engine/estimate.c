@@ -7,7 +7,8 @@
  * tokenized dataset; on CUDA the context, the cuBLAS workspace and the ops' scratch block
  * (the largest of the fused loss's chunk and the LoRA products' split-K workspace, grown
  * with the headroom cuda_scratch gives it). With offloaded layer checkpoints their
- * pinned host memory is reported apart (host_bytes), not in the device peak. Time is the step's FLOPs
+ * pinned host memory is reported apart (host_bytes), not in the device peak, and must fit
+ * this machine's memory too: `fits` and the largest context account for both. Time is the step's FLOPs
  * over a throughput: on the CPU measured here with a short sgemm; on CUDA a nominal
  * sustained bf16 rate. The largest context that fits is found by bisection on the plan. */
 #include "estimate.h"
@@ -146,6 +147,17 @@ static size_t peak_for(const ModelConfig *mc, const JobConfig *jc, int S, int cu
     return p.total + scratch_bytes(mc, &spec, S, cuda) + (cuda ? CUDA_RUNTIME_BYTES : CPU_RUNTIME_BYTES + data_bytes + p.host);
 }
 
+/* Host bytes a CUDA job holds besides the device: pinned offloaded checkpoints and the packed
+ * dataset (0 on the CPU, where both count in peak_for). */
+static size_t host_for(const ModelConfig *mc, const JobConfig *jc, int S, int cuda, size_t data_bytes) {
+    if (!cuda) return 0;
+    LoraSpec spec = {jc->lora.r, jc->lora.alpha, jc->lora.dropout, {0}};
+    memcpy(spec.targets, jc->lora.targets, sizeof spec.targets);
+    MemPlan p;
+    plan_for(mc, &spec, jc->checkpointing, S, cuda, &p);
+    return p.host + data_bytes + CPU_RUNTIME_BYTES;
+}
+
 static size_t cuda_device_mem(void) {
     FILE *f = popen("nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2>/dev/null", "r");
     if (!f) return 0;
@@ -174,12 +186,19 @@ int estimate_job(const JobConfig *jc, const char *device, size_t device_mem, jso
 
     int S = jc->context_length;
     size_t peak = peak_for(&mc, jc, S, cuda, data_bytes);
-    // the budget leaves 5% headroom for fragmentation and other processes
+    // the budget leaves 5% headroom for fragmentation and other processes; on CUDA the host
+    // must also hold the offloaded checkpoints (pinned) with 10% left for everything else
     size_t budget = (size_t)(device_mem * 0.95);
+    size_t host_mem = (size_t)sysconf(_SC_PHYS_PAGES) * (size_t)sysconf(_SC_PAGESIZE);
+    size_t host_budget = (size_t)(host_mem * 0.9), host = host_for(&mc, jc, S, cuda, data_bytes);
     int lo = 0, hi = 1 << 22;
-    while (lo < hi) {  // the largest multiple of 256 tokens that fits
+    while (lo < hi) {  // the largest multiple of 256 tokens that fits both
         int mid = (lo + hi + 1) / 2;
-        if (peak_for(&mc, jc, mid * 256, cuda, data_bytes) <= budget) lo = mid; else hi = mid - 1;
+        if (peak_for(&mc, jc, mid * 256, cuda, data_bytes) <= budget &&
+            host_for(&mc, jc, mid * 256, cuda, data_bytes) <= host_budget)
+            lo = mid;
+        else
+            hi = mid - 1;
     }
     double windows = floor(data_tokens / S);
     if (windows < 1) windows = 1;
@@ -192,9 +211,11 @@ int estimate_job(const JobConfig *jc, const char *device, size_t device_mem, jso
     MemPlan p;
     plan_for(&mc, &spec, jc->checkpointing, S, cuda, &p);
     *out = json_pack(
-        "{s:s, s:I, s:s, s:I, s:b, s:i, s:i, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:I, s:I, s:f, s:f, s:f}",
+        "{s:s, s:I, s:s, s:I, s:b, s:I, s:b, s:i, s:i, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:I, s:I, s:f, s:f, "
+        "s:f}",
         "device", cuda ? "cuda" : "cpu", "device_mem_bytes", (json_int_t)device_mem, "device_mem_source",
-        mem_source, "peak_bytes", (json_int_t)peak, "fits", peak <= budget, "context_length", S,
+        mem_source, "peak_bytes", (json_int_t)peak, "device_fits", peak <= budget, "host_mem_bytes",
+        (json_int_t)host_mem, "fits", peak <= budget && host <= host_budget, "context_length", S,
         "max_context_length", lo * 256, "breakdown", "weights", (json_int_t)p.weights, "lora_and_optimizer",
         (json_int_t)p.lora, "layer_checkpoints", (json_int_t)p.checkpoints, "activations",
         (json_int_t)(p.activations + p.grads), "loss_chunk", (json_int_t)(p.loss + scratch_bytes(&mc, &spec, S, cuda)),

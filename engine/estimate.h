@@ -9,9 +9,10 @@
 #include "job_config.h"
 
 /* device: "auto", "cpu" or "cuda"; device_mem: bytes available (0 = detect). On success *out
- * is {device, device_mem_bytes, peak_bytes, fits, context_length, max_context_length,
- * breakdown{...}, host_bytes (pinned host memory of offloaded layer checkpoints), tokens, steps,
- * est_seconds, tokens_per_s}. */
+ * is {device, device_mem_bytes, peak_bytes, device_fits, host_mem_bytes (this machine's
+ * memory), fits (on CUDA: the device peak fits and the host holds host_bytes plus the dataset),
+ * context_length, max_context_length (fits both), breakdown{...}, host_bytes (pinned host
+ * memory of offloaded layer checkpoints), tokens, steps, est_seconds, tokens_per_s}. */
 int estimate_job(const JobConfig *jc, const char *device, size_t device_mem, json_t **out, Err *e);
 
 #endif

@@ -109,9 +109,11 @@ export function renderNewJob(main, presetFile = '', presetModel = '') {
 
   function showEstimate(est) {
     const fits = est.fits !== false;
+    // offloaded checkpoints live in pinned host memory: the device can fit while the host does not
+    const hostShort = !fits && est.device_fits === true;
     const rows = [
       ['Peak memory', fmtBytes(est.peak_bytes)],
-      ['Fits on the device', fits ? 'yes' : 'no'],
+      ['Fits on the device', (est.device_fits ?? fits) ? 'yes' : 'no'],
       ['Largest context that fits', est.max_context_length ? `${fmtNum(Math.round(est.max_context_length))} tokens` : '–'],
       ['Estimated time', fmtDuration(est.est_seconds)],
     ];
@@ -121,6 +123,7 @@ export function renderNewJob(main, presetFile = '', presetModel = '') {
     if (steps) rows.push(['Steps', fmtNum(Math.ceil(steps))]);
     if (est.tokens) rows.push(['Tokens', fmtNum(est.tokens)]);
     if (est.tokens_per_s) rows.push(['Expected speed', `${fmtNum(Math.round(est.tokens_per_s))} tok/s`]);
+    if (est.host_bytes) rows.push(['Pinned host memory', `${fmtBytes(est.host_bytes)}${est.host_mem_bytes ? ` of ${fmtBytes(est.host_mem_bytes)}` : ''}${hostShort ? ': too much' : ''}`]);
     // Where the peak memory goes, largest first.
     const parts = est.breakdown && typeof est.breakdown === 'object'
       ? Object.entries(est.breakdown).filter(([, v]) => typeof v === 'number').sort((a, b) => b[1] - a[1]) : [];
@@ -133,7 +136,7 @@ export function renderNewJob(main, presetFile = '', presetModel = '') {
         rows.map(([k, v]) => h('div', {}, h('dt', {}, k), h('dd', {}, v)))),
       breakdown,
       fits ? null : h('p', { class: 'warn' },
-        `This job needs more memory than the device has${est.max_context_length ? `: lower the context length to ${fmtNum(est.max_context_length)} or less` : ''}.`)].filter(Boolean));
+        `This job needs more ${hostShort ? 'host memory for its offloaded checkpoints than this machine has' : 'memory than the device has'}${est.max_context_length ? `: lower the context length to ${fmtNum(est.max_context_length)} or less` : ''}.`)].filter(Boolean));
   }
 
   const estimate = debounce(async () => {

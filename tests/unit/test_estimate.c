@@ -128,6 +128,27 @@ int main(void) {
     json_decref(at);
     json_decref(over);
 
+    // offloaded on CUDA the pinned checkpoints must fit this machine's memory as well: with a
+    // device of a petabyte the host is what limits the context
+    size_t host_mem = (size_t)sysconf(_SC_PHYS_PAGES) * (size_t)sysconf(_SC_PAGESIZE);
+    size_t slot = (size_t)65536 * mc.hidden * 2, huge = (size_t)1 << 50;
+    int big = (int)((host_mem / ((size_t)(mc.n_layers - 1) * (slot / 65536)) + 65536) / 256 * 256);
+    json_t *hb = estimate(big, 1, "cuda", huge);
+    if (hb) {
+        CHECK(num(hb, "host_mem_bytes") == host_mem, "host memory %zu, this machine has %zu", num(hb, "host_mem_bytes"),
+              host_mem);
+        CHECK(json_is_true(json_object_get(hb, "device_fits")), "context %d: a petabyte device should fit", big);
+        CHECK(num(hb, "host_bytes") > host_mem && json_is_false(json_object_get(hb, "fits")),
+              "context %d needs %zu host bytes of %zu: must not fit", big, num(hb, "host_bytes"), host_mem);
+        int hmax = (int)num(hb, "max_context_length");
+        json_t *at2 = estimate(hmax, 1, "cuda", huge);
+        CHECK(hmax > 0 && hmax < big && at2 && json_is_true(json_object_get(at2, "fits")) &&
+                  num(at2, "host_bytes") <= host_mem,
+              "largest offloaded context %d should fit this host", hmax);
+        json_decref(at2);
+        json_decref(hb);
+    }
+
     // the CPU plans fp32 with its own (NH, S) attention workspace, and counts the dataset
     json_t *cpu = estimate(4096, 0, "cpu", mem);
     if (cpu) {
