@@ -9,14 +9,16 @@
 #              `train_bench make-model` into BENCH_7B_DIR, default /dev/shm/lemo-bench-7b).
 #              Ours: BUILD/bench/train_bench (model_load + model_step, what `lemo train` runs a
 #              step) with layer checkpoints on the device (recompute) at BENCH_CONTEXTS
-#              (default 4096,16384,32768,65536, BENCH_STEPS timed steps after a warm-up) and
+#              (default 4096,16384,32768,65536, BENCH_STEPS (1) timed steps after a warm-up) and
 #              offloaded to host memory at BENCH_OFFLOAD_CONTEXTS (default the same, one timed
-#              step). Peer: HF transformers + PEFT (bench/peer_hf.py) at BENCH_CONTEXTS.
-#              Largest context: one step at each of BENCH_FIT_OURS (checkpoints on the device,
-#              default 98304,131072), BENCH_FIT_OFFLOAD (204800,262144) and BENCH_FIT_PEER
-#              (90112,98304,106496): ascending lists, empty skips, stopping at the first that
-#              does not fit (these long steps take minutes each: the whole run is about 30 min
-#              on an H100). Ours also reports what `lemo estimate` predicts.
+#              step). Peer: HF transformers + PEFT (bench/peer_hf.py) at BENCH_CONTEXTS, the
+#              same steps. Ours also reports what `lemo estimate` predicts. All this takes
+#              about 8 minutes on an H100.
+#              Largest context (BENCH_FIT=1): one step at each of BENCH_FIT_OURS (checkpoints
+#              on the device, default 98304,131072), BENCH_FIT_OFFLOAD (204800,262144) and
+#              BENCH_FIT_PEER (90112,98304,106496): ascending lists, empty skips, stopping at
+#              the first that does not fit. These steps take minutes each (204,800 tokens
+#              about 4 min on an H100): about 20 more minutes.
 #   model:     (BENCH_MODEL=1 to run) a same-shape training comparison at reduced depth: a
 #              random Llama-2-7B-width model of BENCH_LAYERS (default 4) layers from
 #              `lemo init-model` (its small vocabulary), trained by `lemo train` on the GPU
@@ -50,13 +52,15 @@ if [ "${BENCH_TRAIN:-1}" != 0 ]; then
         "$tb" make-model "$mdir" | tee "$out/make_model.jsonl" || { echo "bench: make-model failed"; exit 1; }
     fi
     : > "$out/ours_train.jsonl"; : > "$out/peer_hf.jsonl"; : > "$out/fit.jsonl"
-    [ -n "$ctxs" ] && { "$tb" run "$mdir" recompute "$ctxs" "${BENCH_STEPS:-2}" | tee -a "$out/ours_train.jsonl" \
+    [ -n "$ctxs" ] && { "$tb" run "$mdir" recompute "$ctxs" "${BENCH_STEPS:-1}" | tee -a "$out/ours_train.jsonl" \
         || echo "bench: train_bench (recompute) failed"; }
     [ -n "$octxs" ] && { "$tb" run "$mdir" offload "$octxs" "${BENCH_OFFLOAD_STEPS:-1}" | tee -a "$out/ours_train.jsonl" \
         || echo "bench: train_bench (offload) failed"; }
-    [ -n "$ctxs" ] && { python3 bench/peer_hf.py --contexts "$ctxs" | tee "$out/peer_hf.jsonl" || echo "bench: HF peer failed"; }
+    [ -n "$ctxs" ] && { python3 bench/peer_hf.py --contexts "$ctxs" --steps "${BENCH_STEPS:-1}" | tee "$out/peer_hf.jsonl" \
+        || echo "bench: HF peer failed"; }
     # largest context: one step a candidate, in its own process (a device fault ends the process)
-    for pol in recompute offload; do
+    [ "${BENCH_FIT:-0}" = 1 ] || echo "bench: largest-context probes skipped (BENCH_FIT=1 runs them)"
+    for pol in $([ "${BENCH_FIT:-0}" = 1 ] && echo recompute offload); do
         list=${BENCH_FIT_OURS-98304,131072}
         [ $pol = offload ] && list=${BENCH_FIT_OFFLOAD-204800,262144}
         for ctx in $(echo "$list" | tr , ' '); do
@@ -67,7 +71,7 @@ if [ "${BENCH_TRAIN:-1}" != 0 ]; then
         done
     done
     fitpeer=${BENCH_FIT_PEER-90112,98304,106496}
-    if [ -n "$fitpeer" ]; then
+    if [ "${BENCH_FIT:-0}" = 1 ] && [ -n "$fitpeer" ]; then
         python3 bench/peer_hf.py --contexts "$fitpeer" --steps 0 | sed 's/"bench": "peer_hf"/"bench": "peer_fit"/' \
             | tee -a "$out/fit.jsonl" || echo "bench: HF peer fit probe failed"
     fi
