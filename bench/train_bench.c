@@ -8,8 +8,8 @@
  *       seconds; `lemo init-model` draws normals one at a time and stops at 2e9 parameters),
  *       RMSNorm weights 1. config.json + one model.safetensors; no tokenizer (ids are random).
  *   train_bench run DIR POLICY CONTEXTS STEPS
- *       POLICY recompute | offload | keep; CONTEXTS like 4096,16384. For each context: load
- *       the model for that length on the GPU, one warm-up step, then STEPS timed steps
+ *       POLICY recompute | offload | offload-att (checkpoints and attention outputs) | keep;
+ *       CONTEXTS like 4096,16384. For each context: load the model for that length on the GPU, one warm-up step, then STEPS timed steps
  *       (STEPS 0: the warm-up step alone, timed: a "does it fit" probe). A step is what the
  *       trainer does: zero grads, forward + backward of one window of random ids (LoRA r=8
  *       alpha=16 on q,k,v,o), gradient norm, AdamW, synchronize. Prints one JSON object a
@@ -185,7 +185,10 @@ static int run(const char *dir, const char *policy_name, const char *contexts, i
     const char *why = NULL;
     const Backend *be = backend_cuda(&why);
     if (!be) { fprintf(stderr, "train_bench: %s\n", why); return 77; }
-    int policy = !strcmp(policy_name, "offload") ? ACT_OFFLOAD : !strcmp(policy_name, "keep") ? ACT_KEEP : ACT_RECOMPUTE;
+    int policy = !strcmp(policy_name, "offload")       ? ACT_OFFLOAD
+                 : !strcmp(policy_name, "offload-att") ? ACT_OFFLOAD_ATT
+                 : !strcmp(policy_name, "keep")        ? ACT_KEEP
+                                                       : ACT_RECOMPUTE;
     size_t free0, total;
     cudaMemGetInfo(&free0, &total);
     printf("{\"bench\":\"device\",\"name\":\"%s\",\"total_gib\":%.2f}\n", cuda_device_name(), total / 1073741824.0);

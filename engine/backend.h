@@ -145,7 +145,7 @@ struct Backend {
      * host_alloc: page-locked host memory the async copies can use (contents undefined;
      * NULL on failure); the CPU backend gives plain memory. copy_async copies bytes
      * (device <-> host, either way) once every op issued before it has finished, on a
-     * side stream, and returns at once; the copy is named by a ticket in
+     * side stream (one: copies run in issue order), and returns at once; the copy is named by a ticket in
      * [0, BACKEND_COPY_TICKETS). copy_wait(ticket): every op issued after it waits for
      * the last copy started under that ticket (none started: no wait). The CPU backend
      * copies at once and its copy_wait does nothing. */

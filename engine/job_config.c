@@ -244,7 +244,7 @@ int job_config_parse(const char *text, JobConfig *c, Err *e) {
     if ((x = json_object_get(o, "optimizer")) && parse_optimizer(x, c, e)) goto out;
     if ((x = json_object_get(o, "rope_scaling")) && parse_rope(x, c, e)) goto out;
     if ((x = json_object_get(o, "memory"))) {
-        static const char *const mk[] = {"checkpointing", "offload", NULL};
+        static const char *const mk[] = {"checkpointing", "offload", "offload_attention", NULL};
         if (!json_is_object(x)) { err_set_at(e, "memory", 0, "'memory' must be an object"); goto out; }
         if (check_keys(x, "memory.", mk, e)) goto out;
         json_t *cp = json_object_get(x, "checkpointing"), *of = json_object_get(x, "offload");
@@ -260,6 +260,20 @@ int job_config_parse(const char *text, JobConfig *c, Err *e) {
                 goto out;
             }
             if (json_is_true(of)) c->checkpointing = ACT_OFFLOAD;
+        }
+        json_t *oa = json_object_get(x, "offload_attention");
+        if (oa) {
+            if (!json_is_boolean(oa)) {
+                err_set_at(e, "memory.offload_attention", 0, "'memory.offload_attention' must be true or false");
+                goto out;
+            }
+            if (json_is_true(oa) && c->checkpointing != ACT_OFFLOAD) {
+                err_set_at(e, "memory.offload_attention", 0,
+                           "'memory.offload_attention' needs 'memory.offload' (it offloads the attention outputs "
+                           "beside the layer checkpoints)");
+                goto out;
+            }
+            if (json_is_true(oa)) c->checkpointing = ACT_OFFLOAD_ATT;
         }
     }
     rc = 0;
@@ -315,8 +329,9 @@ char *job_config_to_json(const JobConfig *c) {
                                       (double)r->high_freq_factor, "original_max_position_embeddings",
                                       r->original_max_position));
     }
-    json_object_set_new(o, "memory", json_pack("{s:b, s:b}", "checkpointing", c->checkpointing != ACT_KEEP, "offload",
-                                               c->checkpointing == ACT_OFFLOAD));
+    json_object_set_new(o, "memory", json_pack("{s:b, s:b, s:b}", "checkpointing", c->checkpointing != ACT_KEEP,
+                                               "offload", act_offloads(c->checkpointing), "offload_attention",
+                                               c->checkpointing == ACT_OFFLOAD_ATT));
     char *s = json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS);
     json_decref(o);
     return s;

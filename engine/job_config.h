@@ -41,8 +41,13 @@ typedef struct {
 /* Activation policy (JobConfig.checkpointing, model_load's `checkpointing`): keep every
  * layer's activations; keep each layer's input on the device and recompute the layer in
  * backward; or keep those layer inputs in pinned host memory, copied back ahead of each
- * layer's recompute while the previous layer computes ("memory": {"offload": true}). */
-enum { ACT_KEEP = 0, ACT_RECOMPUTE = 1, ACT_OFFLOAD = 2 };
+ * layer's recompute while the previous layer computes ("memory": {"offload": true}); or, in
+ * addition, each layer's attention output and log-sum-exp, so that the recompute skips the
+ * attention forward ("offload_attention": true: twice the pinned host memory, one (S, Q)
+ * buffer more on the device, the step's most expensive kernel once instead of twice). */
+enum { ACT_KEEP = 0, ACT_RECOMPUTE = 1, ACT_OFFLOAD = 2, ACT_OFFLOAD_ATT = 3 };
+/* Whether the policy keeps layer inputs in host memory. */
+static inline int act_offloads(int policy) { return policy == ACT_OFFLOAD || policy == ACT_OFFLOAD_ATT; }
 
 void job_config_defaults(JobConfig *c);
 /* Parses a JSON object text into c (starting from defaults); validates every value. */

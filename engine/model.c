@@ -15,8 +15,11 @@
  * reads slot l % 2 and writes slot (l+1) % 2; each input is copied out to the host after the
  * layer that made it (a copy ticket per slot; a layer waits for its slot's copy before
  * overwriting it), and in backward the input of layer l-1 is copied back into the slot
- * layer l+1 has finished with while layer l recomputes and back-propagates. Copies of the
- * same bytes in another order give the same numbers: offloading changes no result.
+ * layer l+1 has finished with while layer l recomputes and back-propagates. With
+ * ACT_OFFLOAD_ATT each layer's attention output and log-sum-exp go to the host as well, from
+ * two device buffers used in turn like the input slots (copy tickets 2 and 3), and come back
+ * ahead of the layer's backward, whose recompute then skips the attention forward. Copies of
+ * the same bytes in another order give the same numbers: offloading changes no result.
  *
  * Memory reuse (model_plan, model_load). Within one step the buffers below are live only
  * over the spans given, so the plan lets them share memory:
@@ -125,16 +128,27 @@ static int attn_set_fits(const ModelConfig *c, size_t S, size_t as, const size_t
     return end <= 3 * as * S * c->ffn;
 }
 
+/* Bytes of one layer's attention output (S, Q) and lse (NH, S), each 256-byte aligned: a
+ * device buffer pair or a host slot of ACT_OFFLOAD_ATT. */
+static size_t att_slot_bytes(const ModelConfig *c, size_t S, size_t as) {
+    return align256(as * S * c->n_heads * c->head_dim) + align256(4 * S * c->n_heads);
+}
+
 void model_plan(const ModelConfig *c, int Si, const LoraSpec *l, int checkpointing, size_t as,
                 size_t (*attn_ws_bytes)(int, int, int, int), MemPlan *p) {
     size_t S = Si, C = c->hidden, F = c->ffn;
     memset(p, 0, sizeof *p);
     p->weights = weight_count(c) * as;
     p->lora = lora_count(c, l) * 4 * 4;
-    int off = checkpointing == ACT_OFFLOAD;
+    int off = act_offloads(checkpointing);
+    size_t to_host = c->n_layers > 1 ? c->n_layers - 1 : 0;  // inputs of layers 0..L-2
     p->checkpoints = (size_t)(off ? 2 : c->n_layers + 1) * S * C * as;
-    p->host = off ? (size_t)(c->n_layers > 1 ? c->n_layers - 1 : 0) * S * C * as : 0;
+    p->host = off ? to_host * S * C * as : 0;
     p->activations = acts_bytes(c, S, l, as) * (checkpointing ? 1 : c->n_layers);
+    if (checkpointing == ACT_OFFLOAD_ATT) {  // the second device buffer pair; host slots of layers 0..L-2
+        p->activations += att_slot_bytes(c, S, as);
+        p->host += to_host * att_slot_bytes(c, S, as);
+    }
     // dx, dh2, dok; (S, F) gradient scratch only for a down_proj adapter: otherwise dL/da
     // goes into the layer's own `a`, and swiglu's backward runs in place (layer_backward)
     p->grads = as * (S * C * 3 + (l->targets[TARGET_DOWN] ? S * F : 0));
@@ -302,7 +316,7 @@ Model *model_load(const Backend *be, const char *dir, const RopeScaling *rope_ov
 
     int n_acts = checkpointing ? 1 : c->n_layers;
     size_t sizes[7] = {padded(m->plan.weights, 16 * (c->n_layers + 2)), padded(m->plan.lora, 4),
-                       padded(m->plan.checkpoints, 1), padded(m->plan.activations, 32 * n_acts),
+                       padded(m->plan.checkpoints, 1), padded(m->plan.activations, 32 * n_acts + 2),
                        padded(m->plan.grads, 4 + ATTN_SET), padded(m->plan.loss, 1), padded(m->plan.tokens, 5)};
     for (int i = 0; i < 7; i++) {
         m->blocks[i] = be->alloc(sizes[i]);
@@ -324,10 +338,13 @@ Model *model_load(const Backend *be, const char *dir, const RopeScaling *rope_ov
 
     size_t as = be->act_size, S = S_max, C = c->hidden, F = c->ffn;
     m->resid = m->blocks[2];
-    if (checkpointing == ACT_OFFLOAD && !(m->host_resid = be->host_alloc(m->plan.host))) {
-        err_set(e, "out of pinned host memory: %zu MiB needed for offloaded layer checkpoints", m->plan.host >> 20);
+    if (act_offloads(checkpointing) && !(m->host_resid = be->host_alloc(m->plan.host))) {
+        err_set(e, "out of pinned host memory: %zu MiB needed for offloaded layer checkpoints%s", m->plan.host >> 20,
+                checkpointing == ACT_OFFLOAD_ATT ? " and attention outputs" : "");
         goto fail;
     }
+    if (checkpointing == ACT_OFFLOAD_ATT)
+        m->host_att = (char *)m->host_resid + (size_t)(c->n_layers > 1 ? c->n_layers - 1 : 0) * S * C * as;
     cv = (Carve){m->blocks[3], 0, sizes[3]};
     m->acts = calloc(n_acts, sizeof *m->acts);
     size_t set[ATTN_SET];
@@ -339,6 +356,12 @@ Model *model_load(const Backend *be, const char *dir, const RopeScaling *rope_ov
             Carve mlp = {a->g, 0, 3 * as * S * F};
             carve_attn_set(a, &mlp, set);
         }
+    }
+    if (checkpointing == ACT_OFFLOAD_ATT) {
+        size_t Q = (size_t)c->n_heads * c->head_dim;
+        m->att_buf[0] = m->acts[0].att, m->lse_buf[0] = m->acts[0].lse;
+        m->att_buf[1] = carve(&cv, as * S * Q);
+        m->lse_buf[1] = carve(&cv, 4 * S * c->n_heads);
     }
     cv = (Carve){m->blocks[4], 0, sizes[4]};
     m->dx = carve(&cv, as * S * C);
@@ -461,7 +484,9 @@ static void layer_forward(Ctx *x, LayerActs *a, const void *xin, void *xout, con
     linear_fwd(x, a, TARGET_V, a->v, hk, w->wv, w->bv, n, 0);
     be->rope_forward(a->q, idx, m->inv_freq, n, c->n_heads, HS, m->mscale);
     be->rope_forward(a->k, idx, m->inv_freq, n, c->n_kv_heads, HS, m->mscale);
-    be->attention_forward(a->att, a->lse, a->q, a->k, a->v, n, c->n_heads, c->n_kv_heads, HS);
+    // with ACT_OFFLOAD_ATT the recompute finds the attention output and lse copied back
+    if (xout || m->checkpointing != ACT_OFFLOAD_ATT)
+        be->attention_forward(a->att, a->lse, a->q, a->k, a->v, n, c->n_heads, c->n_kv_heads, HS);
     // o = att Wo^T (+lora) is formed apart and then added, on both paths, so a kept list of
     // all rows gives bit-for-bit the dense result
     linear_fwd(x, a, TARGET_O, m->dok, a->att, w->wo, w->bo, n, 0);
@@ -552,10 +577,15 @@ double model_step(Model *m, const int32_t *inputs, const int32_t *targets, int S
     }
 
     // layer j's input on the device (j == L: the final residual), and offloaded on the host
-    int off = m->checkpointing == ACT_OFFLOAD;
+    int off = act_offloads(m->checkpointing), att_off = m->checkpointing == ACT_OFFLOAD_ATT;
     char *resid = m->resid, *host = m->host_resid;
 #define XIN(j) (resid + (size_t)(off ? (j) % 2 : (j)) * SC * as)
 #define XHOST(j) (host + (size_t)(j) * SC * as)
+    // ACT_OFFLOAD_ATT: layer j's attention output and lse, device buffer pair j % 2, host slot j
+    size_t att_b = as * (size_t)c->n_heads * c->head_dim, slot = att_slot_bytes(c, m->S_max, as);
+    size_t lse_off = align256(att_b * m->S_max);
+#define HATT(j) ((char *)m->host_att + (size_t)(j) * slot)
+#define HLSE(j) (HATT(j) + lse_off)
     int out_copies = off && backward;  // inputs of layers 0..L-2 go to the host
     be->embedding_forward(XIN(0), m->tok_in, m->wte, S, C);
     if (out_copies && L > 1) be->copy_async(XHOST(0), XIN(0), SC * as, 0);
@@ -563,8 +593,16 @@ double model_step(Model *m, const int32_t *inputs, const int32_t *targets, int S
         Ctx x = {m, l, train, dropout_seed};
         LayerActs *a = &m->acts[m->checkpointing ? 0 : l];
         if (off) be->copy_wait((l + 1) % 2);  // the slot written here (layer l-1's input) is out
+        if (att_off) {
+            a->att = m->att_buf[l % 2], a->lse = m->lse_buf[l % 2];
+            be->copy_wait(2 + l % 2);  // layer l-2's attention output has left this pair
+        }
         layer_forward(&x, a, XIN(l), XIN(l + 1), idx[l], n[l], S);
         if (out_copies && l + 1 <= L - 2) be->copy_async(XHOST(l + 1), XIN(l + 1), SC * as, (l + 1) % 2);
+        if (out_copies && att_off && l <= L - 2) {
+            be->copy_async(HATT(l), a->att, att_b * n[l], 2 + l % 2);
+            be->copy_async(HLSE(l), a->lse, 4 * (size_t)c->n_heads * n[l], 2 + l % 2);
+        }
     }
     const void *xL = XIN(L);
     // xf, dxf are dok, dh2: the last layer's forward is done with dok, and nothing writes
@@ -585,6 +623,15 @@ double model_step(Model *m, const int32_t *inputs, const int32_t *targets, int S
             if (l >= 1) be->copy_async(XIN(l - 1), XHOST(l - 1), SC * as, (l - 1) % 2);
             be->copy_wait(l % 2);
         }
+        if (att_off) {
+            // the same for the attention output and lse (layer L-1's are still on the device)
+            if (l >= 1) {
+                be->copy_async(m->att_buf[(l - 1) % 2], HATT(l - 1), att_b * n[l - 1], 2 + (l - 1) % 2);
+                be->copy_async(m->lse_buf[(l - 1) % 2], HLSE(l - 1), 4 * (size_t)c->n_heads * n[l - 1], 2 + (l - 1) % 2);
+            }
+            be->copy_wait(2 + l % 2);
+            a->att = m->att_buf[l % 2], a->lse = m->lse_buf[l % 2];
+        }
         const void *xin = XIN(l);
         // recompute (its output unused, dh2 when it is formed): the forward writes only a's
         // buffers, dok and dh2, all dead here (the final norm's xf, dxf, or layer l+1's dL/dh,
@@ -594,6 +641,8 @@ double model_step(Model *m, const int32_t *inputs, const int32_t *targets, int S
     }
 #undef XIN
 #undef XHOST
+#undef HATT
+#undef HLSE
     be->sync();
     return loss;
 }

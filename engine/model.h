@@ -106,6 +106,9 @@ typedef struct {
     void *resid;              // (L+1, S, C) layer inputs (checkpoints) and the final residual;
                               // with ACT_OFFLOAD (2, S, C): layer j's input in slot j % 2
     void *host_resid;         // ACT_OFFLOAD: (L-1, S, C) pinned, inputs of layers 0..L-2
+    void *host_att;           // ACT_OFFLOAD_ATT: after them, layers 0..L-2's attention output and lse
+    void *att_buf[2];         // ACT_OFFLOAD_ATT: device pairs used in turn (0 is acts[0]'s own)
+    float *lse_buf[2];
     LayerActs *acts;          // (checkpointing ? 1 : L)
     void *dx;                 // (S, C) dL/d(residual) flowing down the layers
     void *dh2;                // (S, C) dL/dh2, then dL/dh (the attention branch's input grad)

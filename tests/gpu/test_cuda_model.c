@@ -8,7 +8,8 @@
  * 64-token block dropped in the middle layers), and compares:
  *   - the mean loss: relative difference <= 1e-2 (bf16 activations vs fp32),
  *   - every LoRA gradient tensor: cosine(gpu, cpu) >= 0.99.
- * The same again with the layer checkpoints offloaded to host memory (ACT_OFFLOAD).
+ * The same again with the layer checkpoints offloaded to host memory (ACT_OFFLOAD), and with
+ * the attention outputs too (ACT_OFFLOAD_ATT: the recompute skips the attention forward).
  * It prints the loss pair, the lowest cosine and the GPU step time.
  *
  * Needs a GPU and ../shared/models/refmodel-22m (LEMO_SHARED to point elsewhere);
@@ -161,20 +162,26 @@ int main(void) {
     }
     compare_step(mc, mg, in, tgt, kept, n_kept, "kept blocks");
 
-    // layer checkpoints offloaded to pinned host memory (copies on the side stream, ordered
-    // by events): the same results as keeping them on the device
-    Model *mo = model_load(gpu, dir, NULL, S_TEST, &ls, ACT_OFFLOAD, 42, &e);
-    CHECK(mo != NULL, "cuda model_load (offload): %s", e.msg);
-    if (mo) {
-        CHECK(mo->plan.total < mg->plan.total && mo->plan.host > 0, "offload plan: %zu device bytes vs %zu, host %zu",
+    // layer checkpoints (and then also the attention outputs) offloaded to pinned host memory
+    // (copies on the side stream, ordered by events): the same results as keeping them on the
+    // device
+    for (int pol = ACT_OFFLOAD; pol <= ACT_OFFLOAD_ATT; pol++) {
+        const char *pn = pol == ACT_OFFLOAD ? "offload" : "offload+attention";
+        Model *mo = model_load(gpu, dir, NULL, S_TEST, &ls, pol, 42, &e);
+        CHECK(mo != NULL, "cuda model_load (%s): %s", pn, e.msg);
+        if (!mo) continue;
+        CHECK(mo->plan.total < mg->plan.total && mo->plan.host > 0, "%s plan: %zu device bytes vs %zu, host %zu", pn,
               mo->plan.total, mg->plan.total, mo->plan.host);
         mo->be->copy_device(mo->lora_params, mg->lora_params, mo->n_lora * sizeof(float));
-        compare_step(mc, mo, in, tgt, NULL, NULL, "offload dense");
-        compare_step(mc, mo, in, tgt, kept, n_kept, "offload kept blocks");
+        char what[64];
+        snprintf(what, sizeof what, "%s dense", pn);
+        compare_step(mc, mo, in, tgt, NULL, NULL, what);
+        snprintf(what, sizeof what, "%s kept blocks", pn);
+        compare_step(mc, mo, in, tgt, kept, n_kept, what);
         long c1, c2;
         double l1 = model_step(mg, in, tgt, S_TEST, NULL, NULL, 1, 0, 1.0f / S_TEST, 7, &c1);
         double l2 = model_step(mo, in, tgt, S_TEST, NULL, NULL, 1, 0, 1.0f / S_TEST, 7, &c2);
-        CHECK(fabs(l1 - l2) <= 1e-5 * fabs(l1), "offload changes the GPU loss: %.9g vs %.9g", l2, l1);
+        CHECK(fabs(l1 - l2) <= 1e-5 * fabs(l1), "%s changes the GPU loss: %.9g vs %.9g", pn, l2, l1);
         model_free(mo);
     }
 

@@ -56,6 +56,16 @@ int main(void) {
     free(s);
     CHECK(job_config_parse("{" BASE ",\"memory\":{\"offload\":false}}", &c, &e) == 0 && c.checkpointing == ACT_RECOMPUTE,
           "offload false");
+    // the attention outputs go to the host beside the checkpoints, never alone
+    CHECK(job_config_parse("{" BASE ",\"memory\":{\"offload\":true,\"offload_attention\":true}}", &c, &e) == 0 &&
+              c.checkpointing == ACT_OFFLOAD_ATT,
+          "offload_attention: %s", e.msg);
+    s = job_config_to_json(&c);
+    CHECK(s && job_config_parse(s, &c2, &e) == 0 && c2.checkpointing == ACT_OFFLOAD_ATT, "offload_attention round trip: %s",
+          e.msg);
+    free(s);
+    bad("{" BASE ",\"memory\":{\"offload_attention\":true}}", "memory.offload_attention");
+    bad("{" BASE ",\"memory\":{\"offload\":true,\"offload_attention\":1}}", "memory.offload_attention");
 
     bad("{" BASE ",\"learning_rate\":1}", "learning_rate");
     bad("{" BASE ",\"context_length\":\"long\"}", "context_length");

@@ -134,7 +134,7 @@ static void same_results(const char *name, const char *dir, const int *targets, 
         float *ref_g = NULL, *ref_x = NULL;
         size_t n = 0, nx = 0;
         for (int place = 0; place < 2; place++)
-            for (int pol = 0; pol < 3; pol++) {
+            for (int pol = 0; pol <= ACT_OFFLOAD_ATT; pol++) {
                 const Backend *be = place ? backend_cpu() : &big_ws_backend;
                 Model *m = load(be, dir, pol, targets, dropout);
                 char what[160];

@@ -1,8 +1,9 @@
-/* test_model_offload.c: the activation policies (ACT_KEEP, ACT_RECOMPUTE, ACT_OFFLOAD) give the
- * same loss and LoRA gradients bit for bit, over consecutive steps (the two device slots of
- * offloaded layer inputs are reused) and with kept-index lists; the memory plan moves the
- * layer checkpoints to the host; and without a down_proj adapter (dL/da in the layer's own
- * buffer, swiglu backward in place) the gradients still match finite differences. */
+/* test_model_offload.c: the activation policies (ACT_KEEP, ACT_RECOMPUTE, ACT_OFFLOAD,
+ * ACT_OFFLOAD_ATT) give the same loss and LoRA gradients bit for bit, over consecutive steps
+ * (the two device slots of offloaded layer inputs and attention outputs are reused) and with
+ * kept-index lists; the memory plan moves the layer checkpoints (and attention outputs) to
+ * the host; and without a down_proj adapter (dL/da in the layer's own buffer, swiglu backward
+ * in place) the gradients still match finite differences. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,28 +37,30 @@ static void two_steps(Model *m, const int *const *kept, const int *nk, float *g,
     m->be->copy_to_host(g, m->lora_grads, 4 * m->n_lora);
 }
 
+#define NPOL (ACT_OFFLOAD_ATT + 1)  // every activation policy
+
 static void same_results(const char *dir, const int *targets, const char *what) {
     int keep[] = {0, 1, 4, 5, 6, 9, 11};
     const int *kept[3] = {NULL, keep, NULL};
     int nk[3] = {S, 7, S};
     for (int pass = 0; pass < 2; pass++) {
         const int *const *kp = pass ? kept : NULL;
-        Model *m[3];
-        float *g[3];
-        double loss[3][2];
-        for (int p = 0; p < 3; p++) {
+        Model *m[NPOL];
+        float *g[NPOL];
+        double loss[NPOL][2];
+        for (int p = 0; p < NPOL; p++) {
             m[p] = load(dir, p, targets);
             g[p] = malloc(4 * m[p]->n_lora);
             two_steps(m[p], kp, pass ? nk : NULL, g[p], loss[p]);
         }
-        for (int p = 1; p < 3; p++) {
+        for (int p = 1; p < NPOL; p++) {
             CHECK(loss[p][0] == loss[0][0] && loss[p][1] == loss[0][1],
                   "%s%s: policy %d losses %.9g %.9g vs keep %.9g %.9g", what, pass ? " kept" : "", p, loss[p][0],
                   loss[p][1], loss[0][0], loss[0][1]);
             CHECK(!memcmp(g[p], g[0], 4 * m[0]->n_lora), "%s%s: policy %d changes the gradients", what,
                   pass ? " kept" : "", p);
         }
-        for (int p = 0; p < 3; p++) {
+        for (int p = 0; p < NPOL; p++) {
             free(g[p]);
             model_free(m[p]);
         }
@@ -93,7 +96,8 @@ static void fd_check(const char *dir, const int *targets, int policy) {
         if (fabs(fd - g[i]) > 3e-3 + 3e-2 * fabs(g[i]) && bad++ < 5)
             fprintf(stderr, "param %zu: fd %.6f analytic %.6f\n", i, fd, g[i]);
     }
-    CHECK(bad == 0, "offload, q/k/v/o adapters: %d of 60 sampled gradients disagree with finite differences", bad);
+    CHECK(bad == 0, "policy %d, q/k/v/o adapters: %d of 60 sampled gradients disagree with finite differences", policy,
+          bad);
     free(g), free(p);
     model_free(m);
 }
@@ -108,6 +112,7 @@ int main(void) {
     same_results(dir, all, "all targets");
     same_results(dir, qkvo, "q,k,v,o");
     fd_check(dir, qkvo, ACT_OFFLOAD);
+    fd_check(dir, qkvo, ACT_OFFLOAD_ATT);
 
     // the plan: offloading keeps two layer inputs on the device and L-1 on the host
     ModelConfig mc;
@@ -125,6 +130,13 @@ int main(void) {
     CHECK(off.checkpoints == 2 * slot && off.host == 2 * slot, "offload plan: %zu on the device, %zu on the host",
           off.checkpoints, off.host);
     CHECK(rec.total - off.total == 2 * slot, "offload saves %zu device bytes, want %zu", rec.total - off.total, 2 * slot);
+    // with the attention outputs: one more (S, Q) + (NH, S) pair on the device, L-1 on the host
+    MemPlan oa;
+    model_plan(&mc, 1024, &spec, ACT_OFFLOAD_ATT, 2, backend_cpu()->attention_bwd_ws_bytes, &oa);
+    size_t pair = ((size_t)1024 * mc.n_heads * mc.head_dim * 2 + 255) / 256 * 256 + ((size_t)4 * 1024 * mc.n_heads + 255) / 256 * 256;
+    CHECK(oa.total - off.total == pair && oa.host - off.host == (size_t)(mc.n_layers - 1) * pair,
+          "offload_attention plan: %zu more device bytes, %zu more host, want %zu and %zu", oa.total - off.total,
+          oa.host - off.host, pair, (size_t)(mc.n_layers - 1) * pair);
     // a down_proj adapter needs its own (S, F) gradient buffer; without one the layer's `a` serves
     MemPlan dn;
     spec.targets[TARGET_DOWN] = 1;
