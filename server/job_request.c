@@ -48,7 +48,7 @@ static int hp_num(json_t *hp, const char *key, double lo, int lo_open, double hi
 static const char *const hp_known[] = {
     "n_epochs", "batch_size", "learning_rate_multiplier", "learning_rate", "max_steps", "context_length",
     "lora_r", "lora_alpha", "lora_dropout", "target_modules", "checkpoint_every", "eval_every",
-    "warmup_steps", "weight_decay", "grad_clip", "rope_scaling", NULL};
+    "warmup_steps", "weight_decay", "grad_clip", "rope_scaling", "memory", NULL};
 
 /* Merges the top-level and method.supervised hyperparameters into one object (method wins). */
 static json_t *hp_collect(json_t *body, JobSpec *out, Err *e) {
@@ -111,7 +111,8 @@ static json_t *hp_collect(json_t *body, JobSpec *out, Err *e) {
             snprintf(p, sizeof p, "hyperparameters.%.60s", k);
             FAIL("unknown_parameter", p, "Unknown hyperparameter '%.60s' (known: n_epochs, max_steps, batch_size, "
                  "learning_rate, learning_rate_multiplier, context_length, lora_r, lora_alpha, lora_dropout, "
-                 "target_modules, checkpoint_every, eval_every, warmup_steps, weight_decay, grad_clip, rope_scaling)", k);
+                 "target_modules, checkpoint_every, eval_every, warmup_steps, weight_decay, grad_clip, rope_scaling, "
+                 "memory)", k);
             json_decref(hp);
             return NULL;
         }
@@ -133,6 +134,7 @@ static void map_config_param(const char *cp, char *out, size_t cap) {
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
         if (!strcmp(cp, map[i][0])) { snprintf(out, cap, "%s", map[i][1]); return; }
     if (!strncmp(cp, "rope_scaling", 12)) { snprintf(out, cap, "hyperparameters.%.100s", cp); return; }
+    if (!strncmp(cp, "memory", 6)) { snprintf(out, cap, "hyperparameters.memory"); return; }
     snprintf(out, cap, "%s", cp);
 }
 
@@ -302,6 +304,24 @@ int job_request_resolve(const char *body, size_t len, const JobEnv *env, JobSpec
         goto fail;
     }
 
+    // where a layer's activations wait for its backward (job_config.h's ACT_*)
+    static const char *const mem_names[] = {"keep", "recompute", "offload", "offload_attention"};
+    int mem = ACT_RECOMPUTE;
+    json_t *mv = json_object_get(hp, "memory");
+    if (mv && !json_is_null(mv) && !is_auto(mv)) {
+        mem = -1;
+        for (int i = 0; i < 4 && json_is_string(mv); i++)
+            if (!strcmp(json_string_value(mv), mem_names[i])) mem = i;
+        if (mem < 0) {
+            json_decref(targets);
+            FAIL("invalid_value", "hyperparameters.memory", "'hyperparameters.memory' must be \"recompute\" (layer "
+                 "checkpoints on the device, the default), \"offload\" (in host memory), \"offload_attention\" "
+                 "(checkpoints and attention outputs in host memory: faster at long context) or \"keep\" (every "
+                 "activation on the device)");
+            goto fail;
+        }
+    }
+
     json_t *cfg = json_object();
     json_object_set_new(cfg, "model", json_string(model_dir));
     json_object_set_new(cfg, "train_file", json_string(train_path));
@@ -322,6 +342,8 @@ int job_request_resolve(const char *body, size_t len, const JobEnv *env, JobSpec
     if (rope) json_object_set(cfg, "rope_scaling", rope);
     json_object_set_new(cfg, "resume_from", json_string("auto"));
     json_object_set_new(cfg, "device", json_string("auto"));
+    json_object_set_new(cfg, "memory", json_pack("{s:b, s:b, s:b}", "checkpointing", mem != ACT_KEEP, "offload",
+                                                 act_offloads(mem), "offload_attention", mem == ACT_OFFLOAD_ATT));
 
     /* the trainer's own parser has the last word */
     char *txt = json_dumps(cfg, JSON_COMPACT | JSON_REAL_PRECISION(10));
@@ -355,6 +377,7 @@ int job_request_resolve(const char *body, size_t len, const JobEnv *env, JobSpec
     json_object_set_new(hpo, "weight_decay", json_real(wd));
     json_object_set_new(hpo, "grad_clip", json_real(clip));
     json_object_set_new(hpo, "rope_scaling", rope ? json_incref(rope) : json_null());
+    json_object_set_new(hpo, "memory", json_string(mem_names[mem]));
     json_t *md = json_object_get(b, "metadata");
     out->request = json_pack("{s:O, s:{s:s, s:{s:O}}, s:O}", "hyperparameters", hpo, "method", "type", "supervised",
                              "supervised", "hyperparameters", hpo, "metadata", md && json_is_object(md) ? md : json_null());

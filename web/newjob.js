@@ -47,6 +47,11 @@ export function renderNewJob(main, presetFile = '', presetModel = '') {
   const nums = {};
   for (const [name, , kind, , step] of NUMBERS)
     nums[name] = h('input', { id: `hp-${name}`, name, type: 'number', min: 0, step, placeholder: 'default', inputmode: kind === 'int' ? 'numeric' : 'decimal', 'aria-describedby': `hp-${name}-help` });
+  // where each layer's activations wait for its backward (hyperparameters.memory)
+  const memSel = h('select', { id: 'hp-memory', name: 'memory', 'aria-describedby': 'hp-memory-help' },
+    [['recompute', 'Checkpoints on the device'], ['offload', 'Checkpoints in host memory'],
+      ['offload_attention', 'Checkpoints and attention in host memory'], ['keep', 'Every activation on the device']]
+      .map(([v, t]) => h('option', { value: v }, t)));
   const targets = TARGETS.map((t) => h('label', { class: 'check' },
     h('input', { type: 'checkbox', name: 'target_modules', value: t, checked: DEFAULT_TARGETS.has(t) }), ` ${t}`));
 
@@ -70,7 +75,8 @@ export function renderNewJob(main, presetFile = '', presetModel = '') {
         createDropZone((obj) => loadFiles(obj.id)))),
     h('section', { class: 'card', 'aria-labelledby': 'nj-hp' },
       h('h2', { id: 'nj-hp' }, 'Hyperparameters'),
-      h('div', { class: 'grid4' }, NUMBERS.map(([name, label, , help]) => field(`hp-${name}`, label, nums[name], help))),
+      h('div', { class: 'grid4' }, NUMBERS.map(([name, label, , help]) => field(`hp-${name}`, label, nums[name], help)),
+        field('hp-memory', 'Activation memory', memSel, 'host memory lowers the GPU peak; with attention too, long contexts train faster')),
       h('fieldset', { class: 'targets' }, h('legend', {}, 'LoRA target modules'), targets)),
     h('section', { class: 'card', 'aria-labelledby': 'nj-est' },
       h('h2', { id: 'nj-est' }, 'Estimate'),
@@ -87,6 +93,7 @@ export function renderNewJob(main, presetFile = '', presetModel = '') {
       if (v !== '') hp[name] = kind === 'int' ? parseInt(v, 10) : parseFloat(v);
     }
     hp.target_modules = targets.map((l) => l.firstChild).filter((c) => c.checked).map((c) => c.value);
+    if (memSel.value !== 'recompute') hp.memory = memSel.value;
     const b = { model: modelSel.value, training_file: fileSel.value, hyperparameters: hp };
     if (valSel.value) b.validation_file = valSel.value;
     if (suffix.value.trim()) b.suffix = suffix.value.trim();
@@ -99,7 +106,7 @@ export function renderNewJob(main, presetFile = '', presetModel = '') {
     for (const c of form.querySelectorAll('[aria-invalid]')) c.removeAttribute('aria-invalid');
     if (!param) return;
     const p = String(param).replace(/^hyperparameters\./, '');
-    const named = { model: modelSel, training_file: fileSel, validation_file: valSel, seed, suffix };
+    const named = { model: modelSel, training_file: fileSel, validation_file: valSel, seed, suffix, memory: memSel };
     for (const k of [p, p.replace(/\./g, '_'), p.split('.').pop()]) {
       const c = nums[k] || named[k];
       if (c) { c.setAttribute('aria-invalid', 'true'); return; }

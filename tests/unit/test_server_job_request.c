@@ -51,7 +51,7 @@ int main(void) {
         static const char *const contract[] = {"model", "train_file", "eval_file", "output_dir", "context_length",
                                                "max_steps", "epochs", "seed", "chat_template", "eval_every",
                                                "checkpoint_every", "grad_accum", "lora", "optimizer", "rope_scaling",
-                                               "resume_from", "device", NULL};
+                                               "resume_from", "device", "memory", NULL};
         const char *k;
         json_t *v;
         json_object_foreach(c, k, v) {
@@ -67,6 +67,23 @@ int main(void) {
         CHECK(json_number_value(json_object_get(c, "epochs")) == 1 && !json_object_get(c, "max_steps"), "1 epoch");
         CHECK(json_integer_value(json_object_get(c, "seed")) == 5 && sp.seed == 5, "seed");
         CHECK(json_array_size(json_object_get(json_object_get(c, "lora"), "target_modules")) == 4, "default targets");
+        json_t *mem = json_object_get(c, "memory");
+        CHECK(json_is_true(json_object_get(mem, "checkpointing")) && json_is_false(json_object_get(mem, "offload")),
+              "memory defaults to checkpoints on the device");
+    }
+    job_spec_free(&sp);
+
+    // hyperparameters.memory picks the activation policy, echoed back in the request
+    c = cfg_of("{\"model\": \"tiny\", \"training_file\": \"file-abc\", \"hyperparameters\": {\"memory\": "
+               "\"offload_attention\"}}",
+               &sp);
+    CHECK(c != NULL, "memory offload_attention");
+    if (c) {
+        json_t *mem = json_object_get(c, "memory");
+        CHECK(json_is_true(json_object_get(mem, "offload")) && json_is_true(json_object_get(mem, "offload_attention")),
+              "offload_attention reaches the trainer config");
+        json_t *hp = json_object_get(sp.request, "hyperparameters");
+        CHECK(!strcmp(json_string_value(json_object_get(hp, "memory")), "offload_attention"), "request shows memory");
     }
     job_spec_free(&sp);
 
@@ -94,6 +111,8 @@ int main(void) {
     job_spec_free(&sp);
 
     expect_error("{", "", "invalid_json");
+    expect_error("{\"model\": \"tiny\", \"training_file\": \"file-abc\", \"hyperparameters\": {\"memory\": \"swap\"}}",
+                 "hyperparameters.memory", "invalid_value");
     expect_error("{\"model\": \"big\", \"training_file\": \"file-abc\"}", "model", "model_not_found");
     expect_error("{\"model\": \"tiny\", \"training_file\": \"file-zzz\"}", "training_file", "file_not_found");
     expect_error("{\"model\": \"tiny\", \"training_file\": \"file-abc\", \"x\": 1}", "x", "unknown_parameter");
