@@ -53,24 +53,27 @@ static double cpu_flops(void) {
     return 2.0 * n * n * n * reps / t;
 }
 
-/* FLOPs of one training window of S tokens (forward, recompute when checkpointing, backward
- * of inputs and LoRA; no base-weight gradients), split into the GEMM part and attention,
- * which run at different rates. */
+/* FLOPs of one training window of S tokens (forward, the recompute before each layer's
+ * backward, backward of inputs and LoRA; no base-weight gradients), split into the GEMM part
+ * and attention, which run at different rates. The recompute skips the down projection
+ * unless a down_proj adapter needs it, and with ACT_OFFLOAD_ATT the attention forward. */
 typedef struct { double gemm, attention; } StepFlops;
-static StepFlops step_flops(const ModelConfig *c, double S, int checkpointing) {
+static StepFlops step_flops(const ModelConfig *c, double S, int checkpointing, int down_adapter) {
     double C = c->hidden, Q = (double)c->n_heads * c->head_dim, KV = (double)c->n_kv_heads * c->head_dim;
     double lin = 2 * S * (C * Q * 2 + C * KV * 2 + 3 * C * c->ffn) * c->n_layers;
     double att = 2 * 2 * S * (S / 2) * Q * c->n_layers;   // QK^T and PV over the causal half
     double head = 2 * S * C * c->vocab;
-    int fwd = checkpointing != ACT_KEEP ? 2 : 1;           // forward, and its recompute
-    return (StepFlops){lin * fwd + lin + 2 * head, att * fwd + 2.5 * att};
+    double relin = checkpointing == ACT_KEEP ? 0 : lin - (down_adapter ? 0 : 2 * S * C * c->ffn * c->n_layers);
+    double reatt = checkpointing == ACT_KEEP || checkpointing == ACT_OFFLOAD_ATT ? 0 : att;
+    return (StepFlops){lin + relin + lin + 2 * head, att + reatt + 2.5 * att};
 }
 
 /* Seconds of one window. The CPU runs GEMMs through OpenBLAS at ~0.9 of the probed sgemm rate
  * and attention (blocked sgemm + online softmax) at ~0.35 of it (kernels/cpu/attention.c, measured on
  * refmodel-22m shapes); CUDA at a nominal sustained bf16 rate. */
-static double window_seconds(const ModelConfig *c, double S, int checkpointing, int cuda, double cpu_rate) {
-    StepFlops f = step_flops(c, S, checkpointing);
+static double window_seconds(const ModelConfig *c, double S, int checkpointing, int down_adapter, int cuda,
+                             double cpu_rate) {
+    StepFlops f = step_flops(c, S, checkpointing, down_adapter);
     if (cuda) return (f.gemm + f.attention) / CUDA_SUSTAINED_FLOPS;
     return f.gemm / (0.9 * cpu_rate) + f.attention / (0.35 * cpu_rate);
 }
@@ -204,7 +207,8 @@ int estimate_job(const JobConfig *jc, const char *device, size_t device_mem, jso
     if (windows < 1) windows = 1;
     double steps = jc->max_steps ? jc->max_steps : ceil(jc->epochs * windows / jc->grad_accum);
     double tokens = steps * jc->grad_accum * S;
-    double secs = steps * jc->grad_accum * window_seconds(&mc, S, jc->checkpointing, cuda, cuda ? 0 : cpu_flops());
+    double secs = steps * jc->grad_accum * window_seconds(&mc, S, jc->checkpointing, jc->lora.targets[TARGET_DOWN], cuda,
+                                                            cuda ? 0 : cpu_flops());
 
     LoraSpec spec = {jc->lora.r, jc->lora.alpha, jc->lora.dropout, {0}};
     memcpy(spec.targets, jc->lora.targets, sizeof spec.targets);

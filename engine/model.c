@@ -461,7 +461,7 @@ static void linear_bwd(Ctx *x, LayerActs *a, int t, void *din, const void *dout,
 
 /* Layer l forward: x (S, C) -> out (S, C); idx (n) kept rows on the device. xout NULL: a
  * recomputation right before the layer's backward, which needs the saved activations but not
- * the output: the SwiGLU product and the down projection are skipped (a 3*S*C*F-FLOP GEMM),
+ * the output: the SwiGLU product and the down projection are skipped (a 2*S*C*F-FLOP GEMM),
  * unless a down_proj adapter needs them for its gradients; then dh2, dead here, takes the
  * unused output. */
 static void layer_forward(Ctx *x, LayerActs *a, const void *xin, void *xout, const int *idx, int n, int S) {
