@@ -9,8 +9,8 @@
  * with the headroom cuda_scratch gives it). With offloaded layer checkpoints their
  * pinned host memory is reported apart (host_bytes), not in the device peak, and must fit
  * this machine's memory too: `fits` and the largest context account for both. Time is the step's FLOPs
- * over a throughput: on the CPU measured here with a short sgemm; on CUDA a nominal
- * sustained bf16 rate. The largest context that fits is found by bisection on the plan. */
+ * over a throughput: on the CPU measured here with a short sgemm; on CUDA the rates an H100
+ * sustains for the linear layers and for our attention forward and backward. The largest context that fits is found by bisection on the plan. */
 #include "estimate.h"
 
 #include <cblas.h>
@@ -29,7 +29,11 @@
 #define CUBLAS_WORKSPACE_BYTES ((size_t)32 << 20) // kernels/cuda/cuda_backend.cu
 #define CUDA_RUNTIME_BYTES (CUDA_CONTEXT_BYTES + CUBLAS_WORKSPACE_BYTES)
 #define CPU_RUNTIME_BYTES ((size_t)16 << 20)    // process, libraries, OpenBLAS buffers, stacks
-#define CUDA_SUSTAINED_FLOPS 250e12             // bf16 dense, sustained in training
+// CUDA rates in training, from `make bench` on an H100 (bench/RESULTS.md, 2026-11-27): the
+// linear layers through cuBLAS bf16, our attention forward (wgmma) and backward (mma.sync)
+#define CUDA_GEMM_FLOPS 600e12
+#define CUDA_ATT_FWD_FLOPS 320e12
+#define CUDA_ATT_BWD_FLOPS 200e12
 #define CUDA_SMS 132                            // H100 SXM: the LoRA products split K to fill 4 x SMs
 
 static double now_s(void) {
@@ -57,7 +61,7 @@ static double cpu_flops(void) {
  * backward, backward of inputs and LoRA; no base-weight gradients), split into the GEMM part
  * and attention, which run at different rates. The recompute skips the down projection
  * unless a down_proj adapter needs it, and with ACT_OFFLOAD_ATT the attention forward. */
-typedef struct { double gemm, attention; } StepFlops;
+typedef struct { double gemm, att_fwd, att_bwd; } StepFlops;
 static StepFlops step_flops(const ModelConfig *c, double S, int checkpointing, int down_adapter) {
     double C = c->hidden, Q = (double)c->n_heads * c->head_dim, KV = (double)c->n_kv_heads * c->head_dim;
     double lin = 2 * S * (C * Q * 2 + C * KV * 2 + 3 * C * c->ffn) * c->n_layers;
@@ -65,17 +69,18 @@ static StepFlops step_flops(const ModelConfig *c, double S, int checkpointing, i
     double head = 2 * S * C * c->vocab;
     double relin = checkpointing == ACT_KEEP ? 0 : lin - (down_adapter ? 0 : 2 * S * C * c->ffn * c->n_layers);
     double reatt = checkpointing == ACT_KEEP || checkpointing == ACT_OFFLOAD_ATT ? 0 : att;
-    return (StepFlops){lin + relin + lin + 2 * head, att + reatt + 2.5 * att};
+    return (StepFlops){lin + relin + lin + 2 * head, att + reatt, 2.5 * att};
 }
 
 /* Seconds of one window. The CPU runs GEMMs through OpenBLAS at ~0.9 of the probed sgemm rate
  * and attention (blocked sgemm + online softmax) at ~0.35 of it (kernels/cpu/attention.c, measured on
- * refmodel-22m shapes); CUDA at a nominal sustained bf16 rate. */
+ * refmodel-22m shapes); CUDA at the rates measured on an H100 for each part (1-7% under the
+ * measured Llama-2-7B-shape steps at 4K-64K tokens: elementwise ops are not counted). */
 static double window_seconds(const ModelConfig *c, double S, int checkpointing, int down_adapter, int cuda,
                              double cpu_rate) {
     StepFlops f = step_flops(c, S, checkpointing, down_adapter);
-    if (cuda) return (f.gemm + f.attention) / CUDA_SUSTAINED_FLOPS;
-    return f.gemm / (0.9 * cpu_rate) + f.attention / (0.35 * cpu_rate);
+    if (cuda) return f.gemm / CUDA_GEMM_FLOPS + f.att_fwd / CUDA_ATT_FWD_FLOPS + f.att_bwd / CUDA_ATT_BWD_FLOPS;
+    return f.gemm / (0.9 * cpu_rate) + (f.att_fwd + f.att_bwd) / (0.35 * cpu_rate);
 }
 
 static size_t round_up(size_t a, size_t b) { return (a + b - 1) / b * b; }
