@@ -1,13 +1,18 @@
 /* test_server_files.c: /v1/files against a real server: multipart and raw uploads, the
  * validator's line+field errors, list with cursors, retrieve, content, delete, import by URL
- * (from the server itself), and the size limit (413) for each upload path. */
+ * (from the server itself, allowed by --import-internal; refused without it), and the size
+ * limit (413) for each upload path. */
 #include "itest.h"
 
 int main(void) {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     ITServer s;
     it_tempdir(&s);
-    if (it_start(&s, "--slots", "0", "--max-upload-bytes", "20000", NULL)) { CHECK(0, "server start"); return check_done("files"); }
+    // --import-internal: the import test below fetches from this server on 127.0.0.1
+    if (it_start(&s, "--slots", "0", "--max-upload-bytes", "20000", "--import-internal", NULL)) {
+        CHECK(0, "server start");
+        return check_done("files");
+    }
 
     /* multipart upload */
     char *good = it_story_jsonl(10);
@@ -143,6 +148,28 @@ int main(void) {
     r = it_post_json(&s, "/v1/files", "{\"url\": \"file:///etc/passwd\"}");
     CHECK(r.status == 400, "import of file:// refused: %ld", r.status);
     it_free(&r);
+    {  // by default a URL that leads to an internal address is refused, naming the address
+        ITServer t;
+        it_tempdir(&t);
+        if (it_start(&t, "--slots", "0", NULL)) {
+            CHECK(0, "second server start");
+        } else {
+            snprintf(json, sizeof json, "{\"url\": \"%s/v1/files/%s/content\"}", s.base, id1);
+            r = it_post_json(&t, "/v1/files", json);
+            char code[64];
+            it_err_field(&r, "param", param, sizeof param);
+            it_err_field(&r, "code", code, sizeof code);
+            CHECK(r.status == 400 && !strcmp(param, "url") && !strcmp(code, "url_not_allowed") &&
+                      strstr(r.body, "127.0.0.1"),
+                  "import from 127.0.0.1 without --import-internal: %ld %s", r.status, r.body);
+            it_free(&r);
+            r = it_get(&t, "/v1/files");
+            CHECK(r.status == 200 && !strstr(r.body, "file-"), "a refused import stores nothing: %s", r.body);
+            it_free(&r);
+            it_stop(&t, SIGTERM);
+            it_cleanup(&t);
+        }
+    }
     r = it_post_json(&s, "/v1/files", "{\"url\": \"http://x\", \"extra\": 1}");
     it_err_field(&r, "param", param, sizeof param);
     CHECK(r.status == 400 && !strcmp(param, "extra"), "import unknown field: %ld %s", r.status, r.body);
