@@ -81,6 +81,17 @@ export function renderJob(main, id) {
   const info = h('dl', { class: 'kv', id: 'job-info' });
   const hpBox = h('dl', { class: 'kv', id: 'job-hparams' });
   const downloads = h('div', { id: 'downloads' });
+  // The adapter links and the checkpoint list are updated in place: a node the user is
+  // clicking must not be swapped out by a reload (checkpoints can arrive several a second),
+  // or the click lands on a detached element and the download never starts.
+  const adapterBox = h('div');
+  const ckptHead = h('h3', {}, 'Checkpoints');
+  const ckptList = h('ul', { class: 'ckpts', id: 'checkpoints', 'aria-label': 'Checkpoints' });
+  const ckptNone = h('p', { class: 'muted small' }, 'None yet.');
+  const ckptItems = new Map();  // step -> { li, meta }
+  let adapterState = '';
+  downloads.replaceChildren(adapterBox, ckptHead, ckptNone);
+
   const streamState = h('span', { class: 'small muted', id: 'stream-state', role: 'status' });
   const evList = h('ol', { class: 'events', id: 'events', 'aria-label': 'Job events, newest first' });
   const evCount = h('span', { class: 'small muted', id: 'events-count' });
@@ -131,6 +142,7 @@ export function renderJob(main, id) {
     const p = job.progress || {};
     document.title = `${job.id} · ${job.status} · lemo`;
     badge.replaceChildren(statusBadge(job.status));
+    renderAdapterLinks();  // the status may arrive by the stream, which reloads nothing else
     renderButtons();
     progressHost.replaceChildren(progressBar(job));
     const elapsed = job.started_at ? (job.finished_at || Date.now() / 1000) - job.started_at : null;
@@ -220,17 +232,6 @@ export function renderJob(main, id) {
         h('span', { class: 'ev-msg' }, eventText(ev)));
     }));
   }
-
-  // The adapter links and the checkpoint list are updated in place: a node the user is
-  // clicking must not be swapped out by a reload (checkpoints can arrive several a second),
-  // or the click lands on a detached element and the download never starts.
-  const adapterBox = h('div');
-  const ckptHead = h('h3', {}, 'Checkpoints');
-  const ckptList = h('ul', { class: 'ckpts', id: 'checkpoints', 'aria-label': 'Checkpoints' });
-  const ckptNone = h('p', { class: 'muted small' }, 'None yet.');
-  const ckptItems = new Map();  // step -> { li, meta }
-  let adapterState = '';
-  downloads.replaceChildren(adapterBox, ckptHead, ckptNone);
 
   function renderAdapterLinks() {
     const adapterUrl = `${base}/adapter`;
@@ -324,7 +325,13 @@ export function renderJob(main, id) {
   function openStream() {
     stream = followStream(`${base}/events?stream=true`, ({ data }) => {
       if (!alive || !data || typeof data !== 'object') return;
-      if (data.object === 'fine_tuning.job' && data.status) { job = data; renderJobObject(); return; }
+      if (data.object === 'fine_tuning.job' && data.status) {
+        const prev = job ? job.status : null;
+        job = data;
+        renderJobObject();
+        if (prev !== job.status) loadCheckpoints();
+        return;
+      }
       if (addEvents([data])) schedulePoll(300);
     }, (state) => {
       streamState.textContent = { open: '● live', retry: 'reconnecting…', ended: 'stream ended', closed: '' }[state] ?? '';
