@@ -34,35 +34,14 @@ static void fd_check(const char *what, Model *m, const int *const *kept, const i
     model_step(m, in, tg, S, kept, nk, 1, train, 1.0f, 1234, &c);
     CHECK(c == S - 1, "%s: counted %ld targets", what, c);
     size_t n = m->n_lora;
-    float *g = malloc(4 * n), *p = malloc(4 * n);
+    float *g = malloc(4 * n);
     m->be->copy_to_host(g, m->lora_grads, 4 * n);
-    m->be->copy_to_host(p, m->lora_params, 4 * n);
     double gmax = 0;
     for (size_t i = 0; i < n; i++) gmax = fmax(gmax, fabs(g[i]));
     CHECK(gmax > 1e-3, "%s: gradients are all ~0 (max %g)", what, gmax);
-    unsigned long long s = 5;
-    int bad = 0;
-    for (int k = 0; k < 80; k++) {
-        s = s * 6364136223846793005ull + 1442695040888963407ull;
-        size_t i = (size_t)(s >> 33) % n;
-        float orig = p[i], h = 1e-2f;
-        p[i] = orig + h;
-        m->be->copy_to_device(m->lora_params, p, 4 * n);
-        double lp = loss_of(m, kept, nk, train);
-        p[i] = orig - h;
-        m->be->copy_to_device(m->lora_params, p, 4 * n);
-        double lm = loss_of(m, kept, nk, train);
-        p[i] = orig;
-        double fd = (lp - lm) / (2 * h);
-        // fp32 forward: noise ~ 1e-7 * |L| / h plus O(h^2) curvature
-        if (fabs(fd - g[i]) > 3e-3 + 3e-2 * fabs(g[i])) {
-            if (bad++ < 5) fprintf(stderr, "%s: param %zu: fd %.6f analytic %.6f\n", what, i, fd, g[i]);
-        }
-    }
-    m->be->copy_to_device(m->lora_params, p, 4 * n);
+    int bad = tiny_fd_disagreements(m, g, in, tg, S, kept, nk, train, 1234, 80, 5, what);
     CHECK(bad == 0, "%s: %d of 80 sampled gradients disagree with finite differences", what, bad);
     free(g);
-    free(p);
 }
 
 static void grads_of(Model *m, const int *const *kept, const int *nk, int train, float *g, double *loss) {

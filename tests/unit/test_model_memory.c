@@ -177,29 +177,11 @@ static void fd_check(const char *dir, const int *targets) {
     long c;
     model_zero_grads(m);
     model_step(m, in1, tg, S, kept, nk, 1, 1, 1.0f, 9, &c);
-    size_t n = m->n_lora;
-    float *g = malloc(4 * n), *p = malloc(4 * n);
-    m->be->copy_to_host(g, m->lora_grads, 4 * n);
-    m->be->copy_to_host(p, m->lora_params, 4 * n);
-    unsigned long long s = 17;
-    int bad = 0;
-    for (int k = 0; k < 60; k++) {
-        s = s * 6364136223846793005ull + 1442695040888963407ull;
-        size_t i = (size_t)(s >> 33) % n;
-        float orig = p[i], h = 1e-2f;
-        p[i] = orig + h;
-        m->be->copy_to_device(m->lora_params, p, 4 * n);
-        double lp = model_step(m, in1, tg, S, kept, nk, 0, 1, 1.0f, 9, &c);
-        p[i] = orig - h;
-        m->be->copy_to_device(m->lora_params, p, 4 * n);
-        double lm = model_step(m, in1, tg, S, kept, nk, 0, 1, 1.0f, 9, &c);
-        p[i] = orig;
-        double fd = (lp - lm) / (2 * h);
-        if (fabs(fd - g[i]) > 3e-3 + 3e-2 * fabs(g[i]) && bad++ < 5)
-            fprintf(stderr, "param %zu: fd %.6f analytic %.6f\n", i, fd, g[i]);
-    }
+    float *g = malloc(4 * m->n_lora);
+    m->be->copy_to_host(g, m->lora_grads, 4 * m->n_lora);
+    int bad = tiny_fd_disagreements(m, g, in1, tg, S, kept, nk, 1, 9, 60, 17, "attention set in g, u, a");
     CHECK(bad == 0, "attention set in g, u, a: %d of 60 sampled gradients disagree with finite differences", bad);
-    free(g), free(p);
+    free(g);
     model_free(m);
 }
 
