@@ -14,6 +14,7 @@
 #include "cuda/backend_cuda.h"
 #include "estimate.h"
 #include "model.h"
+#include "tiny_model.h"
 
 static char dir[64];
 
@@ -53,17 +54,10 @@ static json_t *estimate(int S, int offload, const char *device, size_t mem) {
 int main(void) {
     strcpy(dir, "/tmp/lemo-estimate-XXXXXX");
     if (!mkdtemp(dir)) return 1;
+    if (llama7b_config_write(dir)) return 1;
     char path[128];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    FILE *f = fopen(path, "w");
-    fputs("{\"architectures\":[\"LlamaForCausalLM\"],\"model_type\":\"llama\",\"hidden_size\":4096,"
-          "\"intermediate_size\":11008,\"num_hidden_layers\":32,\"num_attention_heads\":32,"
-          "\"num_key_value_heads\":32,\"vocab_size\":32000,\"max_position_embeddings\":4096,"
-          "\"rms_norm_eps\":1e-5,\"rope_theta\":10000.0,\"tie_word_embeddings\":false}\n",
-          f);
-    fclose(f);
     snprintf(path, sizeof path, "%s/train.jsonl", dir);
-    f = fopen(path, "w");
+    FILE *f = fopen(path, "w");
     for (int i = 0; i < 100; i++) fputs("{\"text\":\"a line of training text for the estimate\"}\n", f);
     fclose(f);
     ModelConfig mc;

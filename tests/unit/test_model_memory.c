@@ -191,15 +191,9 @@ static void fd_check(const char *dir, const int *targets) {
 static void plan_7b(void) {
     char dir[64] = "/tmp/lemo-plan-7b-XXXXXX";
     if (!mkdtemp(dir)) exit(1);
+    if (llama7b_config_write(dir)) exit(1);
     char path[128];
     snprintf(path, sizeof path, "%s/config.json", dir);
-    FILE *f = fopen(path, "w");
-    fputs("{\"architectures\":[\"LlamaForCausalLM\"],\"model_type\":\"llama\",\"hidden_size\":4096,"
-          "\"intermediate_size\":11008,\"num_hidden_layers\":32,\"num_attention_heads\":32,"
-          "\"num_key_value_heads\":32,\"vocab_size\":32000,\"max_position_embeddings\":4096,"
-          "\"rms_norm_eps\":1e-5,\"rope_theta\":10000.0,\"tie_word_embeddings\":false}\n",
-          f);
-    fclose(f);
     ModelConfig mc;
     Err e = {0};
     CHECK(model_config_load(dir, &mc, &e) == 0, "7B config: %s", e.msg);

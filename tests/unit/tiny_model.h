@@ -20,7 +20,7 @@ typedef struct {
     float std;
 } TinySpec;
 
-static float tiny_randn(unsigned long long *s) {
+static inline float tiny_randn(unsigned long long *s) {
     double u1 = 0, u2;
     while (u1 < 1e-12) { *s = *s * 6364136223846793005ull + 1442695040888963407ull; u1 = (double)(*s >> 11) / 9007199254740992.0; }
     *s = *s * 6364136223846793005ull + 1442695040888963407ull;
@@ -28,7 +28,7 @@ static float tiny_randn(unsigned long long *s) {
     return (float)(sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2));
 }
 
-static void tiny_add(StWriter *w, const char *name, int64_t d0, int64_t d1, float std, float mean,
+static inline void tiny_add(StWriter *w, const char *name, int64_t d0, int64_t d1, float std, float mean,
                      unsigned long long *seed) {
     int64_t n = d1 ? d0 * d1 : d0;
     float *x = malloc(sizeof(float) * n);
@@ -40,7 +40,7 @@ static void tiny_add(StWriter *w, const char *name, int64_t d0, int64_t d1, floa
 }
 
 /* Writes the model into dir (which must exist); returns 0 on success. */
-static int tiny_model_write(const char *dir, const TinySpec *t, unsigned long long seed) {
+static inline int tiny_model_write(const char *dir, const TinySpec *t, unsigned long long seed) {
     char path[512];
     snprintf(path, sizeof path, "%s/config.json", dir);
     FILE *f = fopen(path, "w");
@@ -84,9 +84,23 @@ static int tiny_model_write(const char *dir, const TinySpec *t, unsigned long lo
     return rc;
 }
 
+/* Writes DIR/config.json of the Llama-2-7B shape (no weights: for memory plans and estimates). */
+static inline int llama7b_config_write(const char *dir) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    FILE *f = fopen(path, "w");
+    if (!f) return -1;
+    fputs("{\"architectures\":[\"LlamaForCausalLM\"],\"model_type\":\"llama\",\"hidden_size\":4096,"
+          "\"intermediate_size\":11008,\"num_hidden_layers\":32,\"num_attention_heads\":32,"
+          "\"num_key_value_heads\":32,\"vocab_size\":32000,\"max_position_embeddings\":4096,"
+          "\"rms_norm_eps\":1e-5,\"rope_theta\":10000.0,\"tie_word_embeddings\":false}\n",
+          f);
+    return fclose(f);
+}
+
 /* Loads a tiny model on the CPU with LoRA spec and activation policy; PEFT starts B at zero,
  * so B gets seeded values here to make every path carry gradient. Exits on failure. */
-static Model *tiny_model_load(const char *dir, int S, const LoraSpec *spec, int policy) {
+static inline Model *tiny_model_load(const char *dir, int S, const LoraSpec *spec, int policy) {
     Err e = {0};
     Model *m = model_load(backend_cpu(), dir, NULL, S, spec, policy, 7, &e);
     if (!m) { fprintf(stderr, "model_load: %s\n", e.msg); exit(1); }
@@ -107,7 +121,7 @@ static Model *tiny_model_load(const char *dir, int S, const LoraSpec *spec, int 
  * central differences of the loss (forward only, same kept lists, train flag and dropout
  * seed) on `samples` parameters drawn from `seed`. Prints the first five disagreements
  * under `what`; returns how many there are. The parameters end as they started. */
-static int tiny_fd_disagreements(Model *m, const float *g, const int32_t *in, const int32_t *tg, int S,
+static inline int tiny_fd_disagreements(Model *m, const float *g, const int32_t *in, const int32_t *tg, int S,
                                  const int *const *kept, const int *nk, int train, uint64_t drop_seed,
                                  int samples, unsigned long long seed, const char *what) {
     size_t n = m->n_lora;
