@@ -12,7 +12,9 @@
 #              (default 4096,16384,32768,65536, BENCH_STEPS (1) timed steps after a warm-up),
 #              offloaded to host memory at BENCH_OFFLOAD_CONTEXTS (default the same, one timed
 #              step), and offloaded with the attention outputs too (memory.offload_attention)
-#              at BENCH_OFFLOAD_ATT_CONTEXTS (default the same). Peer: HF transformers + PEFT (bench/peer_hf.py) at BENCH_CONTEXTS, the
+#              at BENCH_OFFLOAD_ATT_CONTEXTS (default the same), and a policy per layer,
+#              BENCH_MIXED_POLICY (default offload-att+keep4: the last 4 layers keep their
+#              activations, no recompute there) at BENCH_MIXED_CONTEXTS (default 16384). Peer: HF transformers + PEFT (bench/peer_hf.py) at BENCH_CONTEXTS, the
 #              same steps. Ours also reports what `lemo estimate` predicts. All this takes
 #              about 9 minutes on an H100.
 #              Largest context (BENCH_FIT=1): one step at each of BENCH_FIT_OURS (checkpoints
@@ -60,6 +62,10 @@ if [ "${BENCH_TRAIN:-1}" != 0 ]; then
         || echo "bench: train_bench (offload) failed"; }
     [ -n "$actxs" ] && { "$tb" run "$mdir" offload-att "$actxs" "${BENCH_OFFLOAD_STEPS:-1}" | tee -a "$out/ours_train.jsonl" \
         || echo "bench: train_bench (offload-att) failed"; }
+    # a per-layer mix (memory.layers): by default the last 4 layers keep their activations
+    mctxs=${BENCH_MIXED_CONTEXTS-16384} mpol=${BENCH_MIXED_POLICY:-offload-att+keep4}
+    [ -n "$mctxs" ] && { "$tb" run "$mdir" "$mpol" "$mctxs" "${BENCH_OFFLOAD_STEPS:-1}" | tee -a "$out/ours_train.jsonl" \
+        || echo "bench: train_bench ($mpol) failed"; }
     [ -n "$ctxs" ] && { python3 bench/peer_hf.py --contexts "$ctxs" --steps "${BENCH_STEPS:-1}" | tee "$out/peer_hf.jsonl" \
         || echo "bench: HF peer failed"; }
     # largest context: one step a candidate, in its own process (a device fault ends the process)
@@ -156,7 +162,6 @@ def mfu(r):
     return model_flops(r["context"]) / r["step_s"] / 989.4e12
 rec = {r["context"]: r for r in tr if r.get("bench") == "ours" and r.get("policy") == "recompute" and not r.get("oom")}
 off = {r["context"]: r for r in tr if r.get("bench") == "ours" and r.get("policy") == "offload" and not r.get("oom")}
-offa = {r["context"]: r for r in tr if r.get("bench") == "ours" and r.get("policy") == "offload-att" and not r.get("oom")}
 peer = {r["context"]: r for r in hf if r.get("bench") == "peer_hf" and not r.get("oom")}
 if rec or peer:
     print("\nLlama-2-7B shape, LoRA r=8 a=16 q,k,v,o, bf16, batch 1 (GiB: peak of allocated device memory)")
@@ -173,11 +178,15 @@ if rec or peer:
               f" {g(o, 'peak_gib', '.1f'):>8} {g(p, 'peak_gib', '.1f'):>6} {rm:>6} | {g(f, 'peak_gib', '.1f'):>11} {rf:>6}"
               f" {g(f, 'tokens_per_s', '.0f'):>7} | {(format(mfu(o), '.1%') if o else '-'):>8}"
               f" {(format(mfu(p), '.1%') if p else '-'):>5} | {g(o, 'est_peak_gib', '.1f'):>7} {g(o, 'device_used_gib', '.1f'):>6} {err:>6}")
-    if offa:
-        print("\noffloaded with the attention outputs (memory.offload_attention: the recompute skips attention)")
+    titles = {"offload-att": "offloaded with the attention outputs (memory.offload_attention: the recompute skips attention)"}
+    for pol in dict.fromkeys(r["policy"] for r in tr if r.get("bench") == "ours" and not r.get("oom")):
+        if pol in ("recompute", "offload"):
+            continue
+        rows = {r["context"]: r for r in tr if r.get("bench") == "ours" and r.get("policy") == pol and not r.get("oom")}
+        print("\n" + titles.get(pol, f"policy {pol} (memory.layers: +keepN = the last N layers keep their activations)"))
         print(f"{'context':>8} | {'tok/s':>7} {'peer':>7} {'ratio':>6} | {'GiB':>6} {'peer':>6} {'ratio':>6} | {'host GiB':>8} | {'est GiB':>7} {'used':>6}")
-        for c in sorted(offa):
-            f, p = offa[c], peer.get(c)
+        for c in sorted(rows):
+            f, p = rows[c], peer.get(c)
             rt = f"{f['tokens_per_s'] / p['tokens_per_s']:.2f}" if p else "-"
             rm = f"{f['peak_gib'] / p['peak_gib']:.2f}" if p else "-"
             print(f"{c:>8} | {f['tokens_per_s']:>7.0f} {(format(p['tokens_per_s'], '.0f') if p else '-'):>7} {rt:>6} |"

@@ -8,7 +8,9 @@
  *       seconds; `lemo init-model` draws normals one at a time and stops at 2e9 parameters),
  *       RMSNorm weights 1. config.json + one model.safetensors; no tokenizer (ids are random).
  *   train_bench run DIR POLICY CONTEXTS STEPS
- *       POLICY recompute | offload | offload-att (checkpoints and attention outputs) | keep;
+ *       POLICY recompute | offload | offload-att (checkpoints and attention outputs) | keep,
+ *       each optionally followed by +keepN: then the last N layers keep their activations
+ *       (memory.layers; no recompute there) and the others follow POLICY;
  *       CONTEXTS like 4096,16384. For each context: load the model for that length on the GPU, one warm-up step, then STEPS timed steps
  *       (STEPS 0: the warm-up step alone, timed: a "does it fit" probe). A step is what the
  *       trainer does: zero grads, forward + backward of one window of random ids (LoRA r=8
@@ -146,7 +148,7 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 /* What `lemo estimate` predicts for this job on this device (bytes), or 0. */
-static size_t predicted_peak(const char *dir, int S, int policy, size_t device_mem) {
+static size_t predicted_peak(const char *dir, int S, const ActPolicy *act, size_t device_mem) {
     static char train[] = "/tmp/lemo-train-bench-XXXXXX";
     static int made;
     if (!made) {
@@ -162,7 +164,7 @@ static size_t predicted_peak(const char *dir, int S, int policy, size_t device_m
     snprintf(jc.model, sizeof jc.model, "%s", dir);
     snprintf(jc.train_file, sizeof jc.train_file, "%s", train);
     jc.context_length = S;
-    jc.checkpointing = policy;
+    jc.act = *act;
     jc.max_steps = 1;
     json_t *out = NULL;
     Err e;
@@ -185,10 +187,22 @@ static int run(const char *dir, const char *policy_name, const char *contexts, i
     const char *why = NULL;
     const Backend *be = backend_cuda(&why);
     if (!be) { fprintf(stderr, "train_bench: %s\n", why); return 77; }
-    int policy = !strcmp(policy_name, "offload")       ? ACT_OFFLOAD
-                 : !strcmp(policy_name, "offload-att") ? ACT_OFFLOAD_ATT
-                 : !strcmp(policy_name, "keep")        ? ACT_KEEP
-                                                       : ACT_RECOMPUTE;
+    ModelConfig mc;
+    Err ce;
+    if (model_config_load(dir, &mc, &ce)) { fprintf(stderr, "train_bench: %s\n", ce.msg); return 1; }
+    // POLICY[+keepN]: the last N layers keep their activations
+    const char *plus = strstr(policy_name, "+keep");
+    size_t base_len = plus ? (size_t)(plus - policy_name) : strlen(policy_name);
+    int keep_last = plus ? atoi(plus + 5) : 0;
+    int policy = !strncmp(policy_name, "offload", base_len) && base_len == 7       ? ACT_OFFLOAD
+                 : !strncmp(policy_name, "offload-att", base_len) && base_len == 11 ? ACT_OFFLOAD_ATT
+                 : !strncmp(policy_name, "keep", base_len) && base_len == 4         ? ACT_KEEP
+                                                                                     : ACT_RECOMPUTE;
+    ActPolicy act = act_uniform(policy);
+    if (keep_last > 0) {
+        act.n = mc.n_layers;
+        for (int l = 0; l < mc.n_layers; l++) act.layer[l] = l >= mc.n_layers - keep_last ? ACT_KEEP : policy;
+    }
     size_t free0, total;
     cudaMemGetInfo(&free0, &total);
     printf("{\"bench\":\"device\",\"name\":\"%s\",\"total_gib\":%.2f}\n", cuda_device_name(), total / 1073741824.0);
@@ -200,7 +214,7 @@ static int run(const char *dir, const char *policy_name, const char *contexts, i
         Err e;
         cuda_mem_reset_peak();
         double t0 = now_s();
-        Model *m = model_load(be, dir, NULL, S, &spec, policy, 42, &e);
+        Model *m = model_load(be, dir, NULL, S, &spec, &act, 42, &e);
         if (!m) {
             printf("{\"bench\":\"ours\",\"context\":%d,\"policy\":\"%s\",\"oom\":true,\"error\":\"%s\"}\n", S,
                    policy_name, e.msg);
@@ -234,7 +248,7 @@ static int run(const char *dir, const char *policy_name, const char *contexts, i
             qsort(ts + 1, steps, sizeof(double), cmp_double);
             t = ts[1 + steps / 2];
         }
-        size_t est = predicted_peak(dir, S, policy, total);
+        size_t est = predicted_peak(dir, S, &act, total);
         printf("{\"bench\":\"ours\",\"context\":%d,\"policy\":\"%s\",\"steps\":%d,\"load_s\":%.1f,\"step_s\":%.3f,"
                "\"tokens_per_s\":%.1f,\"peak_gib\":%.3f,\"device_used_gib\":%.3f,\"planned_gib\":%.3f,"
                "\"host_gib\":%.3f,\"est_peak_gib\":%.3f,\"loss\":%.4f}\n",
@@ -255,6 +269,6 @@ int main(int argc, char **argv) {
         return make_model(argv[2], argc > 3 ? atoi(argv[3]) : 32, argc > 4 ? atoi(argv[4]) : 32000);
     if (argc == 6 && !strcmp(argv[1], "run")) return run(argv[2], argv[3], argv[4], atoi(argv[5]));
     fprintf(stderr, "usage: train_bench make-model DIR [LAYERS [VOCAB]]\n"
-                    "       train_bench run DIR recompute|offload|keep CONTEXTS STEPS\n");
+                    "       train_bench run DIR recompute|offload|offload-att|keep[+keepN] CONTEXTS STEPS\n");
     return 2;
 }

@@ -141,7 +141,7 @@ int cmd_eval(int argc, char **argv) {
 
     LoraSpec spec = {1, 1, 0, {0}};
     if (adapter && peft_read_spec(adapter, &spec, &e)) goto fail;
-    if (!(m = model_load(be, model, rsp, S, &spec, 1, 0, &e))) goto fail;
+    if (!(m = model_load(be, model, rsp, S, &spec, &(ActPolicy){.all = ACT_RECOMPUTE}, 0, &e))) goto fail;
     if (adapter && peft_load(m, adapter, &e)) goto fail;  // without one the spec has no targets
 
     double sum = 0;

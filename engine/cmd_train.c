@@ -24,7 +24,8 @@ static void usage(FILE *f) {
             "  optimizer {lr 2e-4, betas [0.9,0.999], eps 1e-8, weight_decay 0, warmup_steps 0,\n"
             "             grad_clip 1.0, min_lr_ratio 0, schedule \"cosine\"},\n"
             "  rope_scaling {type linear|llama3, factor, ...} (default: the model's),\n"
-            "  memory {checkpointing true}\n");
+            "  memory {checkpointing true, offload false, offload_attention false,\n"
+            "          layers [one of keep|recompute|offload|offload_attention per layer] (default: all alike)}\n");
 }
 
 int cmd_train(int argc, char **argv) {

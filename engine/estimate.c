@@ -60,25 +60,31 @@ static double cpu_flops(void) {
 /* FLOPs of one training window of S tokens (forward, the recompute before each layer's
  * backward, backward of inputs and LoRA; no base-weight gradients), split into the GEMM part
  * and attention, which run at different rates. The recompute skips the down projection
- * unless a down_proj adapter needs it, and with ACT_OFFLOAD_ATT the attention forward. */
+ * unless a down_proj adapter needs it, and with ACT_OFFLOAD_ATT the attention forward; a
+ * kept layer (ACT_KEEP) is not recomputed. */
 typedef struct { double gemm, att_fwd, att_bwd; } StepFlops;
-static StepFlops step_flops(const ModelConfig *c, double S, int checkpointing, int down_adapter) {
+static StepFlops step_flops(const ModelConfig *c, double S, const ActPolicy *act, int down_adapter) {
     double C = c->hidden, Q = (double)c->n_heads * c->head_dim, KV = (double)c->n_kv_heads * c->head_dim;
-    double lin = 2 * S * (C * Q * 2 + C * KV * 2 + 3 * C * c->ffn) * c->n_layers;
-    double att = 2 * 2 * S * (S / 2) * Q * c->n_layers;   // QK^T and PV over the causal half
-    double head = 2 * S * C * c->vocab;
-    double relin = checkpointing == ACT_KEEP ? 0 : lin - (down_adapter ? 0 : 2 * S * C * c->ffn * c->n_layers);
-    double reatt = checkpointing == ACT_KEEP || checkpointing == ACT_OFFLOAD_ATT ? 0 : att;
-    return (StepFlops){lin + relin + lin + 2 * head, att + reatt, 2.5 * att};
+    double lin = 2 * S * (C * Q * 2 + C * KV * 2 + 3 * C * c->ffn);  // one layer
+    double att = 2 * 2 * S * (S / 2) * Q;                              // QK^T and PV over the causal half
+    double head = 2 * S * C * c->vocab, relin = 0, reatt = 0;
+    for (int l = 0; l < c->n_layers; l++) {
+        int p = act_layer(act, l);
+        if (p == ACT_KEEP) continue;
+        relin += lin - (down_adapter ? 0 : 2 * S * C * c->ffn);
+        if (p != ACT_OFFLOAD_ATT) reatt += att;
+    }
+    double L = c->n_layers;
+    return (StepFlops){2 * lin * L + relin + 2 * head, att * L + reatt, 2.5 * att * L};
 }
 
 /* Seconds of one window. The CPU runs GEMMs through OpenBLAS at ~0.9 of the probed sgemm rate
  * and attention (blocked sgemm + online softmax) at ~0.35 of it (kernels/cpu/attention.c, measured on
  * refmodel-22m shapes); CUDA at the rates measured on an H100 for each part (1-7% under the
  * measured Llama-2-7B-shape steps at 4K-64K tokens: elementwise ops are not counted). */
-static double window_seconds(const ModelConfig *c, double S, int checkpointing, int down_adapter, int cuda,
+static double window_seconds(const ModelConfig *c, double S, const ActPolicy *act, int down_adapter, int cuda,
                              double cpu_rate) {
-    StepFlops f = step_flops(c, S, checkpointing, down_adapter);
+    StepFlops f = step_flops(c, S, act, down_adapter);
     if (cuda) return f.gemm / CUDA_GEMM_FLOPS + f.att_fwd / CUDA_ATT_FWD_FLOPS + f.att_bwd / CUDA_ATT_BWD_FLOPS;
     return f.gemm / (0.9 * cpu_rate) + (f.att_fwd + f.att_bwd) / (0.35 * cpu_rate);
 }
@@ -141,8 +147,8 @@ static size_t scratch_bytes(const ModelConfig *mc, const LoraSpec *l, size_t S, 
 
 /* The plan for S tokens on the CPU (fp32) or CUDA (bf16), with that backend's attention
  * backward workspace (CUDA: its fp32 dQ accumulator and row sums). */
-static void plan_for(const ModelConfig *mc, const LoraSpec *spec, int checkpointing, int S, int cuda, MemPlan *p) {
-    model_plan(mc, S, spec, checkpointing, cuda ? 2 : 4,
+static void plan_for(const ModelConfig *mc, const LoraSpec *spec, const ActPolicy *act, int S, int cuda, MemPlan *p) {
+    model_plan(mc, S, spec, act, cuda ? 2 : 4,
                cuda ? cuda_attention_bwd_ws : backend_cpu()->attention_bwd_ws_bytes, p);
 }
 
@@ -150,7 +156,7 @@ static size_t peak_for(const ModelConfig *mc, const JobConfig *jc, int S, int cu
     LoraSpec spec = {jc->lora.r, jc->lora.alpha, jc->lora.dropout, {0}};
     memcpy(spec.targets, jc->lora.targets, sizeof spec.targets);
     MemPlan p;
-    plan_for(mc, &spec, jc->checkpointing, S, cuda, &p);
+    plan_for(mc, &spec, &jc->act, S, cuda, &p);
     // on the CPU the offloaded checkpoints live in the same memory as everything else
     return p.total + scratch_bytes(mc, &spec, S, cuda) + (cuda ? CUDA_RUNTIME_BYTES : CPU_RUNTIME_BYTES + data_bytes + p.host);
 }
@@ -162,7 +168,7 @@ static size_t host_for(const ModelConfig *mc, const JobConfig *jc, int S, int cu
     LoraSpec spec = {jc->lora.r, jc->lora.alpha, jc->lora.dropout, {0}};
     memcpy(spec.targets, jc->lora.targets, sizeof spec.targets);
     MemPlan p;
-    plan_for(mc, &spec, jc->checkpointing, S, cuda, &p);
+    plan_for(mc, &spec, &jc->act, S, cuda, &p);
     return p.host + data_bytes + CPU_RUNTIME_BYTES;
 }
 
@@ -177,7 +183,7 @@ static size_t cuda_device_mem(void) {
 
 int estimate_job(const JobConfig *jc, const char *device, size_t device_mem, json_t **out, Err *e) {
     ModelConfig mc;
-    if (model_config_load(jc->model, &mc, e)) return -1;
+    if (model_config_load(jc->model, &mc, e) || act_policy_check(&jc->act, mc.n_layers, e)) return -1;
     int cuda = !strcmp(device, "cuda") || (!strcmp(device, "auto") && cuda_device_mem() > 0);
     const char *mem_source = "given";
     if (!device_mem) {
@@ -212,13 +218,13 @@ int estimate_job(const JobConfig *jc, const char *device, size_t device_mem, jso
     if (windows < 1) windows = 1;
     double steps = jc->max_steps ? jc->max_steps : ceil(jc->epochs * windows / jc->grad_accum);
     double tokens = steps * jc->grad_accum * S;
-    double secs = steps * jc->grad_accum * window_seconds(&mc, S, jc->checkpointing, jc->lora.targets[TARGET_DOWN], cuda,
+    double secs = steps * jc->grad_accum * window_seconds(&mc, S, &jc->act, jc->lora.targets[TARGET_DOWN], cuda,
                                                             cuda ? 0 : cpu_flops());
 
     LoraSpec spec = {jc->lora.r, jc->lora.alpha, jc->lora.dropout, {0}};
     memcpy(spec.targets, jc->lora.targets, sizeof spec.targets);
     MemPlan p;
-    plan_for(&mc, &spec, jc->checkpointing, S, cuda, &p);
+    plan_for(&mc, &spec, &jc->act, S, cuda, &p);
     *out = json_pack(
         "{s:s, s:I, s:s, s:I, s:b, s:I, s:b, s:i, s:i, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:I, s:I, s:f, s:f, "
         "s:f}",
@@ -231,5 +237,12 @@ int estimate_job(const JobConfig *jc, const char *device, size_t device_mem, jso
         "tokens_and_data", (json_int_t)(p.tokens + (cuda ? 0 : data_bytes)), "runtime",
         (json_int_t)(cuda ? CUDA_RUNTIME_BYTES : CPU_RUNTIME_BYTES), "host_bytes", (json_int_t)p.host,
         "tokens", (json_int_t)tokens, "steps", steps, "est_seconds", secs, "tokens_per_s", tokens / secs);
+    // how many layers follow each activation policy (memory.layers may mix them)
+    int per[ACT_N] = {0};
+    for (int l = 0; l < mc.n_layers; l++) per[act_layer(&jc->act, l)]++;
+    json_t *ml = json_object();
+    for (int a = 0; a < ACT_N; a++)
+        if (per[a]) json_object_set_new(ml, act_names[a], json_integer(per[a]));
+    json_object_set_new(*out, "memory_layers", ml);
     return 0;
 }

@@ -15,6 +15,14 @@
 
 const char *const job_target_names[JOB_MAX_TARGETS] = {
     "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+const char *const act_names[ACT_N] = {"keep", "recompute", "offload", "offload_attention"};
+
+int act_policy_check(const ActPolicy *p, int n_layers, Err *e) {
+    if (p->n && p->n != n_layers)
+        return err_set_at(e, "memory.layers", 0, "'memory.layers' names %d layers but the model has %d: give one "
+                          "policy per layer", p->n, n_layers);
+    return 0;
+}
 
 void job_config_defaults(JobConfig *c) {
     memset(c, 0, sizeof *c);
@@ -42,7 +50,7 @@ void job_config_defaults(JobConfig *c) {
     c->optim.grad_clip = 1.0f;
     c->optim.warmup_steps = 0;
     c->optim.min_lr_ratio = 0.0f;
-    c->checkpointing = 1;
+    c->act = act_uniform(ACT_RECOMPUTE);
 }
 
 /* Returns -1 with an error naming `key` unless every key of obj is in `known`. */
@@ -192,6 +200,55 @@ static int parse_rope(json_t *o, JobConfig *c, Err *e) {
     return 0;
 }
 
+/* memory: {checkpointing, offload, offload_attention} set the policy of every layer
+ * (job_config.h's ACT_*); layers, an array of policy names, one per layer, sets each layer's
+ * own and overrides them (its length is checked against the model when it is loaded). */
+static int parse_memory(json_t *x, ActPolicy *p, Err *e) {
+    static const char *const mk[] = {"checkpointing", "offload", "offload_attention", "layers", NULL};
+    if (!json_is_object(x)) return err_set_at(e, "memory", 0, "'memory' must be an object");
+    if (check_keys(x, "memory.", mk, e)) return -1;
+    json_t *cp = json_object_get(x, "checkpointing"), *of = json_object_get(x, "offload");
+    json_t *oa = json_object_get(x, "offload_attention"), *ly = json_object_get(x, "layers");
+    if (cp) {
+        if (!json_is_boolean(cp)) return err_set_at(e, "memory.checkpointing", 0, "'memory.checkpointing' must be true or false");
+        p->all = json_is_true(cp) ? ACT_RECOMPUTE : ACT_KEEP;
+    }
+    if (of) {
+        if (!json_is_boolean(of)) return err_set_at(e, "memory.offload", 0, "'memory.offload' must be true or false");
+        // offloading moves the layer checkpoints to host memory: it needs checkpointing
+        if (json_is_true(of) && p->all == ACT_KEEP)
+            return err_set_at(e, "memory.offload", 0, "'memory.offload' needs 'memory.checkpointing' (offload moves "
+                              "the layer checkpoints to host memory)");
+        if (json_is_true(of)) p->all = ACT_OFFLOAD;
+    }
+    if (oa) {
+        if (!json_is_boolean(oa))
+            return err_set_at(e, "memory.offload_attention", 0, "'memory.offload_attention' must be true or false");
+        if (json_is_true(oa) && p->all != ACT_OFFLOAD)
+            return err_set_at(e, "memory.offload_attention", 0, "'memory.offload_attention' needs 'memory.offload' (it "
+                              "offloads the attention outputs beside the layer checkpoints)");
+        if (json_is_true(oa)) p->all = ACT_OFFLOAD_ATT;
+    }
+    if (ly) {
+        if (!json_is_array(ly) || json_array_size(ly) == 0 || json_array_size(ly) > JOB_MAX_LAYERS)
+            return err_set_at(e, "memory.layers", 0, "'memory.layers' must be an array of 1 to %d policies, one per "
+                              "layer: \"keep\", \"recompute\", \"offload\" or \"offload_attention\"", JOB_MAX_LAYERS);
+        size_t i;
+        json_t *v;
+        json_array_foreach(ly, i, v) {
+            int k = -1;
+            for (int a = 0; a < ACT_N && json_is_string(v); a++)
+                if (!strcmp(json_string_value(v), act_names[a])) k = a;
+            if (k < 0)
+                return err_set_at(e, "memory.layers", 0, "'memory.layers[%zu]' must be \"keep\", \"recompute\", "
+                                  "\"offload\" or \"offload_attention\"", i);
+            p->layer[i] = (unsigned char)k;
+        }
+        p->n = (int)json_array_size(ly);
+    }
+    return 0;
+}
+
 int job_config_parse(const char *text, JobConfig *c, Err *e) {
     static const char *const known[] = {
         "model", "train_file", "eval_file", "output_dir", "resume_from", "device", "context_length",
@@ -243,39 +300,7 @@ int job_config_parse(const char *text, JobConfig *c, Err *e) {
     if ((x = json_object_get(o, "lora")) && parse_lora(x, c, e)) goto out;
     if ((x = json_object_get(o, "optimizer")) && parse_optimizer(x, c, e)) goto out;
     if ((x = json_object_get(o, "rope_scaling")) && parse_rope(x, c, e)) goto out;
-    if ((x = json_object_get(o, "memory"))) {
-        static const char *const mk[] = {"checkpointing", "offload", "offload_attention", NULL};
-        if (!json_is_object(x)) { err_set_at(e, "memory", 0, "'memory' must be an object"); goto out; }
-        if (check_keys(x, "memory.", mk, e)) goto out;
-        json_t *cp = json_object_get(x, "checkpointing"), *of = json_object_get(x, "offload");
-        if (cp) {
-            if (!json_is_boolean(cp)) { err_set_at(e, "memory.checkpointing", 0, "'memory.checkpointing' must be true or false"); goto out; }
-            c->checkpointing = json_is_true(cp) ? ACT_RECOMPUTE : ACT_KEEP;
-        }
-        if (of) {
-            if (!json_is_boolean(of)) { err_set_at(e, "memory.offload", 0, "'memory.offload' must be true or false"); goto out; }
-            // offloading moves the layer checkpoints to host memory: it needs checkpointing
-            if (json_is_true(of) && c->checkpointing == ACT_KEEP) {
-                err_set_at(e, "memory.offload", 0, "'memory.offload' needs 'memory.checkpointing' (offload moves the layer checkpoints to host memory)");
-                goto out;
-            }
-            if (json_is_true(of)) c->checkpointing = ACT_OFFLOAD;
-        }
-        json_t *oa = json_object_get(x, "offload_attention");
-        if (oa) {
-            if (!json_is_boolean(oa)) {
-                err_set_at(e, "memory.offload_attention", 0, "'memory.offload_attention' must be true or false");
-                goto out;
-            }
-            if (json_is_true(oa) && c->checkpointing != ACT_OFFLOAD) {
-                err_set_at(e, "memory.offload_attention", 0,
-                           "'memory.offload_attention' needs 'memory.offload' (it offloads the attention outputs "
-                           "beside the layer checkpoints)");
-                goto out;
-            }
-            if (json_is_true(oa)) c->checkpointing = ACT_OFFLOAD_ATT;
-        }
-    }
+    if ((x = json_object_get(o, "memory")) && parse_memory(x, &c->act, e)) goto out;
     rc = 0;
 out:
     json_decref(o);
@@ -329,9 +354,14 @@ char *job_config_to_json(const JobConfig *c) {
                                       (double)r->high_freq_factor, "original_max_position_embeddings",
                                       r->original_max_position));
     }
-    json_object_set_new(o, "memory", json_pack("{s:b, s:b, s:b}", "checkpointing", c->checkpointing != ACT_KEEP,
-                                               "offload", act_offloads(c->checkpointing), "offload_attention",
-                                               c->checkpointing == ACT_OFFLOAD_ATT));
+json_t *mem = json_pack("{s:b, s:b, s:b}", "checkpointing", c->act.all != ACT_KEEP, "offload",
+                           act_offloads(c->act.all), "offload_attention", c->act.all == ACT_OFFLOAD_ATT);
+    if (c->act.n) {
+        json_t *ly = json_array();
+        for (int l = 0; l < c->act.n; l++) json_array_append_new(ly, json_string(act_names[c->act.layer[l]]));
+        json_object_set_new(mem, "layers", ly);
+    }
+    json_object_set_new(o, "memory", mem);
     char *s = json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS);
     json_decref(o);
     return s;

@@ -12,9 +12,36 @@
 #include "model_config.h"
 
 #define JOB_MAX_TARGETS 7
+#define JOB_MAX_LAYERS 512               // per-layer settings (memory.layers) of models up to this depth
 #define JOB_PATH_MAX 1024
 
 enum { TARGET_Q = 0, TARGET_K, TARGET_V, TARGET_O, TARGET_GATE, TARGET_UP, TARGET_DOWN };
+
+/* Activation policy, per layer: where a layer's activations wait for its backward. ACT_KEEP:
+ * every activation stays on the device (no recompute). ACT_RECOMPUTE: only the layer's input
+ * stays on the device, and the layer is recomputed right before its backward. ACT_OFFLOAD: that
+ * input goes to pinned host memory and is copied back ahead of the recompute while the layer
+ * above computes. ACT_OFFLOAD_ATT: in addition the layer's attention output and log-sum-exp,
+ * so that its recompute skips the attention forward (the step's most expensive kernel once
+ * instead of twice, for twice the pinned host memory). Keeping costs a whole layer's
+ * activations on the device and saves its recompute; the others cost one (S, C) input each,
+ * on the device or the host. */
+enum { ACT_KEEP = 0, ACT_RECOMPUTE = 1, ACT_OFFLOAD = 2, ACT_OFFLOAD_ATT = 3, ACT_N };
+extern const char *const act_names[ACT_N];  // "keep", "recompute", "offload", "offload_attention"
+/* Whether the policy keeps a layer's input in host memory. */
+static inline int act_offloads(int policy) { return policy == ACT_OFFLOAD || policy == ACT_OFFLOAD_ATT; }
+
+/* A run's activation policy: `all` for every layer, unless `n` (then the model's layer count)
+ * gives each layer its own in layer[]. */
+typedef struct {
+    int all;
+    int n;
+    unsigned char layer[JOB_MAX_LAYERS];
+} ActPolicy;
+static inline int act_layer(const ActPolicy *p, int l) { return p->n ? p->layer[l] : p->all; }
+static inline ActPolicy act_uniform(int policy) { return (ActPolicy){.all = policy}; }
+/* Checks that a per-layer policy matches a model of n_layers layers (Err.param "memory.layers"). */
+int act_policy_check(const ActPolicy *p, int n_layers, Err *e);
 
 typedef struct {
     char model[JOB_PATH_MAX];        // HF model directory
@@ -35,19 +62,8 @@ typedef struct {
     struct { float lr, beta1, beta2, eps, weight_decay, grad_clip; int warmup_steps; float min_lr_ratio; } optim;
     int has_rope_scaling;
     RopeScaling rope_scaling;        // overrides the model's when has_rope_scaling
-    int checkpointing;               // activation policy, ACT_*: memory.checkpointing and memory.offload
+    ActPolicy act;                   // activation policy: memory.checkpointing, .offload, .offload_attention, .layers
 } JobConfig;
-
-/* Activation policy (JobConfig.checkpointing, model_load's `checkpointing`): keep every
- * layer's activations; keep each layer's input on the device and recompute the layer in
- * backward; or keep those layer inputs in pinned host memory, copied back ahead of each
- * layer's recompute while the previous layer computes ("memory": {"offload": true}); or, in
- * addition, each layer's attention output and log-sum-exp, so that the recompute skips the
- * attention forward ("offload_attention": true: twice the pinned host memory, one (S, Q)
- * buffer more on the device, the step's most expensive kernel once instead of twice). */
-enum { ACT_KEEP = 0, ACT_RECOMPUTE = 1, ACT_OFFLOAD = 2, ACT_OFFLOAD_ATT = 3 };
-/* Whether the policy keeps layer inputs in host memory. */
-static inline int act_offloads(int policy) { return policy == ACT_OFFLOAD || policy == ACT_OFFLOAD_ATT; }
 
 void job_config_defaults(JobConfig *c);
 /* Parses a JSON object text into c (starting from defaults); validates every value. */

@@ -20,6 +20,13 @@
  * two device buffers used in turn like the input slots (copy tickets 2 and 3), and come back
  * ahead of the layer's backward, whose recompute then skips the attention forward. Copies of
  * the same bytes in another order give the same numbers: offloading changes no result.
+ * The policy is per layer and the layers may mix them: an offloaded input lives in slot j % 2
+ * whatever its neighbours do (the final residual follows layer L-1), every other input in a
+ * buffer of its own; a kept layer (ACT_KEEP) has activation buffers of its own and is not
+ * recomputed, every other layer uses the one shared set, which, when any layer offloads its
+ * attention output, takes the attention pair's buffer j % 2 (waiting for its copies) so that
+ * a shared layer never writes a buffer whose copy is in flight. In backward layer l's inputs
+ * are dead above it, so the slot (or pair buffer) layer l+1 used takes layer l-1's copy.
  *
  * Memory reuse (model_plan, model_load). Within one step the buffers below are live only
  * over the spans given, so the plan lets them share memory:
@@ -28,7 +35,7 @@
  *     there to the end of that layer's backward they hold the attention backward's set: datt,
  *     dq (n, Q), dk, dv (n, KV) and the backend's attention_backward workspace (on CUDA its
  *     fp32 dQ accumulator). Nothing else reads g, u, a before the layer's next forward or
- *     recompute rewrites them, and without checkpointing each layer uses its own LayerActs.
+ *     recompute rewrites them, and a kept layer uses its own LayerActs.
  *     When the set does not fit (F small against the attention widths) it gets its own
  *     buffers in the gradient block, shared by every layer.
  *   - dh2 (dL/dh2) is dead after the MLP's rmsnorm backward, so it then holds dL/dh; dok (the
@@ -134,21 +141,44 @@ static size_t att_slot_bytes(const ModelConfig *c, size_t S, size_t as) {
     return align256(as * S * c->n_heads * c->head_dim) + align256(4 * S * c->n_heads);
 }
 
-void model_plan(const ModelConfig *c, int Si, const LoraSpec *l, int checkpointing, size_t as,
+/* Where a layer's input lives under the policy (j == L: the final residual, which follows
+ * layer L-1): in the pair of offloaded slots (slot j % 2), or in a device buffer of its own. */
+static int input_in_slot(const ActPolicy *act, int L, int j) { return act_offloads(act_layer(act, j < L ? j : L - 1)); }
+/* Whether layer j's input goes to the host after its forward, and its attention output and
+ * lse: not for the last layer, whose backward comes right after its forward. */
+static int input_to_host(const ActPolicy *act, int L, int j) { return j <= L - 2 && act_offloads(act_layer(act, j)); }
+static int att_to_host(const ActPolicy *act, int L, int j) { return j <= L - 2 && act_layer(act, j) == ACT_OFFLOAD_ATT; }
+
+/* Counts of the policy's buffers: device inputs of their own, whether the offloaded pair
+ * exists, host inputs and attention outputs, kept layers, whether any layer offloads its
+ * attention output (then the shared activations rotate through a device pair). */
+typedef struct { int dev_inputs, slots, host_inputs, host_atts, kept, shared, att_pair; } ActCounts;
+static ActCounts act_counts(const ActPolicy *act, int L) {
+    ActCounts n = {0};
+    for (int j = 0; j <= L; j++) {
+        if (input_in_slot(act, L, j)) n.slots = 1;
+        else n.dev_inputs++;
+        if (j == L) break;
+        n.host_inputs += input_to_host(act, L, j);
+        n.host_atts += att_to_host(act, L, j);
+        if (act_layer(act, j) == ACT_KEEP) n.kept++;
+        if (act_layer(act, j) == ACT_OFFLOAD_ATT) n.att_pair = 1;
+    }
+    n.shared = n.kept < L;
+    return n;
+}
+
+void model_plan(const ModelConfig *c, int Si, const LoraSpec *l, const ActPolicy *act, size_t as,
                 size_t (*attn_ws_bytes)(int, int, int, int), MemPlan *p) {
     size_t S = Si, C = c->hidden, F = c->ffn;
     memset(p, 0, sizeof *p);
     p->weights = weight_count(c) * as;
     p->lora = lora_count(c, l) * 4 * 4;
-    int off = act_offloads(checkpointing);
-    size_t to_host = c->n_layers > 1 ? c->n_layers - 1 : 0;  // inputs of layers 0..L-2
-    p->checkpoints = (size_t)(off ? 2 : c->n_layers + 1) * S * C * as;
-    p->host = off ? to_host * S * C * as : 0;
-    p->activations = acts_bytes(c, S, l, as) * (checkpointing ? 1 : c->n_layers);
-    if (checkpointing == ACT_OFFLOAD_ATT) {  // the second device buffer pair; host slots of layers 0..L-2
-        p->activations += att_slot_bytes(c, S, as);
-        p->host += to_host * att_slot_bytes(c, S, as);
-    }
+    ActCounts n = act_counts(act, c->n_layers);
+    p->checkpoints = (size_t)(n.dev_inputs + 2 * n.slots) * S * C * as;
+    p->host = (size_t)n.host_inputs * S * C * as + (size_t)n.host_atts * att_slot_bytes(c, S, as);
+    p->activations = acts_bytes(c, S, l, as) * (size_t)(n.kept + n.shared);
+    if (n.att_pair) p->activations += att_slot_bytes(c, S, as);  // the pair's second buffer
     // dx, dh2, dok; (S, F) gradient scratch only for a down_proj adapter: otherwise dL/da
     // goes into the layer's own `a`, and swiglu's backward runs in place (layer_backward)
     p->grads = as * (S * C * 3 + (l->targets[TARGET_DOWN] ? S * F : 0));
@@ -281,7 +311,7 @@ static void lora_init(Model *m, uint64_t seed) {
 }
 
 Model *model_load(const Backend *be, const char *dir, const RopeScaling *rope_override, int S_max,
-                  const LoraSpec *lora, int checkpointing, uint64_t seed, Err *e) {
+                  const LoraSpec *lora, const ActPolicy *act, uint64_t seed, Err *e) {
     Model *m = calloc(1, sizeof *m);
     m->be = be;
     if (model_config_load(dir, &m->cfg, e)) goto fail;
@@ -293,8 +323,10 @@ Model *model_load(const Backend *be, const char *dir, const RopeScaling *rope_ov
                    "use a context_length of at most %d", dir, c->sliding_window, c->sliding_window);
         goto fail;
     }
+    if (act_policy_check(act, c->n_layers, e)) goto fail;
     m->S_max = S_max;
-    m->checkpointing = checkpointing;
+    m->policy = malloc(c->n_layers);
+    for (int l = 0; l < c->n_layers; l++) m->policy[l] = (unsigned char)act_layer(act, l);
     m->lora = *lora;
     m->lora_scale = lora->alpha / lora->r;
     m->layers = calloc(c->n_layers, sizeof *m->layers);
@@ -312,9 +344,9 @@ Model *model_load(const Backend *be, const char *dir, const RopeScaling *rope_ov
             off += (long)sl->N * lora->r;
         }
     m->n_lora = off;
-    model_plan(c, S_max, lora, checkpointing, be->act_size, be->attention_bwd_ws_bytes, &m->plan);
-
-    int n_acts = checkpointing ? 1 : c->n_layers;
+    model_plan(c, S_max, lora, act, be->act_size, be->attention_bwd_ws_bytes, &m->plan);
+    ActCounts cnt = act_counts(act, c->n_layers);
+    int n_acts = m->n_acts = cnt.kept + cnt.shared;
     size_t sizes[7] = {padded(m->plan.weights, 16 * (c->n_layers + 2)), padded(m->plan.lora, 4),
                        padded(m->plan.checkpoints, 1), padded(m->plan.activations, 32 * n_acts + 2),
                        padded(m->plan.grads, 4 + ATTN_SET), padded(m->plan.loss, 1), padded(m->plan.tokens, 5)};
@@ -336,17 +368,28 @@ Model *model_load(const Backend *be, const char *dir, const RopeScaling *rope_ov
     m->adam_v = carve(&cv, 4 * m->n_lora);
     lora_init(m, seed);
 
-    size_t as = be->act_size, S = S_max, C = c->hidden, F = c->ffn;
+    size_t as = be->act_size, S = S_max, C = c->hidden, F = c->ffn, L = c->n_layers;
+    // layer inputs: their own device buffers in layer order, then the offloaded pair; host
+    // copies of offloaded inputs, then of attention outputs, in layer order
     m->resid = m->blocks[2];
-    if (act_offloads(checkpointing) && !(m->host_resid = be->host_alloc(m->plan.host))) {
+    m->xin = malloc(sizeof *m->xin * (L + 1));
+    m->host_off = calloc(2 * L, sizeof *m->host_off);
+    size_t own = 0, hx = 0, ha = (size_t)cnt.host_inputs * S * C * as;
+    for (size_t j = 0; j <= L; j++) {
+        if (!input_in_slot(act, (int)L, (int)j)) m->xin[j] = (char *)m->resid + own++ * S * C * as;
+        if (j < L && input_to_host(act, (int)L, (int)j)) m->host_off[2 * j] = hx, hx += S * C * as;
+        if (j < L && att_to_host(act, (int)L, (int)j)) m->host_off[2 * j + 1] = ha, ha += att_slot_bytes(c, S, as);
+    }
+    for (size_t j = 0; j <= L; j++)
+        if (input_in_slot(act, (int)L, (int)j)) m->xin[j] = (char *)m->resid + (own + j % 2) * S * C * as;
+    if (m->plan.host && !(m->host_resid = be->host_alloc(m->plan.host))) {
         err_set(e, "out of pinned host memory: %zu MiB needed for offloaded layer checkpoints%s", m->plan.host >> 20,
-                checkpointing == ACT_OFFLOAD_ATT ? " and attention outputs" : "");
+                cnt.host_atts ? " and attention outputs" : "");
         goto fail;
     }
-    if (checkpointing == ACT_OFFLOAD_ATT)
-        m->host_att = (char *)m->host_resid + (size_t)(c->n_layers > 1 ? c->n_layers - 1 : 0) * S * C * as;
     cv = (Carve){m->blocks[3], 0, sizes[3]};
     m->acts = calloc(n_acts, sizeof *m->acts);
+    m->layer_acts = malloc(sizeof *m->layer_acts * L);
     size_t set[ATTN_SET];
     attn_set_bytes(c, S_max, as, be->attention_bwd_ws_bytes, set);
     for (int i = 0; i < n_acts; i++) {
@@ -357,9 +400,12 @@ Model *model_load(const Backend *be, const char *dir, const RopeScaling *rope_ov
             carve_attn_set(a, &mlp, set);
         }
     }
-    if (checkpointing == ACT_OFFLOAD_ATT) {
+    for (size_t l = 0, k = 0; l < L; l++)  // kept layers own acts[0..kept-1]; the rest share the last
+        m->layer_acts[l] = m->policy[l] == ACT_KEEP ? &m->acts[k++] : &m->acts[n_acts - 1];
+    if (cnt.att_pair) {
         size_t Q = (size_t)c->n_heads * c->head_dim;
-        m->att_buf[0] = m->acts[0].att, m->lse_buf[0] = m->acts[0].lse;
+        LayerActs *sh = &m->acts[n_acts - 1];
+        m->att_buf[0] = sh->att, m->lse_buf[0] = sh->lse;
         m->att_buf[1] = carve(&cv, as * S * Q);
         m->lse_buf[1] = carve(&cv, 4 * S * c->n_heads);
     }
@@ -408,6 +454,10 @@ void model_free(Model *m) {
     for (int i = 0; i < 7; i++)
         if (m->blocks[i]) m->be->free(m->blocks[i]);
     if (m->host_resid) m->be->host_free(m->host_resid);
+    free(m->policy);
+    free(m->xin);
+    free(m->host_off);
+    free(m->layer_acts);
     free(m->layers);
     free(m->slots);
     free(m->acts);
@@ -485,7 +535,7 @@ static void layer_forward(Ctx *x, LayerActs *a, const void *xin, void *xout, con
     be->rope_forward(a->q, idx, m->inv_freq, n, c->n_heads, HS, m->mscale);
     be->rope_forward(a->k, idx, m->inv_freq, n, c->n_kv_heads, HS, m->mscale);
     // with ACT_OFFLOAD_ATT the recompute finds the attention output and lse copied back
-    if (xout || m->checkpointing != ACT_OFFLOAD_ATT)
+    if (xout || m->policy[x->l] != ACT_OFFLOAD_ATT)
         be->attention_forward(a->att, a->lse, a->q, a->k, a->v, n, c->n_heads, c->n_kv_heads, HS);
     // o = att Wo^T (+lora) is formed apart and then added, on both paths, so a kept list of
     // all rows gives bit-for-bit the dense result
@@ -576,30 +626,35 @@ double model_step(Model *m, const int32_t *inputs, const int32_t *targets, int S
         if (!dense) be->copy_to_device(m->kept + (size_t)l * m->S_max, kept[l], 4 * (size_t)n_kept[l]);
     }
 
-    // layer j's input on the device (j == L: the final residual), and offloaded on the host
-    int off = act_offloads(m->checkpointing), att_off = m->checkpointing == ACT_OFFLOAD_ATT;
-    char *resid = m->resid, *host = m->host_resid;
-#define XIN(j) (resid + (size_t)(off ? (j) % 2 : (j)) * SC * as)
-#define XHOST(j) (host + (size_t)(j) * SC * as)
-    // ACT_OFFLOAD_ATT: layer j's attention output and lse, device buffer pair j % 2, host slot j
-    size_t att_b = as * (size_t)c->n_heads * c->head_dim, slot = att_slot_bytes(c, m->S_max, as);
+    // layer j's input on the device (j == L: the final residual) and on the host; with
+    // ACT_OFFLOAD_ATT layer j's attention output and lse in device pair j % 2 and on the host
+    const unsigned char *pol = m->policy;
+    char *host = m->host_resid;
+#define XIN(j) ((char *)m->xin[j])
+#define XHOST(j) (host + m->host_off[2 * (j)])
+#define IN_SLOT(j) act_offloads(pol[(j) < L ? (j) : L - 1])
+#define TO_HOST(j) ((j) <= L - 2 && act_offloads(pol[j]))
+#define ATT_HOST(j) ((j) <= L - 2 && pol[j] == ACT_OFFLOAD_ATT)
+    size_t att_b = as * (size_t)c->n_heads * c->head_dim;
     size_t lse_off = align256(att_b * m->S_max);
-#define HATT(j) ((char *)m->host_att + (size_t)(j) * slot)
+#define HATT(j) (host + m->host_off[2 * (j) + 1])
 #define HLSE(j) (HATT(j) + lse_off)
-    int out_copies = off && backward;  // inputs of layers 0..L-2 go to the host
+    // the shared activations use the pair in turn when any layer offloads its attention output
+    int att_pair = m->att_buf[1] != NULL;
+#define ROTATES(l) (att_pair && pol[l] != ACT_KEEP)
     be->embedding_forward(XIN(0), m->tok_in, m->wte, S, C);
-    if (out_copies && L > 1) be->copy_async(XHOST(0), XIN(0), SC * as, 0);
+    if (backward && TO_HOST(0)) be->copy_async(XHOST(0), XIN(0), SC * as, 0);
     for (int l = 0; l < L; l++) {
         Ctx x = {m, l, train, dropout_seed};
-        LayerActs *a = &m->acts[m->checkpointing ? 0 : l];
-        if (off) be->copy_wait((l + 1) % 2);  // the slot written here (layer l-1's input) is out
-        if (att_off) {
+        LayerActs *a = m->layer_acts[l];
+        if (IN_SLOT(l + 1)) be->copy_wait((l + 1) % 2);  // the slot written here (layer l-1's input) is out
+        if (ROTATES(l)) {
             a->att = m->att_buf[l % 2], a->lse = m->lse_buf[l % 2];
             be->copy_wait(2 + l % 2);  // layer l-2's attention output has left this pair
         }
         layer_forward(&x, a, XIN(l), XIN(l + 1), idx[l], n[l], S);
-        if (out_copies && l + 1 <= L - 2) be->copy_async(XHOST(l + 1), XIN(l + 1), SC * as, (l + 1) % 2);
-        if (out_copies && att_off && l <= L - 2) {
+        if (backward && l + 1 < L && TO_HOST(l + 1)) be->copy_async(XHOST(l + 1), XIN(l + 1), SC * as, (l + 1) % 2);
+        if (backward && ATT_HOST(l)) {
             be->copy_async(HATT(l), a->att, att_b * n[l], 2 + l % 2);
             be->copy_async(HLSE(l), a->lse, 4 * (size_t)c->n_heads * n[l], 2 + l % 2);
         }
@@ -616,19 +671,17 @@ double model_step(Model *m, const int32_t *inputs, const int32_t *targets, int S
     be->rmsnorm_backward(m->dx, m->dxf, xL, m->final_norm, m->rstdf, S, C);
     for (int l = L - 1; l >= 0; l--) {
         Ctx x = {m, l, train, dropout_seed};
-        LayerActs *a = &m->acts[m->checkpointing ? 0 : l];
-        if (off) {
-            // bring layer l-1's input into the slot layer l+1 (or the final norm) is done with,
-            // while this layer computes; then wait for this layer's own input
-            if (l >= 1) be->copy_async(XIN(l - 1), XHOST(l - 1), SC * as, (l - 1) % 2);
-            be->copy_wait(l % 2);
+        LayerActs *a = m->layer_acts[l];
+        // bring layer l-1's input (and attention output) into the slot (pair) layer l+1, the
+        // final norm or the forward is done with, while this layer computes; then wait for
+        // this layer's own (layer L-1's are still on the device)
+        if (l >= 1 && TO_HOST(l - 1)) be->copy_async(XIN(l - 1), XHOST(l - 1), SC * as, (l - 1) % 2);
+        if (IN_SLOT(l)) be->copy_wait(l % 2);
+        if (l >= 1 && ATT_HOST(l - 1)) {
+            be->copy_async(m->att_buf[(l - 1) % 2], HATT(l - 1), att_b * n[l - 1], 2 + (l - 1) % 2);
+            be->copy_async(m->lse_buf[(l - 1) % 2], HLSE(l - 1), 4 * (size_t)c->n_heads * n[l - 1], 2 + (l - 1) % 2);
         }
-        if (att_off) {
-            // the same for the attention output and lse (layer L-1's are still on the device)
-            if (l >= 1) {
-                be->copy_async(m->att_buf[(l - 1) % 2], HATT(l - 1), att_b * n[l - 1], 2 + (l - 1) % 2);
-                be->copy_async(m->lse_buf[(l - 1) % 2], HLSE(l - 1), 4 * (size_t)c->n_heads * n[l - 1], 2 + (l - 1) % 2);
-            }
+        if (ROTATES(l)) {
             be->copy_wait(2 + l % 2);
             a->att = m->att_buf[l % 2], a->lse = m->lse_buf[l % 2];
         }
@@ -636,13 +689,17 @@ double model_step(Model *m, const int32_t *inputs, const int32_t *targets, int S
         // recompute (its output unused, dh2 when it is formed): the forward writes only a's
         // buffers, dok and dh2, all dead here (the final norm's xf, dxf, or layer l+1's dL/dh,
         // dL/dhk and attention set, all consumed)
-        if (m->checkpointing) layer_forward(&x, a, xin, NULL, idx[l], n[l], S);
+        if (pol[l] != ACT_KEEP) layer_forward(&x, a, xin, NULL, idx[l], n[l], S);
         layer_backward(&x, a, xin, idx[l], n[l], S);
     }
 #undef XIN
 #undef XHOST
+#undef IN_SLOT
+#undef TO_HOST
+#undef ATT_HOST
 #undef HATT
 #undef HLSE
+#undef ROTATES
     be->sync();
     return loss;
 }

@@ -7,12 +7,14 @@
  * lifetimes do not overlap share memory: the attention backward's gradients and the
  * backend's workspace for it live in the layer's MLP activations, dead by then, when they
  * fit there; the final norm's output and gradient live in two gradient buffers that are
- * dead around the loss (model.c says which and why). The activation
- * policy (ACT_* in job_config.h) picks what a layer keeps for its backward: everything
- * (ACT_KEEP); only its input residual, the layer being recomputed right before its backward
- * (ACT_RECOMPUTE); or that input in pinned host memory (ACT_OFFLOAD): the device then holds
- * two layer inputs, each copied out after the layer that made it and copied back one layer
- * ahead of its recompute, on a side stream while the neighbouring layer computes.
+ * dead around the loss (model.c says which and why). The activation policy (ActPolicy,
+ * ACT_* in job_config.h), layer by layer, picks what a layer keeps for its backward:
+ * everything (ACT_KEEP: the layer has its own activation buffers); only its input residual,
+ * the layer being recomputed right before its backward (ACT_RECOMPUTE); or that input in
+ * pinned host memory (ACT_OFFLOAD, ACT_OFFLOAD_ATT): the device then holds two offloaded
+ * layer inputs, each copied out after the layer that made it and copied back one layer
+ * ahead of its recompute, on a side stream while the neighbouring layer computes. Every
+ * layer that is not kept shares one set of activation buffers.
  *
  * Token elimination (LeMo, DESIGN section 8 step 4): each layer may be given a sorted list
  * of kept token indices; then only those rows are attention queries and keys, RoPE uses
@@ -86,7 +88,7 @@ typedef struct {
     const Backend *be;
     ModelConfig cfg;
     int S_max;                // the most rows one forward handles
-    int checkpointing;        // activation policy ACT_* (nonzero: layers are recomputed)
+    unsigned char *policy;    // (L) each layer's activation policy, ACT_*
 
     void *wte, *lm_head, *final_norm;  // (V, C), (V, C) (== wte when tied), (C)
     LayerWeights *layers;     // (L) host array of device pointers
@@ -103,13 +105,18 @@ typedef struct {
     int *tok_in, *tok_tgt;    // (S_max) this forward's inputs and targets
     int *kept;                // (L, S_max) per-layer kept indices
 
-    void *resid;              // (L+1, S, C) layer inputs (checkpoints) and the final residual;
-                              // with ACT_OFFLOAD (2, S, C): layer j's input in slot j % 2
-    void *host_resid;         // ACT_OFFLOAD: (L-1, S, C) pinned, inputs of layers 0..L-2
-    void *host_att;           // ACT_OFFLOAD_ATT: after them, layers 0..L-2's attention output and lse
-    void *att_buf[2];         // ACT_OFFLOAD_ATT: device pairs used in turn (0 is acts[0]'s own)
-    float *lse_buf[2];
-    LayerActs *acts;          // (checkpointing ? 1 : L)
+    void *resid;              // layer inputs (checkpoints) and the final residual, (S, C) each:
+                              // one per layer that keeps its input on the device, then the
+                              // two slots of offloaded inputs (layer j's in slot j % 2)
+    void **xin;               // (L+1) where layer j's input lives (j == L: the final residual)
+    void *host_resid;         // pinned: the offloaded inputs of layers 0..L-2, then the attention
+                              // outputs and lse of ACT_OFFLOAD_ATT layers 0..L-2
+    size_t *host_off;         // (2L) byte offsets in host_resid: layer j's input, its attention
+    void *att_buf[2];         // with ACT_OFFLOAD_ATT layers: device pairs the shared activation
+    float *lse_buf[2];        // buffers use in turn (0 is the shared set's own)
+    LayerActs *acts;          // n_acts: one per kept layer (ACT_KEEP), then the shared set
+    int n_acts;
+    LayerActs **layer_acts;   // (L) the activation buffers layer l uses
     void *dx;                 // (S, C) dL/d(residual) flowing down the layers
     void *dh2;                // (S, C) dL/dh2, then dL/dh (the attention branch's input grad)
     void *dok;                // (S, C) o_proj output in forward; gathered dx rows, then dL/dhk
@@ -123,16 +130,18 @@ typedef struct {
 } Model;
 
 /* Sizes each memory category would need; act_size = the backend's bytes per activation;
- * checkpointing = the activation policy (ACT_*); attn_ws_bytes = the backend's
- * attention_bwd_ws_bytes (the estimate passes the CUDA one without loading that backend). */
-void model_plan(const ModelConfig *c, int S, const LoraSpec *lora, int checkpointing, size_t act_size,
+ * act = the activation policy (a per-layer one must match c->n_layers: act_policy_check);
+ * attn_ws_bytes = the backend's attention_bwd_ws_bytes (the estimate passes the CUDA one
+ * without loading that backend). */
+void model_plan(const ModelConfig *c, int S, const LoraSpec *lora, const ActPolicy *act, size_t act_size,
                 size_t (*attn_ws_bytes)(int S, int NH, int NKV, int HS), MemPlan *p);
 
 /* Loads config.json + safetensors from dir onto the backend and allocates everything for
- * sequences up to S_max, under activation policy `checkpointing` (ACT_*). rope_override (may be NULL) replaces the model's rope scaling.
+ * sequences up to S_max, under activation policy `act`. rope_override (may be NULL) replaces
+ * the model's rope scaling.
  * LoRA parameters start as PEFT initialises them (A uniform(+-1/sqrt(K)) from seed, B = 0). */
 Model *model_load(const Backend *be, const char *dir, const RopeScaling *rope_override, int S_max,
-                  const LoraSpec *lora, int checkpointing, uint64_t seed, Err *e);
+                  const LoraSpec *lora, const ActPolicy *act, uint64_t seed, Err *e);
 void model_free(Model *m);
 
 /* One window: inputs and targets (S) on the host (target -1: no loss). kept (may be NULL)

@@ -156,7 +156,7 @@ int trainer_run(const JobConfig *c, Err *e) {
     LoraSpec spec = {c->lora.r, c->lora.alpha, c->lora.dropout, {0}};
     memcpy(spec.targets, c->lora.targets, sizeof spec.targets);
     if (!(m = model_load(be, c->model, c->has_rope_scaling ? &c->rope_scaling : NULL, c->context_length, &spec,
-                         c->checkpointing, c->seed, e)))
+                         &c->act, c->seed, e)))
         goto out;
 
     TrainState st = {0};

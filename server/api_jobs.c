@@ -28,8 +28,8 @@
 
 #define ESTIMATE_TIMEOUT_S 120
 
-static int env_model(void *ctx, const char *name, char *dir, size_t cap, int *max_pos) {
-    return models_find(ctx, name, dir, cap, max_pos);
+static int env_model(void *ctx, const char *name, char *dir, size_t cap, int *max_pos, int *n_layers) {
+    return models_find(ctx, name, dir, cap, max_pos, n_layers);
 }
 
 static int env_file(void *ctx, const char *id, char *path, size_t cap) {

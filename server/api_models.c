@@ -36,7 +36,7 @@ static json_t *model_config(const char *dir) {
     return c;
 }
 
-int models_find(Server *srv, const char *name, char *dir, size_t cap, int *max_pos) {
+int models_find(Server *srv, const char *name, char *dir, size_t cap, int *max_pos, int *n_layers) {
     if (!models_name_valid(name)) return -1;
     for (int i = 0; i < srv->n_models; i++) {
         char d[PATH_MAX + 256];
@@ -45,6 +45,8 @@ int models_find(Server *srv, const char *name, char *dir, size_t cap, int *max_p
         if (!c) continue;
         json_t *mp = json_object_get(c, "max_position_embeddings");
         if (max_pos) *max_pos = json_is_integer(mp) ? (int)json_integer_value(mp) : 0;
+        json_t *nl = json_object_get(c, "num_hidden_layers");
+        if (n_layers) *n_layers = json_is_integer(nl) ? (int)json_integer_value(nl) : 0;
         json_decref(c);
         snprintf(dir, cap, "%s", d);
         return 0;
@@ -136,7 +138,7 @@ int api_models_list(Req *r) {
 int api_models_get(Req *r) {
     const char *id = r->params[0];
     char dir[PATH_MAX];
-    if (models_find(r->srv, id, dir, sizeof dir, NULL) == 0) {
+    if (models_find(r->srv, id, dir, sizeof dir, NULL, NULL) == 0) {
         json_t *cfg = model_config(dir);
         json_t *o = base_model_json(id, dir, cfg);
         json_decref(cfg);

@@ -30,6 +30,13 @@ static int hp_int(json_t *hp, const char *key, long lo, long hi, long *dst, JobS
     return 1;
 }
 
+/* The ACT_* named by an activation policy name, or -1. */
+static int act_index(const char *name) {
+    for (int a = 0; a < ACT_N; a++)
+        if (!strcmp(name, act_names[a])) return a;
+    return -1;
+}
+
 /* Reads a number hyperparameter in (lo, hi] (lo_open) or [lo, hi]. */
 static int hp_num(json_t *hp, const char *key, double lo, int lo_open, double hi, double *dst, JobSpec *out, Err *e) {
     json_t *v = json_object_get(hp, key);
@@ -139,8 +146,8 @@ static void map_config_param(const char *cp, char *out, size_t cap) {
 }
 
 /* Checks the top-level fields other than hyperparameters/method and fills out. */
-static int top_fields(json_t *b, const JobEnv *env, JobSpec *out, char *model_dir, int *max_pos, char *train_path,
-                      char *eval_path, Err *e) {
+static int top_fields(json_t *b, const JobEnv *env, JobSpec *out, char *model_dir, int *max_pos, int *n_layers,
+                      char *train_path, char *eval_path, Err *e) {
     static const char *const known[] = {"model", "training_file", "validation_file", "seed", "suffix", "metadata",
                                         "hyperparameters", "method", NULL};
     const char *k;
@@ -159,7 +166,7 @@ static int top_fields(json_t *b, const JobEnv *env, JobSpec *out, char *model_di
     if (!m) return FAIL("missing_required_parameter", "model", "'model' is required: the name of a model folder");
     if (!json_is_string(m)) return FAIL("invalid_type", "model", "'model' must be a string");
     const char *ms = json_string_value(m);
-    if (strlen(ms) >= sizeof out->model || env->model_dir(env->ctx, ms, model_dir, PATH_MAX, max_pos))
+    if (strlen(ms) >= sizeof out->model || env->model_dir(env->ctx, ms, model_dir, PATH_MAX, max_pos, n_layers))
         return FAIL("model_not_found", "model", "Model '%.200s' not found: it must be the name of a model folder "
                     "(config.json + *.safetensors + tokenizer.json) under --models; see GET /v1/models", ms);
     snprintf(out->model, sizeof out->model, "%s", ms);
@@ -232,9 +239,9 @@ int job_request_resolve(const char *body, size_t len, const JobEnv *env, JobSpec
                         je.column, je.text);
     if (!json_is_object(b)) { json_decref(b); return FAIL("invalid_json", "", "The request body must be a JSON object"); }
     char model_dir[PATH_MAX], train_path[PATH_MAX], eval_path[PATH_MAX];
-    int max_pos = 0;
+    int max_pos = 0, n_layers = 0;
     json_t *hp = NULL;
-    if (top_fields(b, env, out, model_dir, &max_pos, train_path, eval_path, e)) goto fail;
+    if (top_fields(b, env, out, model_dir, &max_pos, &n_layers, train_path, eval_path, e)) goto fail;
     if (!(hp = hp_collect(b, out, e))) goto fail;
 
     long max_steps = 0, batch = 1, ctx = max_pos > 0 && max_pos < 1024 ? max_pos : 1024, r = 8;
@@ -304,20 +311,42 @@ int job_request_resolve(const char *body, size_t len, const JobEnv *env, JobSpec
         goto fail;
     }
 
-    // where a layer's activations wait for its backward (job_config.h's ACT_*)
-    static const char *const mem_names[] = {"keep", "recompute", "offload", "offload_attention"};
+    // where a layer's activations wait for its backward (job_config.h's ACT_*): one policy
+    // for every layer, or an array of one per layer (the trainer checks its length)
     int mem = ACT_RECOMPUTE;
+    json_t *layers = NULL;
     json_t *mv = json_object_get(hp, "memory");
     if (mv && !json_is_null(mv) && !is_auto(mv)) {
-        mem = -1;
-        for (int i = 0; i < 4 && json_is_string(mv); i++)
-            if (!strcmp(json_string_value(mv), mem_names[i])) mem = i;
-        if (mem < 0) {
+        int bad = 0;
+        if (json_is_array(mv)) {
+            size_t i;
+            json_t *v;
+            layers = json_array();
+            json_array_foreach(mv, i, v) {
+                int k = json_is_string(v) ? act_index(json_string_value(v)) : -1;
+                if (k < 0) bad = 1;
+                else json_array_append_new(layers, json_string(act_names[k]));
+            }
+            bad |= json_array_size(mv) == 0;
+            if (!bad && n_layers > 0 && json_array_size(mv) != (size_t)n_layers) {
+                json_decref(targets);
+                json_decref(layers);
+                FAIL("invalid_value", "hyperparameters.memory", "'hyperparameters.memory' names %zu layers but model "
+                     "'%s' has %d: give one policy per layer, or one policy for all", json_array_size(mv), out->model,
+                     n_layers);
+                goto fail;
+            }
+        } else {
+            mem = json_is_string(mv) ? act_index(json_string_value(mv)) : -1;
+            bad = mem < 0;
+        }
+        if (bad) {
             json_decref(targets);
+            json_decref(layers);
             FAIL("invalid_value", "hyperparameters.memory", "'hyperparameters.memory' must be \"recompute\" (layer "
                  "checkpoints on the device, the default), \"offload\" (in host memory), \"offload_attention\" "
-                 "(checkpoints and attention outputs in host memory: faster at long context) or \"keep\" (every "
-                 "activation on the device)");
+                 "(checkpoints and attention outputs in host memory: faster at long context), \"keep\" (every "
+                 "activation on the device), or an array of these, one per layer of the model");
             goto fail;
         }
     }
@@ -342,8 +371,10 @@ int job_request_resolve(const char *body, size_t len, const JobEnv *env, JobSpec
     if (rope) json_object_set(cfg, "rope_scaling", rope);
     json_object_set_new(cfg, "resume_from", json_string("auto"));
     json_object_set_new(cfg, "device", json_string("auto"));
-    json_object_set_new(cfg, "memory", json_pack("{s:b, s:b, s:b}", "checkpointing", mem != ACT_KEEP, "offload",
-                                                 act_offloads(mem), "offload_attention", mem == ACT_OFFLOAD_ATT));
+    json_t *mem_cfg = json_pack("{s:b, s:b, s:b}", "checkpointing", mem != ACT_KEEP, "offload", act_offloads(mem),
+                                "offload_attention", mem == ACT_OFFLOAD_ATT);
+    if (layers) json_object_set_new(mem_cfg, "layers", layers);
+    json_object_set_new(cfg, "memory", mem_cfg);
 
     /* the trainer's own parser has the last word */
     char *txt = json_dumps(cfg, JSON_COMPACT | JSON_REAL_PRECISION(10));
@@ -377,7 +408,7 @@ int job_request_resolve(const char *body, size_t len, const JobEnv *env, JobSpec
     json_object_set_new(hpo, "weight_decay", json_real(wd));
     json_object_set_new(hpo, "grad_clip", json_real(clip));
     json_object_set_new(hpo, "rope_scaling", rope ? json_incref(rope) : json_null());
-    json_object_set_new(hpo, "memory", json_string(mem_names[mem]));
+    json_object_set_new(hpo, "memory", layers ? json_incref(layers) : json_string(act_names[mem]));
     json_t *md = json_object_get(b, "metadata");
     out->request = json_pack("{s:O, s:{s:s, s:{s:O}}, s:O}", "hyperparameters", hpo, "method", "type", "supervised",
                              "supervised", "hyperparameters", hpo, "metadata", md && json_is_object(md) ? md : json_null());

@@ -19,8 +19,9 @@
 #define JOB_DEFAULT_LR 2e-4
 
 typedef struct {
-    /* model folder name -> its directory and max_position_embeddings (0 if unknown); 0 found, -1 not */
-    int (*model_dir)(void *ctx, const char *name, char *dir, size_t cap, int *max_pos);
+    /* model folder name -> its directory, max_position_embeddings and num_hidden_layers (0 if
+     * unknown); 0 found, -1 not */
+    int (*model_dir)(void *ctx, const char *name, char *dir, size_t cap, int *max_pos, int *n_layers);
     /* file id -> dataset path; 0 found, -1 not */
     int (*file_path)(void *ctx, const char *id, char *path, size_t cap);
     void *ctx;

@@ -8,8 +8,8 @@
 
 /* 1 if name can be a model folder name (no path, no leading dot). */
 int models_name_valid(const char *name);
-/* Finds NAME/config.json under the roots in order: 0 + dir (and max_position_embeddings, 0 if
- * unknown), or -1. */
-int models_find(Server *srv, const char *name, char *dir, size_t cap, int *max_pos);
+/* Finds NAME/config.json under the roots in order: 0 + dir (and max_position_embeddings and
+ * num_hidden_layers, 0 if unknown; either pointer may be NULL), or -1. */
+int models_find(Server *srv, const char *name, char *dir, size_t cap, int *max_pos, int *n_layers);
 
 #endif

@@ -85,7 +85,7 @@ int main(void) {
 
         // the plan carries the attention workspace; the gradient block is dx, dh2, dok
         MemPlan p;
-        model_plan(&mc, S, &spec, ACT_RECOMPUTE, 2, cuda_attention_bwd_ws, &p);
+        model_plan(&mc, S, &spec, &(ActPolicy){.all = ACT_RECOMPUTE}, 2, cuda_attention_bwd_ws, &p);
         CHECK(p.attn_in_mlp && p.grads == (size_t)3 * S * mc.hidden * 2, "S %d: gradient block %zu bytes", S, p.grads);
         CHECK(num(ck, "breakdown.activations") == p.activations + p.grads, "S %d: activations %zu, plan %zu", S,
               num(ck, "breakdown.activations"), p.activations + p.grads);
@@ -147,7 +147,7 @@ int main(void) {
     json_t *cpu = estimate(4096, 0, "cpu", mem);
     if (cpu) {
         MemPlan p;
-        model_plan(&mc, 4096, &spec, ACT_RECOMPUTE, 4, backend_cpu()->attention_bwd_ws_bytes, &p);
+        model_plan(&mc, 4096, &spec, &(ActPolicy){.all = ACT_RECOMPUTE}, 4, backend_cpu()->attention_bwd_ws_bytes, &p);
         CHECK(num(cpu, "peak_bytes") > p.total, "cpu peak %zu below its plan %zu", num(cpu, "peak_bytes"), p.total);
         CHECK(num(cpu, "breakdown.activations") == p.activations + p.grads, "cpu activations %zu",
               num(cpu, "breakdown.activations"));

@@ -45,7 +45,7 @@ static void check_model(const char *shared, const char *name) {
     for (int i = 0; i < S; i++) tg[i] = i + 1 < S ? in[i + 1] : -1;
 
     LoraSpec spec = {8, 16.0f, 0.0f, {1, 1, 1, 1, 1, 1, 1}};
-    Model *m = model_load(backend_cpu(), dir, NULL, S, &spec, 1, 0, &e);
+    Model *m = model_load(backend_cpu(), dir, NULL, S, &spec, &(ActPolicy){.all = ACT_RECOMPUTE}, 0, &e);
     CHECK(m != NULL, "%s: %s", name, e.msg);
     if (!m) return;
     fill_lora(m);
@@ -115,7 +115,7 @@ static void check_model(const char *shared, const char *name) {
     const StTensor *lr = st_find(f, "loss_rope_linear2");
     if (lr) {  // linear RoPE scaling (position interpolation) x2, forward only
         RopeScaling rs = {ROPE_LINEAR, 2.0f, 1, 4, 0};
-        Model *m2 = model_load(backend_cpu(), dir, &rs, S, &spec, 1, 0, &e);
+        Model *m2 = model_load(backend_cpu(), dir, &rs, S, &spec, &(ActPolicy){.all = ACT_RECOMPUTE}, 0, &e);
         fill_lora(m2);
         double l2 = model_step(m2, in, tg, S, NULL, NULL, 0, 0, 1, 0, &cnt) / cnt;
         double ref = ((const float *)lr->data)[0];

@@ -35,7 +35,7 @@ int main(void) {
     CHECK(c.lora.r == 16 && c.lora.targets[TARGET_DOWN] && c.lora.targets[TARGET_UP] && !c.lora.targets[TARGET_K], "lora");
     CHECK(c.optim.beta2 == 0.95f && c.optim.warmup_steps == 5, "optimizer");
     CHECK(c.has_rope_scaling && c.rope_scaling.type == ROPE_LINEAR && c.rope_scaling.factor == 4, "rope");
-    CHECK(c.checkpointing == 0 && !strcmp(c.resume_from, "auto"), "memory/resume");
+    CHECK(c.act.all == 0 && !strcmp(c.resume_from, "auto"), "memory/resume");
 
     // the resolved config round-trips through its JSON form
     char *s = job_config_to_json(&c);
@@ -47,23 +47,41 @@ int main(void) {
     free(s);
 
     // the activation policy: checkpointing on by default, offload moves the checkpoints to the host
-    CHECK(job_config_parse("{" BASE "}", &c, &e) == 0 && c.checkpointing == ACT_RECOMPUTE, "default policy");
-    CHECK(job_config_parse("{" BASE ",\"memory\":{\"offload\":true}}", &c, &e) == 0 && c.checkpointing == ACT_OFFLOAD,
+    CHECK(job_config_parse("{" BASE "}", &c, &e) == 0 && c.act.all == ACT_RECOMPUTE, "default policy");
+    CHECK(job_config_parse("{" BASE ",\"memory\":{\"offload\":true}}", &c, &e) == 0 && c.act.all == ACT_OFFLOAD,
           "offload: %s", e.msg);
     s = job_config_to_json(&c);
     CHECK(s && strstr(s, "\"offload\": true") != NULL, "offload not written back: %s", s ? s : "(null)");
-    CHECK(s && job_config_parse(s, &c2, &e) == 0 && c2.checkpointing == ACT_OFFLOAD, "offload round trip: %s", e.msg);
+    CHECK(s && job_config_parse(s, &c2, &e) == 0 && c2.act.all == ACT_OFFLOAD, "offload round trip: %s", e.msg);
     free(s);
-    CHECK(job_config_parse("{" BASE ",\"memory\":{\"offload\":false}}", &c, &e) == 0 && c.checkpointing == ACT_RECOMPUTE,
+    CHECK(job_config_parse("{" BASE ",\"memory\":{\"offload\":false}}", &c, &e) == 0 && c.act.all == ACT_RECOMPUTE,
           "offload false");
     // the attention outputs go to the host beside the checkpoints, never alone
     CHECK(job_config_parse("{" BASE ",\"memory\":{\"offload\":true,\"offload_attention\":true}}", &c, &e) == 0 &&
-              c.checkpointing == ACT_OFFLOAD_ATT,
+              c.act.all == ACT_OFFLOAD_ATT,
           "offload_attention: %s", e.msg);
     s = job_config_to_json(&c);
-    CHECK(s && job_config_parse(s, &c2, &e) == 0 && c2.checkpointing == ACT_OFFLOAD_ATT, "offload_attention round trip: %s",
+    CHECK(s && job_config_parse(s, &c2, &e) == 0 && c2.act.all == ACT_OFFLOAD_ATT, "offload_attention round trip: %s",
           e.msg);
     free(s);
+    // a policy per layer, by name, overriding the one for all
+    CHECK(job_config_parse("{" BASE ",\"memory\":{\"offload\":true,\"layers\":[\"offload_attention\",\"keep\","
+                           "\"recompute\",\"offload\"]}}", &c, &e) == 0 &&
+              c.act.n == 4 && c.act.layer[0] == ACT_OFFLOAD_ATT && c.act.layer[1] == ACT_KEEP &&
+              c.act.layer[2] == ACT_RECOMPUTE && c.act.layer[3] == ACT_OFFLOAD && act_layer(&c.act, 1) == ACT_KEEP,
+          "memory.layers: %s", e.msg);
+    s = job_config_to_json(&c);
+    CHECK(s && job_config_parse(s, &c2, &e) == 0 && c2.act.n == 4 && !memcmp(c2.act.layer, c.act.layer, 4) &&
+              c2.act.all == ACT_OFFLOAD,
+          "memory.layers round trip: %s", s ? s : e.msg);
+    free(s);
+    CHECK(act_policy_check(&c.act, 4, &e) == 0, "4 layers for 4");
+    CHECK(act_policy_check(&c.act, 32, &e) == -1 && !strcmp(e.param, "memory.layers") && strstr(e.msg, "32"),
+          "4 layers for 32: %s", e.msg);
+    bad("{" BASE ",\"memory\":{\"layers\":[\"keep\",\"swap\"]}}", "memory.layers");
+    bad("{" BASE ",\"memory\":{\"layers\":[]}}", "memory.layers");
+    bad("{" BASE ",\"memory\":{\"layers\":\"keep\"}}", "memory.layers");
+    bad("{" BASE ",\"memory\":{\"layers\":[1]}}", "memory.layers");
     bad("{" BASE ",\"memory\":{\"offload_attention\":true}}", "memory.offload_attention");
     bad("{" BASE ",\"memory\":{\"offload\":true,\"offload_attention\":1}}", "memory.offload_attention");
 

@@ -42,7 +42,7 @@ static Model *load(const Backend *be, const char *dir, int policy, const int *ta
     memcpy(spec.targets, targets, sizeof spec.targets);
     if (be == backend_cpu()) return tiny_model_load(dir, S, &spec, policy);
     Err e = {0};
-    Model *m = model_load(be, dir, NULL, S, &spec, policy, 7, &e);
+    Model *m = model_load(be, dir, NULL, S, &spec, &(ActPolicy){.all = policy}, 7, &e);
     if (!m) {
         fprintf(stderr, "model_load: %s\n", e.msg);
         exit(1);
@@ -82,8 +82,8 @@ static void check_layout(const char *what, const Model *m, int in_mlp) {
     CHECK(m->plan.grads == grads + (in_mlp ? 0 : as * S * (2 * Q + 2 * KV) + ws),
           "%s: gradient block %zu bytes", what, m->plan.grads);
     CHECK(m->plan.loss == 4 * S, "%s: loss block %zu bytes, want only rstdf", what, m->plan.loss);
-    int n_acts = m->checkpointing ? 1 : c->n_layers;
-    for (int i = 0; i < n_acts; i++) {
+    CHECK(m->n_acts == (m->policy[0] == ACT_KEEP ? c->n_layers : 1), "%s: %d activation sets", what, m->n_acts);
+    for (int i = 0; i < m->n_acts; i++) {
         const LayerActs *a = &m->acts[i];
         const void *p[5] = {a->datt, a->dq, a->dk, a->dv, a->attn_ws};
         size_t b[5] = {as * S * Q, as * S * Q, as * S * KV, as * S * KV, ws};
@@ -204,7 +204,7 @@ static void plan_7b(void) {
     LoraSpec spec = {(int)R, 16, 0, {1, 1, 1, 1, 0, 0, 0}};
     for (int pol = ACT_RECOMPUTE; pol <= ACT_OFFLOAD; pol++) {
         MemPlan p;
-        model_plan(&mc, (int)Sl, &spec, pol, as, cuda_attention_bwd_ws, &p);
+        model_plan(&mc, (int)Sl, &spec, &(ActPolicy){.all = pol}, as, cuda_attention_bwd_ws, &p);
         size_t layer_w = 2 * C + Q * C + 2 * KV * C + C * Q + 3 * F * C;
         size_t weights = as * (2 * V * C + C + L * layer_w);
         size_t lora = 16 * L * R * ((C + Q) + 2 * (C + KV) + (Q + C));

@@ -1,9 +1,10 @@
 /* test_model_offload.c: the activation policies (ACT_KEEP, ACT_RECOMPUTE, ACT_OFFLOAD,
- * ACT_OFFLOAD_ATT) give the same loss and LoRA gradients bit for bit, over consecutive steps
- * (the two device slots of offloaded layer inputs and attention outputs are reused) and with
- * kept-index lists; the memory plan moves the layer checkpoints (and attention outputs) to
- * the host; and without a down_proj adapter (dL/da in the layer's own buffer, swiglu backward
- * in place) the gradients still match finite differences. */
+ * ACT_OFFLOAD_ATT), one for every layer or mixed layer by layer, give the same loss and LoRA
+ * gradients bit for bit, over consecutive steps (the two device slots of offloaded layer
+ * inputs and attention outputs are reused) and with kept-index lists; the memory plan moves
+ * the layer checkpoints (and attention outputs) to the host, layer by layer; and without a
+ * down_proj adapter (dL/da in the layer's own buffer, swiglu backward in place) the gradients
+ * still match finite differences. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,10 +19,14 @@
 static int32_t in1[S] = {1, 5, 9, 3, 17, 22, 8, 30, 2, 14, 6, 11};
 static int32_t in2[S] = {4, 4, 19, 7, 1, 0, 31, 12, 12, 5, 28, 3};
 
-static Model *load(const char *dir, int policy, const int *targets) {
+static Model *load_act(const char *dir, const ActPolicy *act, const int *targets) {
     LoraSpec spec = {2, 4.0f, 0.0f, {0}};
     memcpy(spec.targets, targets, sizeof spec.targets);
-    return tiny_model_load(dir, S, &spec, policy);
+    return tiny_model_load_act(dir, S, &spec, act);
+}
+static Model *load(const char *dir, int policy, const int *targets) {
+    ActPolicy act = act_uniform(policy);
+    return load_act(dir, &act, targets);
 }
 
 /* Two steps (different windows, dropout off) accumulating into the gradients; returns both losses. */
@@ -67,6 +72,75 @@ static void same_results(const char *dir, const int *targets, const char *what) 
     }
 }
 
+/* Per-layer mixes on a 6-layer model against keeping everything: kept layers between
+ * offloaded ones, runs of offloaded attention outputs (the shared activations rotate through
+ * the device pair around kept layers), each policy last, the offloaded pair holding the final
+ * residual or not. */
+static void mixed_results(const char *dir, const int *targets) {
+    enum { K = ACT_KEEP, R = ACT_RECOMPUTE, O = ACT_OFFLOAD, A = ACT_OFFLOAD_ATT };
+    static const unsigned char mixes[][6] = {
+        {A, A, K, O, R, A}, {O, K, A, K, O, K}, {R, O, O, R, K, O}, {A, R, A, O, A, R}, {K, K, K, K, K, A},
+    };
+    int keep[] = {0, 2, 3, 4, 7, 8, 10, 11};
+    const int *kept[6] = {NULL, keep, keep, NULL, keep, NULL};
+    int nk[6] = {S, 8, 8, S, 8, S};
+    for (int pass = 0; pass < 2; pass++) {
+        const int *const *kp = pass ? kept : NULL;
+        Model *m0 = load(dir, ACT_KEEP, targets);
+        float *g0 = malloc(4 * m0->n_lora), *g = malloc(4 * m0->n_lora);
+        double l0[2], l[2];
+        two_steps(m0, kp, pass ? nk : NULL, g0, l0);
+        for (size_t x = 0; x < sizeof mixes / sizeof mixes[0]; x++) {
+            ActPolicy act = {.all = ACT_RECOMPUTE, .n = 6};
+            memcpy(act.layer, mixes[x], 6);
+            Model *m = load_act(dir, &act, targets);
+            two_steps(m, kp, pass ? nk : NULL, g, l);
+            CHECK(l[0] == l0[0] && l[1] == l0[1], "mix %zu%s: losses %.9g %.9g vs keep %.9g %.9g", x,
+                  pass ? " kept" : "", l[0], l[1], l0[0], l0[1]);
+            CHECK(!memcmp(g, g0, 4 * m->n_lora), "mix %zu%s changes the gradients", x, pass ? " kept" : "");
+            model_free(m);
+        }
+        free(g0), free(g);
+        model_free(m0);
+    }
+    // a per-layer policy must name every layer
+    Err e = {0};
+    ActPolicy five = {.all = ACT_RECOMPUTE, .n = 5};
+    LoraSpec spec = {2, 4.0f, 0.0f, {1, 1, 1, 1, 0, 0, 0}};
+    CHECK(model_load(backend_cpu(), dir, NULL, S, &spec, &five, 7, &e) == NULL && !strcmp(e.param, "memory.layers") &&
+              strstr(e.msg, "has 6"),
+          "a 5-entry policy for 6 layers: %s (%s)", e.msg, e.param);
+}
+
+/* The plan of a per-layer policy on L layers: device inputs of their own for kept and
+ * recomputed layers (and the final residual unless layer L-1 offloads), the offloaded pair
+ * when any layer offloads, host copies of offloaded layers but the last, one activation set
+ * per kept layer plus the shared one. */
+static void mixed_plan(const ModelConfig *mc) {
+    enum { K = ACT_KEEP, R = ACT_RECOMPUTE, O = ACT_OFFLOAD, A = ACT_OFFLOAD_ATT };
+    LoraSpec spec = {8, 16, 0, {1, 1, 1, 1, 0, 0, 0}};
+    size_t Sx = 1024, slot = Sx * mc->hidden * 2;
+    size_t pair = (Sx * mc->n_heads * mc->head_dim * 2 + 255) / 256 * 256 + (4 * Sx * mc->n_heads + 255) / 256 * 256;
+    MemPlan keep, rec, p;
+    model_plan(mc, (int)Sx, &spec, &(ActPolicy){.all = K}, 2, backend_cpu()->attention_bwd_ws_bytes, &keep);
+    model_plan(mc, (int)Sx, &spec, &(ActPolicy){.all = R}, 2, backend_cpu()->attention_bwd_ws_bytes, &rec);
+    size_t set = keep.activations / mc->n_layers;  // one layer's activation set
+    CHECK(set * mc->n_layers == keep.activations && rec.activations == set, "activation sets: %zu keep, %zu recompute",
+          keep.activations, rec.activations);
+    ActPolicy act = {.all = R, .n = 6};
+    memcpy(act.layer, (unsigned char[6]){A, K, O, R, K, A}, 6);  // layer 5 offloads: its output in the pair
+    model_plan(mc, (int)Sx, &spec, &act, 2, backend_cpu()->attention_bwd_ws_bytes, &p);
+    // own inputs: layers 1, 3, 4; the pair; host: inputs 0 and 2, attention output 0
+    CHECK(p.checkpoints == 5 * slot, "mix A K O R K A: %zu checkpoint bytes, want %zu", p.checkpoints, 5 * slot);
+    CHECK(p.host == 2 * slot + pair, "mix A K O R K A: %zu host bytes, want %zu", p.host, 2 * slot + pair);
+    CHECK(p.activations == 3 * set + pair, "mix A K O R K A: %zu activation bytes, want %zu", p.activations,
+          3 * set + pair);
+    memcpy(act.layer, (unsigned char[6]){O, O, O, O, O, R}, 6);  // the final residual on its own
+    model_plan(mc, (int)Sx, &spec, &act, 2, backend_cpu()->attention_bwd_ws_bytes, &p);
+    CHECK(p.checkpoints == 4 * slot && p.host == 5 * slot && p.activations == set,
+          "mix O O O O O R: %zu checkpoint, %zu host, %zu activation bytes", p.checkpoints, p.host, p.activations);
+}
+
 /* Central differences on sampled LoRA parameters vs the analytic gradient. */
 static void fd_check(const char *dir, const int *targets, int policy) {
     Model *m = load(dir, policy, targets);
@@ -96,6 +170,17 @@ int main(void) {
     fd_check(dir, qkvo, ACT_OFFLOAD);
     fd_check(dir, qkvo, ACT_OFFLOAD_ATT);
 
+    char dir6[64] = "/tmp/lemo-tiny-offload6-XXXXXX";
+    if (!mkdtemp(dir6)) return 1;
+    TinySpec six = {6, 16, 4, 2, 4, 24, 32, 1, 0, 0, 0.3f};
+    if (tiny_model_write(dir6, &six, 22)) return 1;
+    mixed_results(dir6, all);
+    mixed_results(dir6, qkvo);
+    ModelConfig mc6;
+    Err e6;
+    CHECK(model_config_load(dir6, &mc6, &e6) == 0, "config: %s", e6.msg);
+    mixed_plan(&mc6);
+
     // the plan: offloading keeps two layer inputs on the device and L-1 on the host
     ModelConfig mc;
     Err e;
@@ -104,8 +189,8 @@ int main(void) {
     CHECK(model_config_load(cfg, &mc, &e) == 0, "config: %s", e.msg);
     LoraSpec spec = {8, 16, 0, {1, 1, 1, 1, 0, 0, 0}};
     MemPlan rec, off;
-    model_plan(&mc, 1024, &spec, ACT_RECOMPUTE, 2, backend_cpu()->attention_bwd_ws_bytes, &rec);
-    model_plan(&mc, 1024, &spec, ACT_OFFLOAD, 2, backend_cpu()->attention_bwd_ws_bytes, &off);
+    model_plan(&mc, 1024, &spec, &(ActPolicy){.all = ACT_RECOMPUTE}, 2, backend_cpu()->attention_bwd_ws_bytes, &rec);
+    model_plan(&mc, 1024, &spec, &(ActPolicy){.all = ACT_OFFLOAD}, 2, backend_cpu()->attention_bwd_ws_bytes, &off);
     size_t slot = (size_t)1024 * mc.hidden * 2;
     CHECK(rec.checkpoints == 4 * slot && rec.host == 0, "recompute plan: %zu checkpoint bytes, %zu host", rec.checkpoints,
           rec.host);
@@ -114,7 +199,7 @@ int main(void) {
     CHECK(rec.total - off.total == 2 * slot, "offload saves %zu device bytes, want %zu", rec.total - off.total, 2 * slot);
     // with the attention outputs: one more (S, Q) + (NH, S) pair on the device, L-1 on the host
     MemPlan oa;
-    model_plan(&mc, 1024, &spec, ACT_OFFLOAD_ATT, 2, backend_cpu()->attention_bwd_ws_bytes, &oa);
+    model_plan(&mc, 1024, &spec, &(ActPolicy){.all = ACT_OFFLOAD_ATT}, 2, backend_cpu()->attention_bwd_ws_bytes, &oa);
     size_t pair = ((size_t)1024 * mc.n_heads * mc.head_dim * 2 + 255) / 256 * 256 + ((size_t)4 * 1024 * mc.n_heads + 255) / 256 * 256;
     CHECK(oa.total - off.total == pair && oa.host - off.host == (size_t)(mc.n_layers - 1) * pair,
           "offload_attention plan: %zu more device bytes, %zu more host, want %zu and %zu", oa.total - off.total,
@@ -122,7 +207,7 @@ int main(void) {
     // a down_proj adapter needs its own (S, F) gradient buffer; without one the layer's `a` serves
     MemPlan dn;
     spec.targets[TARGET_DOWN] = 1;
-    model_plan(&mc, 1024, &spec, ACT_RECOMPUTE, 2, backend_cpu()->attention_bwd_ws_bytes, &dn);
+    model_plan(&mc, 1024, &spec, &(ActPolicy){.all = ACT_RECOMPUTE}, 2, backend_cpu()->attention_bwd_ws_bytes, &dn);
     CHECK(dn.grads - rec.grads == (size_t)1024 * mc.ffn * 2, "down_proj gradient buffer: %zu bytes",
           dn.grads - rec.grads);
     return check_done("test_model_offload");

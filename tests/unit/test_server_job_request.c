@@ -7,11 +7,12 @@
 #include "check.h"
 #include "job_request.h"
 
-static int model_dir(void *ctx, const char *name, char *dir, size_t cap, int *max_pos) {
+static int model_dir(void *ctx, const char *name, char *dir, size_t cap, int *max_pos, int *n_layers) {
     (void)ctx;
     if (strcmp(name, "tiny")) return -1;
     snprintf(dir, cap, "/models/tiny");
     *max_pos = 256;
+    *n_layers = 3;
     return 0;
 }
 
@@ -86,6 +87,26 @@ int main(void) {
         CHECK(!strcmp(json_string_value(json_object_get(hp, "memory")), "offload_attention"), "request shows memory");
     }
     job_spec_free(&sp);
+    // or one policy per layer of the model (it has 3)
+    c = cfg_of("{\"model\": \"tiny\", \"training_file\": \"file-abc\", \"hyperparameters\": {\"memory\": "
+               "[\"offload_attention\", \"recompute\", \"keep\"]}}",
+               &sp);
+    CHECK(c != NULL, "memory per layer");
+    if (c) {
+        json_t *ly = json_object_get(json_object_get(c, "memory"), "layers");
+        CHECK(json_array_size(ly) == 3 && !strcmp(json_string_value(json_array_get(ly, 0)), "offload_attention") &&
+                  !strcmp(json_string_value(json_array_get(ly, 2)), "keep"),
+              "memory.layers reaches the trainer config");
+        json_t *hp = json_object_get(sp.request, "hyperparameters");
+        CHECK(json_array_size(json_object_get(hp, "memory")) == 3, "request shows the per-layer memory");
+    }
+    job_spec_free(&sp);
+    expect_error("{\"model\": \"tiny\", \"training_file\": \"file-abc\", \"hyperparameters\": {\"memory\": "
+                 "[\"keep\", \"keep\"]}}",
+                 "hyperparameters.memory", "invalid_value");
+    expect_error("{\"model\": \"tiny\", \"training_file\": \"file-abc\", \"hyperparameters\": {\"memory\": "
+                 "[\"keep\", \"swap\", \"keep\"]}}",
+                 "hyperparameters.memory", "invalid_value");
 
     c = cfg_of("{\"model\": \"tiny\", \"training_file\": \"file-abc\", \"validation_file\": \"file-val\", "
                "\"method\": {\"type\": \"supervised\", \"supervised\": {\"hyperparameters\": {\"n_epochs\": \"auto\", "

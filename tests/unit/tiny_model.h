@@ -98,11 +98,12 @@ static inline int llama7b_config_write(const char *dir) {
     return fclose(f);
 }
 
-/* Loads a tiny model on the CPU with LoRA spec and activation policy; PEFT starts B at zero,
- * so B gets seeded values here to make every path carry gradient. Exits on failure. */
-static inline Model *tiny_model_load(const char *dir, int S, const LoraSpec *spec, int policy) {
+/* Loads a tiny model on the CPU with LoRA spec and an activation policy per layer; PEFT
+ * starts B at zero, so B gets seeded values here to make every path carry gradient. Exits
+ * on failure. */
+static inline Model *tiny_model_load_act(const char *dir, int S, const LoraSpec *spec, const ActPolicy *act) {
     Err e = {0};
-    Model *m = model_load(backend_cpu(), dir, NULL, S, spec, policy, 7, &e);
+    Model *m = model_load(backend_cpu(), dir, NULL, S, spec, act, 7, &e);
     if (!m) { fprintf(stderr, "model_load: %s\n", e.msg); exit(1); }
     float *p = malloc(sizeof(float) * m->n_lora);
     unsigned long long seed = 99;
@@ -115,6 +116,12 @@ static inline Model *tiny_model_load(const char *dir, int S, const LoraSpec *spe
     m->be->copy_to_device(m->lora_params, p, sizeof(float) * m->n_lora);
     free(p);
     return m;
+}
+
+/* The same with one activation policy (ACT_*) for every layer. */
+static inline Model *tiny_model_load(const char *dir, int S, const LoraSpec *spec, int policy) {
+    ActPolicy act = act_uniform(policy);
+    return tiny_model_load_act(dir, S, spec, &act);
 }
 
 /* Compares g, the analytic gradient of m's LoRA parameters for one step over (in, tg), with
