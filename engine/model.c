@@ -47,6 +47,16 @@
  *     final rmsnorm forward to the final rmsnorm backward; the last layer's forward writes
  *     dok before that, and the recompute (or backward) of layer L-1 writes dok and dh2 only
  *     after it. After a step with backward xf no longer holds the final norm output.
+ *   - the final residual (the last layer's output) is read by the final rmsnorm forward and
+ *     backward only; when the last layer is recomputed it lives in the shared set's h: h is
+ *     dead in the last layer's forward once q, k, v are projected (before the residual is
+ *     written), and the recompute of layer L-1 rewrites it only after the final rmsnorm
+ *     backward.
+ *   - the kept rows of a layer's normed input, hk (n, C), feed the q, k, v projections of its
+ *     forward and their LoRA gradients in its backward. They are gathered from h into dh2
+ *     both times: in the forward dh2 is dead until the MLP (h2 or the recompute's unused
+ *     output), in the backward until dL/dh is formed after the q, k, v backward. A dense
+ *     layer reads h itself.
  *   - without gate_proj and up_proj adapters a layer's MLP norm output h2 is read only by
  *     the gate and up projections of its forward (or recompute), so it is written into dh2,
  *     dead over that span: dh2 takes dL/dh2 only in the backward, after the recompute, and
@@ -110,7 +120,7 @@ static size_t acts_bytes(const ModelConfig *c, size_t S, const LoraSpec *l, size
     size_t C = c->hidden, Q = (size_t)c->n_heads * c->head_dim, KV = (size_t)c->n_kv_heads * c->head_dim;
     size_t F = c->ffn, n = 0;
     for (int t = 0; t < NT; t++) n += l->targets[t] ? S * l->r * 4 : 0;
-    return as * (S * C * (3 + keeps_h2(l)) + S * Q * 2 + S * KV * 2 + S * F * 3) +
+    return as * (S * C * (2 + keeps_h2(l)) + S * Q * 2 + S * KV * 2 + S * F * 3) +
            4 * ((size_t)c->n_heads * S + 2 * S) + n;
 }
 
@@ -142,8 +152,11 @@ static size_t att_slot_bytes(const ModelConfig *c, size_t S, size_t as) {
 }
 
 /* Where a layer's input lives under the policy (j == L: the final residual, which follows
- * layer L-1): in the pair of offloaded slots (slot j % 2), or in a device buffer of its own. */
+ * layer L-1): in the pair of offloaded slots (slot j % 2), or in a device buffer of its own.
+ * When layer L-1 is recomputed the final residual needs neither: it lives in the shared
+ * activation set's h (final_in_shared; model.c's header says why that is safe). */
 static int input_in_slot(const ActPolicy *act, int L, int j) { return act_offloads(act_layer(act, j < L ? j : L - 1)); }
+static int final_in_shared(const ActPolicy *act, int L) { return act_layer(act, L - 1) == ACT_RECOMPUTE; }
 /* Whether layer j's input goes to the host after its forward, and its attention output and
  * lse: not for the last layer, whose backward comes right after its forward. */
 static int input_to_host(const ActPolicy *act, int L, int j) { return j <= L - 2 && act_offloads(act_layer(act, j)); }
@@ -157,7 +170,7 @@ static ActCounts act_counts(const ActPolicy *act, int L) {
     ActCounts n = {0};
     for (int j = 0; j <= L; j++) {
         if (input_in_slot(act, L, j)) n.slots = 1;
-        else n.dev_inputs++;
+        else if (j < L || !final_in_shared(act, L)) n.dev_inputs++;
         if (j == L) break;
         n.host_inputs += input_to_host(act, L, j);
         n.host_atts += att_to_host(act, L, j);
@@ -264,7 +277,6 @@ static void carve_acts(Model *m, LayerActs *a, Carve *cv, int S) {
     size_t as = m->be->act_size, C = c->hidden, Q = (size_t)c->n_heads * c->head_dim;
     size_t KV = (size_t)c->n_kv_heads * c->head_dim, F = c->ffn;
     a->h = carve(cv, as * S * C);
-    a->hk = carve(cv, as * S * C);
     a->q = carve(cv, as * S * Q);
     a->k = carve(cv, as * S * KV);
     a->v = carve(cv, as * S * KV);
@@ -376,7 +388,8 @@ Model *model_load(const Backend *be, const char *dir, const RopeScaling *rope_ov
     m->host_off = calloc(2 * L, sizeof *m->host_off);
     size_t own = 0, hx = 0, ha = (size_t)cnt.host_inputs * S * C * as;
     for (size_t j = 0; j <= L; j++) {
-        if (!input_in_slot(act, (int)L, (int)j)) m->xin[j] = (char *)m->resid + own++ * S * C * as;
+        if (!input_in_slot(act, (int)L, (int)j) && (j < L || !final_in_shared(act, (int)L)))
+            m->xin[j] = (char *)m->resid + own++ * S * C * as;
         if (j < L && input_to_host(act, (int)L, (int)j)) m->host_off[2 * j] = hx, hx += S * C * as;
         if (j < L && att_to_host(act, (int)L, (int)j)) m->host_off[2 * j + 1] = ha, ha += att_slot_bytes(c, S, as);
     }
@@ -402,6 +415,7 @@ Model *model_load(const Backend *be, const char *dir, const RopeScaling *rope_ov
     }
     for (size_t l = 0, k = 0; l < L; l++)  // kept layers own acts[0..kept-1]; the rest share the last
         m->layer_acts[l] = m->policy[l] == ACT_KEEP ? &m->acts[k++] : &m->acts[n_acts - 1];
+    if (final_in_shared(act, (int)L)) m->xin[L] = m->acts[n_acts - 1].h;
     if (cnt.att_pair) {
         size_t Q = (size_t)c->n_heads * c->head_dim;
         LayerActs *sh = &m->acts[n_acts - 1];
@@ -422,8 +436,10 @@ Model *model_load(const Backend *be, const char *dir, const RopeScaling *rope_ov
             a->attn_ws = m->acts[0].attn_ws;
         }
     }
-    for (int i = 0; i < n_acts; i++)
+    for (int i = 0; i < n_acts; i++) {
         if (!m->acts[i].h2) m->acts[i].h2 = m->dh2;
+        m->acts[i].hk = m->dh2;
+    }
     m->xf = m->dok;
     m->dxf = m->dh2;
     cv = (Carve){m->blocks[5], 0, sizes[5]};
@@ -592,9 +608,13 @@ static void layer_backward(Ctx *x, LayerActs *a, const void *xin, const int *idx
                            c->n_kv_heads, HS, a->attn_ws);
     be->rope_backward(a->dq, idx, m->inv_freq, n, c->n_heads, HS, m->mscale);
     be->rope_backward(a->dk, idx, m->inv_freq, n, c->n_kv_heads, HS, m->mscale);
-    const void *hk = dense ? a->h : a->hk;
+    const void *hk = a->h;
     void *dh = m->dh2;                        // (S, C)
     void *dhk = dense ? dh : m->dok;          // (n, C)
+    if (!dense) {  // the kept rows again, into dh2 (model.c's header)
+        be->gather_rows(a->hk, a->h, idx, n, C);
+        hk = a->hk;
+    }
     be->zero(dhk, as * (size_t)n * C);
     linear_bwd(x, a, TARGET_Q, dhk, a->dq, hk, w->wq, n);
     linear_bwd(x, a, TARGET_K, dhk, a->dk, hk, w->wk, n);

@@ -67,7 +67,8 @@ typedef struct {
 
 /* Intermediate activations of one layer's forward (saved for its backward). */
 typedef struct {
-    void *h, *hk;             // (S, C) normed input; (n, C) its kept rows (== h when dense)
+    void *h, *hk;             // (S, C) normed input; (n, C) its kept rows, gathered into m->dh2
+                              // when needed (forward and backward), unused when dense
     void *q, *k, *v;          // (n, NH*HS), (n, NKV*HS), (n, NKV*HS), q and k after RoPE
     void *att;                // (n, NH*HS) attention output before o_proj
     void *x1;                 // (S, C) residual after attention

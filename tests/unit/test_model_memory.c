@@ -208,8 +208,9 @@ static void plan_7b(void) {
         size_t layer_w = 2 * C + Q * C + 2 * KV * C + C * Q + 3 * F * C;
         size_t weights = as * (2 * V * C + C + L * layer_w);
         size_t lora = 16 * L * R * ((C + Q) + 2 * (C + KV) + (Q + C));
-        size_t ckpt = as * Sl * C * (pol == ACT_OFFLOAD ? 2 : L + 1);
-        size_t acts = as * Sl * (3 * C + 2 * Q + 2 * KV + 3 * F) + 4 * (mc.n_heads * Sl + 2 * Sl) + 4 * 4 * Sl * R;
+        // recomputed, the last layer's output lives in the shared activations' h: L inputs
+        size_t ckpt = as * Sl * C * (pol == ACT_OFFLOAD ? 2 : L);
+        size_t acts = as * Sl * (2 * C + 2 * Q + 2 * KV + 3 * F) + 4 * (mc.n_heads * Sl + 2 * Sl) + 4 * 4 * Sl * R;
         size_t grads = as * Sl * C * 3, loss = 4 * Sl;
         size_t tokens = 4 * (3 * Sl + Sl * L) + 4 * (size_t)mc.head_dim / 2;
         CHECK(p.attn_in_mlp, "7B: the attention set (%zu bytes) should fit g, u, a (%zu)",
@@ -221,6 +222,12 @@ static void plan_7b(void) {
         size_t before = weights + lora + ckpt + acts + as * Sl * C + as * Sl * (5 * C + 2 * Q + 2 * KV) +
                         as * Sl * C * 2 + 4 * Sl + tokens;
         size_t saved = as * Sl * (2 * C + 2 * Q + 2 * KV) + as * Sl * C * 2 + as * Sl * C;
+        before += as * Sl * C;  // hk had a buffer of its own; now dh2
+        saved += as * Sl * C;
+        if (pol == ACT_RECOMPUTE) {  // the final residual had a buffer of its own; now the shared h
+            before += as * Sl * C;
+            saved += as * Sl * C;
+        }
         CHECK(p.total == before - saved, "7B policy %d: plan %zu bytes, want %zu - %zu", pol, p.total, before, saved);
         fprintf(stderr, "7B at 64K, policy %d: plan %.2f GiB (was %.2f GiB without reuse; gradient block %.2f GiB)\n",
                 pol, p.total / 1073741824.0, before / 1073741824.0, p.grads / 1073741824.0);

@@ -80,6 +80,7 @@ static void mixed_results(const char *dir, const int *targets) {
     enum { K = ACT_KEEP, R = ACT_RECOMPUTE, O = ACT_OFFLOAD, A = ACT_OFFLOAD_ATT };
     static const unsigned char mixes[][6] = {
         {A, A, K, O, R, A}, {O, K, A, K, O, K}, {R, O, O, R, K, O}, {A, R, A, O, A, R}, {K, K, K, K, K, A},
+        {K, A, K, A, K, R},
     };
     int keep[] = {0, 2, 3, 4, 7, 8, 10, 11};
     const int *kept[6] = {NULL, keep, keep, NULL, keep, NULL};
@@ -135,10 +136,14 @@ static void mixed_plan(const ModelConfig *mc) {
     CHECK(p.host == 2 * slot + pair, "mix A K O R K A: %zu host bytes, want %zu", p.host, 2 * slot + pair);
     CHECK(p.activations == 3 * set + pair, "mix A K O R K A: %zu activation bytes, want %zu", p.activations,
           3 * set + pair);
-    memcpy(act.layer, (unsigned char[6]){O, O, O, O, O, R}, 6);  // the final residual on its own
+    memcpy(act.layer, (unsigned char[6]){O, O, O, O, O, R}, 6);  // the final residual in the shared h
     model_plan(mc, (int)Sx, &spec, &act, 2, backend_cpu()->attention_bwd_ws_bytes, &p);
-    CHECK(p.checkpoints == 4 * slot && p.host == 5 * slot && p.activations == set,
+    CHECK(p.checkpoints == 3 * slot && p.host == 5 * slot && p.activations == set,
           "mix O O O O O R: %zu checkpoint, %zu host, %zu activation bytes", p.checkpoints, p.host, p.activations);
+    memcpy(act.layer, (unsigned char[6]){O, O, O, O, O, K}, 6);  // kept last: the final residual on its own
+    model_plan(mc, (int)Sx, &spec, &act, 2, backend_cpu()->attention_bwd_ws_bytes, &p);
+    CHECK(p.checkpoints == 4 * slot && p.activations == 2 * set, "mix O O O O O K: %zu checkpoint, %zu activation bytes",
+          p.checkpoints, p.activations);
 }
 
 /* Central differences on sampled LoRA parameters vs the analytic gradient. */
@@ -192,11 +197,12 @@ int main(void) {
     model_plan(&mc, 1024, &spec, &(ActPolicy){.all = ACT_RECOMPUTE}, 2, backend_cpu()->attention_bwd_ws_bytes, &rec);
     model_plan(&mc, 1024, &spec, &(ActPolicy){.all = ACT_OFFLOAD}, 2, backend_cpu()->attention_bwd_ws_bytes, &off);
     size_t slot = (size_t)1024 * mc.hidden * 2;
-    CHECK(rec.checkpoints == 4 * slot && rec.host == 0, "recompute plan: %zu checkpoint bytes, %zu host", rec.checkpoints,
+    // recomputed, the last layer's output lives in the shared activations' h: 3 layer inputs
+    CHECK(rec.checkpoints == 3 * slot && rec.host == 0, "recompute plan: %zu checkpoint bytes, %zu host", rec.checkpoints,
           rec.host);
     CHECK(off.checkpoints == 2 * slot && off.host == 2 * slot, "offload plan: %zu on the device, %zu on the host",
           off.checkpoints, off.host);
-    CHECK(rec.total - off.total == 2 * slot, "offload saves %zu device bytes, want %zu", rec.total - off.total, 2 * slot);
+    CHECK(rec.total - off.total == slot, "offload saves %zu device bytes, want %zu", rec.total - off.total, slot);
     // with the attention outputs: one more (S, Q) + (NH, S) pair on the device, L-1 on the host
     MemPlan oa;
     model_plan(&mc, 1024, &spec, &(ActPolicy){.all = ACT_OFFLOAD_ATT}, 2, backend_cpu()->attention_bwd_ws_bytes, &oa);
