@@ -12,9 +12,10 @@
 #              (default 4096,16384,32768,65536, BENCH_STEPS (1) timed steps after a warm-up),
 #              offloaded to host memory at BENCH_OFFLOAD_CONTEXTS (default the same, one timed
 #              step), and offloaded with the attention outputs too (memory.offload_attention)
-#              at BENCH_OFFLOAD_ATT_CONTEXTS (default the same), and a policy per layer,
-#              BENCH_MIXED_POLICY (default offload-att+keep4: the last 4 layers keep their
-#              activations, no recompute there) at BENCH_MIXED_CONTEXTS (default 16384). Peer: HF transformers + PEFT (bench/peer_hf.py) at BENCH_CONTEXTS, the
+#              at BENCH_OFFLOAD_ATT_CONTEXTS (default the same), and policies per layer,
+#              BENCH_MIXED_POLICIES (comma-separated train_bench policies, default auto: what
+#              memory.auto picks on this card; e.g. offload-att+keep4: the last 4 layers keep
+#              their activations) at BENCH_MIXED_CONTEXTS (default 4096,16384,65536). Peer: HF transformers + PEFT (bench/peer_hf.py) at BENCH_CONTEXTS, the
 #              same steps. Ours also reports what `lemo estimate` predicts. All this takes
 #              about 9 minutes on an H100.
 #              Largest context (BENCH_FIT=1): one step at each of BENCH_FIT_OURS (checkpoints
@@ -62,10 +63,12 @@ if [ "${BENCH_TRAIN:-1}" != 0 ]; then
         || echo "bench: train_bench (offload) failed"; }
     [ -n "$actxs" ] && { "$tb" run "$mdir" offload-att "$actxs" "${BENCH_OFFLOAD_STEPS:-1}" | tee -a "$out/ours_train.jsonl" \
         || echo "bench: train_bench (offload-att) failed"; }
-    # a per-layer mix (memory.layers): by default the last 4 layers keep their activations
-    mctxs=${BENCH_MIXED_CONTEXTS-16384} mpol=${BENCH_MIXED_POLICY:-offload-att+keep4}
-    [ -n "$mctxs" ] && { "$tb" run "$mdir" "$mpol" "$mctxs" "${BENCH_OFFLOAD_STEPS:-1}" | tee -a "$out/ours_train.jsonl" \
-        || echo "bench: train_bench ($mpol) failed"; }
+    # policies per layer (memory.layers, memory.auto)
+    mctxs=${BENCH_MIXED_CONTEXTS-4096,16384,65536}
+    for mpol in $([ -n "$mctxs" ] && echo "${BENCH_MIXED_POLICIES:-auto}" | tr , ' '); do
+        "$tb" run "$mdir" "$mpol" "$mctxs" "${BENCH_OFFLOAD_STEPS:-1}" | tee -a "$out/ours_train.jsonl" \
+            || echo "bench: train_bench ($mpol) failed"
+    done
     [ -n "$ctxs" ] && { python3 bench/peer_hf.py --contexts "$ctxs" --steps "${BENCH_STEPS:-1}" | tee "$out/peer_hf.jsonl" \
         || echo "bench: HF peer failed"; }
     # largest context: one step a candidate, in its own process (a device fault ends the process)
@@ -183,15 +186,15 @@ if rec or peer:
         if pol in ("recompute", "offload"):
             continue
         rows = {r["context"]: r for r in tr if r.get("bench") == "ours" and r.get("policy") == pol and not r.get("oom")}
-        print("\n" + titles.get(pol, f"policy {pol} (memory.layers: +keepN = the last N layers keep their activations)"))
-        print(f"{'context':>8} | {'tok/s':>7} {'peer':>7} {'ratio':>6} | {'GiB':>6} {'peer':>6} {'ratio':>6} | {'host GiB':>8} | {'est GiB':>7} {'used':>6}")
+        print("\n" + titles.get(pol, f"policy {pol} (memory.layers: +keepN or auto's kept layers keep their activations)"))
+        print(f"{'context':>8} | {'tok/s':>7} {'peer':>7} {'ratio':>6} | {'GiB':>6} {'peer':>6} {'ratio':>6} | {'host GiB':>8} | {'est GiB':>7} {'used':>6} | {'kept, base':>22}")
         for c in sorted(rows):
             f, p = rows[c], peer.get(c)
             rt = f"{f['tokens_per_s'] / p['tokens_per_s']:.2f}" if p else "-"
             rm = f"{f['peak_gib'] / p['peak_gib']:.2f}" if p else "-"
             print(f"{c:>8} | {f['tokens_per_s']:>7.0f} {(format(p['tokens_per_s'], '.0f') if p else '-'):>7} {rt:>6} |"
                   f" {f['peak_gib']:>6.1f} {(format(p['peak_gib'], '.1f') if p else '-'):>6} {rm:>6} | {f['host_gib']:>8.1f} |"
-                  f" {f['est_peak_gib']:>7.1f} {f['device_used_gib']:>6.1f}")
+                  f" {f['est_peak_gib']:>7.1f} {f['device_used_gib']:>6.1f} | {str(f.get('kept_layers', '-')) + ', ' + f.get('base', '-'):>22}")
     for r in tr + hf:
         if r.get("oom"):
             print(f"  {r['bench']} {r.get('policy', '')} context {r['context']}: out of memory")

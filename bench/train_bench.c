@@ -10,7 +10,8 @@
  *   train_bench run DIR POLICY CONTEXTS STEPS
  *       POLICY recompute | offload | offload-att (checkpoints and attention outputs) | keep,
  *       each optionally followed by +keepN: then the last N layers keep their activations
- *       (memory.layers; no recompute there) and the others follow POLICY;
+ *       (memory.layers; no recompute there) and the others follow POLICY; or auto: what
+ *       memory.auto picks for each context on this device (estimate_auto_policy);
  *       CONTEXTS like 4096,16384. For each context: load the model for that length on the GPU, one warm-up step, then STEPS timed steps
  *       (STEPS 0: the warm-up step alone, timed: a "does it fit" probe). A step is what the
  *       trainer does: zero grads, forward + backward of one window of random ids (LoRA r=8
@@ -147,25 +148,31 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* What `lemo estimate` predicts for this job on this device (bytes), or 0. */
-static size_t predicted_peak(const char *dir, int S, const ActPolicy *act, size_t device_mem) {
+/* The benchmark's job config for S tokens under policy act (a one-line dataset file). */
+static void bench_job(JobConfig *jc, const char *dir, int S, const ActPolicy *act) {
     static char train[] = "/tmp/lemo-train-bench-XXXXXX";
     static int made;
     if (!made) {
         int fd = mkstemp(train);
-        if (fd < 0) return 0;
-        FILE *f = fdopen(fd, "w");
-        fprintf(f, "{\"text\": \"benchmark\"}\n");
-        fclose(f);
+        FILE *f = fd < 0 ? NULL : fdopen(fd, "w");
+        if (f) {
+            fprintf(f, "{\"text\": \"benchmark\"}\n");
+            fclose(f);
+        }
         made = 1;
     }
+    job_config_defaults(jc);
+    snprintf(jc->model, sizeof jc->model, "%s", dir);
+    snprintf(jc->train_file, sizeof jc->train_file, "%s", train);
+    jc->context_length = S;
+    jc->act = *act;
+    jc->max_steps = 1;
+}
+
+/* What `lemo estimate` predicts for this job on this device (bytes), or 0. */
+static size_t predicted_peak(const char *dir, int S, const ActPolicy *act, size_t device_mem) {
     JobConfig jc;
-    job_config_defaults(&jc);
-    snprintf(jc.model, sizeof jc.model, "%s", dir);
-    snprintf(jc.train_file, sizeof jc.train_file, "%s", train);
-    jc.context_length = S;
-    jc.act = *act;
-    jc.max_steps = 1;
+    bench_job(&jc, dir, S, act);
     json_t *out = NULL;
     Err e;
     if (estimate_job(&jc, "cuda", device_mem, &out, &e)) {
@@ -214,6 +221,14 @@ static int run(const char *dir, const char *policy_name, const char *contexts, i
         Err e;
         cuda_mem_reset_peak();
         double t0 = now_s();
+        if (!strcmp(policy_name, "auto")) {  // memory.auto: what the trainer would pick for S here
+            JobConfig jc;
+            bench_job(&jc, dir, S, &act);
+            if (estimate_auto_policy(&jc, 1, &e)) { fprintf(stderr, "train_bench: auto: %s\n", e.msg); break; }
+            act = jc.act;
+        }
+        int n_keep = 0;
+        for (int l = 0; l < mc.n_layers; l++) n_keep += act_layer(&act, l) == ACT_KEEP;
         Model *m = model_load(be, dir, NULL, S, &spec, &act, 42, &e);
         if (!m) {
             printf("{\"bench\":\"ours\",\"context\":%d,\"policy\":\"%s\",\"oom\":true,\"error\":\"%s\"}\n", S,
@@ -251,10 +266,10 @@ static int run(const char *dir, const char *policy_name, const char *contexts, i
         size_t est = predicted_peak(dir, S, &act, total);
         printf("{\"bench\":\"ours\",\"context\":%d,\"policy\":\"%s\",\"steps\":%d,\"load_s\":%.1f,\"step_s\":%.3f,"
                "\"tokens_per_s\":%.1f,\"peak_gib\":%.3f,\"device_used_gib\":%.3f,\"planned_gib\":%.3f,"
-               "\"host_gib\":%.3f,\"est_peak_gib\":%.3f,\"loss\":%.4f}\n",
+               "\"host_gib\":%.3f,\"est_peak_gib\":%.3f,\"loss\":%.4f,\"kept_layers\":%d,\"base\":\"%s\"}\n",
                S, policy_name, steps, load_s, t, S / t, cuda_mem_peak() / 1073741824.0,
                (total - fr) / 1073741824.0, m->plan.total / 1073741824.0, m->plan.host / 1073741824.0,
-               est / 1073741824.0, loss);
+               est / 1073741824.0, loss, n_keep, act_names[act_layer(&act, 0)]);
         fflush(stdout);
         free(ts), free(in), free(tg);
         model_free(m);
@@ -269,6 +284,6 @@ int main(int argc, char **argv) {
         return make_model(argv[2], argc > 3 ? atoi(argv[3]) : 32, argc > 4 ? atoi(argv[4]) : 32000);
     if (argc == 6 && !strcmp(argv[1], "run")) return run(argv[2], argv[3], argv[4], atoi(argv[5]));
     fprintf(stderr, "usage: train_bench make-model DIR [LAYERS [VOCAB]]\n"
-                    "       train_bench run DIR recompute|offload|offload-att|keep[+keepN] CONTEXTS STEPS\n");
+                    "       train_bench run DIR recompute|offload|offload-att|keep[+keepN]|auto CONTEXTS STEPS\n");
     return 2;
 }

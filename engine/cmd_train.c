@@ -25,7 +25,8 @@ static void usage(FILE *f) {
             "             grad_clip 1.0, min_lr_ratio 0, schedule \"cosine\"},\n"
             "  rope_scaling {type linear|llama3, factor, ...} (default: the model's),\n"
             "  memory {checkpointing true, offload false, offload_attention false,\n"
-            "          layers [one of keep|recompute|offload|offload_attention per layer] (default: all alike)}\n");
+            "          layers [one of keep|recompute|offload|offload_attention per layer] (default: all alike),\n"
+            "          auto false (alone: pick per layer the fastest policy that fits the device)}\n");
 }
 
 int cmd_train(int argc, char **argv) {

@@ -172,6 +172,55 @@ static size_t host_for(const ModelConfig *mc, const JobConfig *jc, int S, int cu
     return p.host + data_bytes + CPU_RUNTIME_BYTES;
 }
 
+/* memory.auto: the fastest policy, layer by layer, that fits. A base policy for every layer:
+ * the first, fastest first, whose peak fits the device budget and whose pinned host bytes fit
+ * the host's; then as many of the last layers kept (ACT_KEEP: no recompute) as fit within
+ * AUTO_KEEP_SHARE of the device memory, leaving room for fragmentation and other processes.
+ * On CUDA offloading the attention outputs beats recomputing them at long context (the
+ * recompute then skips the attention forward: 0.95x against 0.8x the peer at 32K on an H100,
+ * bench/RESULTS.md); below AUTO_OFFLOAD_ATT_MIN tokens recomputing on the device comes first.
+ * On the CPU offloading only moves bytes within the same memory: recompute or keep. Returns 1
+ * when the policy fits, 0 when nothing does (then the most frugal base, for the error the
+ * load will give). */
+#define AUTO_OFFLOAD_ATT_MIN 16384
+#define AUTO_KEEP_SHARE 0.9
+static int auto_policy(const ModelConfig *mc, const JobConfig *jc, int S, int cuda, size_t device_mem,
+                       size_t host_budget, size_t data_bytes, ActPolicy *out) {
+    static const int long_ctx[] = {ACT_OFFLOAD_ATT, ACT_RECOMPUTE, ACT_OFFLOAD};
+    static const int short_ctx[] = {ACT_RECOMPUTE, ACT_OFFLOAD_ATT, ACT_OFFLOAD};
+    static const int cpu[] = {ACT_RECOMPUTE};
+    const int *bases = !cuda ? cpu : S >= AUTO_OFFLOAD_ATT_MIN ? long_ctx : short_ctx;
+    int n_bases = cuda ? 3 : 1, L = mc->n_layers;
+    size_t budget = (size_t)(device_mem * 0.95);
+    JobConfig t = *jc;
+    int base = -1;
+    for (int i = 0; i < n_bases && base < 0; i++) {
+        t.act = act_uniform(bases[i]);
+        if (peak_for(mc, &t, S, cuda, data_bytes) <= budget && host_for(mc, &t, S, cuda, data_bytes) <= host_budget)
+            base = bases[i];
+    }
+    if (base < 0) {
+        *out = act_uniform(bases[n_bases - 1]);
+        return 0;
+    }
+    // kept layers only add device memory (and free host memory): the largest count that fits
+    size_t keep_budget = (size_t)(device_mem * AUTO_KEEP_SHARE);
+    int lo = 0, hi = L;
+    while (lo < hi) {
+        int k = (lo + hi + 1) / 2;
+        t.act = (ActPolicy){.all = base, .n = L};
+        for (int l = 0; l < L; l++) t.act.layer[l] = (unsigned char)(l >= L - k ? ACT_KEEP : base);
+        if (peak_for(mc, &t, S, cuda, data_bytes) <= keep_budget) lo = k;
+        else hi = k - 1;
+    }
+    *out = act_uniform(base);
+    if (lo > 0) {
+        out->n = L;
+        for (int l = 0; l < L; l++) out->layer[l] = (unsigned char)(l >= L - lo ? ACT_KEEP : base);
+    }
+    return 1;
+}
+
 static size_t cuda_device_mem(void) {
     FILE *f = popen("nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2>/dev/null", "r");
     if (!f) return 0;
@@ -181,9 +230,23 @@ static size_t cuda_device_mem(void) {
     return (size_t)mib << 20;
 }
 
-int estimate_job(const JobConfig *jc, const char *device, size_t device_mem, json_t **out, Err *e) {
+int estimate_auto_policy(JobConfig *jc, int cuda, Err *e) {
     ModelConfig mc;
-    if (model_config_load(jc->model, &mc, e) || act_policy_check(&jc->act, mc.n_layers, e)) return -1;
+    if (model_config_load(jc->model, &mc, e)) return -1;
+    size_t device_mem = cuda ? cuda_device_mem() : (size_t)sysconf(_SC_PHYS_PAGES) * (size_t)sysconf(_SC_PAGESIZE);
+    if (!device_mem) return err_set_at(e, "memory.auto", 0, "memory.auto: cannot read the device's memory (nvidia-smi)");
+    struct stat st;
+    size_t data_bytes = stat(jc->train_file, &st) ? 0 : (size_t)(st.st_size / 4.0 * 8);
+    size_t host_budget = (size_t)((size_t)sysconf(_SC_PHYS_PAGES) * (size_t)sysconf(_SC_PAGESIZE) * 0.9);
+    auto_policy(&mc, jc, jc->context_length, cuda, device_mem, host_budget, data_bytes, &jc->act);
+    return 0;
+}
+
+int estimate_job(const JobConfig *jc_in, const char *device, size_t device_mem, json_t **out, Err *e) {
+    ModelConfig mc;
+    if (model_config_load(jc_in->model, &mc, e) || act_policy_check(&jc_in->act, mc.n_layers, e)) return -1;
+    JobConfig auto_jc, frugal_jc;  // memory.auto: the chosen policy; the most frugal for the largest context
+    const JobConfig *jc = jc_in, *fit_jc = jc_in;
     int cuda = !strcmp(device, "cuda") || (!strcmp(device, "auto") && cuda_device_mem() > 0);
     const char *mem_source = "given";
     if (!device_mem) {
@@ -199,17 +262,23 @@ int estimate_job(const JobConfig *jc, const char *device, size_t device_mem, jso
     size_t data_bytes = (size_t)(data_tokens * 8);
 
     int S = jc->context_length;
-    size_t peak = peak_for(&mc, jc, S, cuda, data_bytes);
     // the budget leaves 5% headroom for fragmentation and other processes; on CUDA the host
     // must also hold the offloaded checkpoints (pinned) with 10% left for everything else
     size_t budget = (size_t)(device_mem * 0.95);
     size_t host_mem = (size_t)sysconf(_SC_PHYS_PAGES) * (size_t)sysconf(_SC_PAGESIZE);
-    size_t host_budget = (size_t)(host_mem * 0.9), host = host_for(&mc, jc, S, cuda, data_bytes);
+    size_t host_budget = (size_t)(host_mem * 0.9);
+    if (jc_in->act_auto) {
+        auto_jc = frugal_jc = *jc_in;
+        auto_policy(&mc, jc_in, S, cuda, device_mem, host_budget, data_bytes, &auto_jc.act);
+        frugal_jc.act = act_uniform(cuda ? ACT_OFFLOAD : ACT_RECOMPUTE);
+        jc = &auto_jc, fit_jc = &frugal_jc;
+    }
+    size_t peak = peak_for(&mc, jc, S, cuda, data_bytes), host = host_for(&mc, jc, S, cuda, data_bytes);
     int lo = 0, hi = 1 << 22;
     while (lo < hi) {  // the largest multiple of 256 tokens that fits both
         int mid = (lo + hi + 1) / 2;
-        if (peak_for(&mc, jc, mid * 256, cuda, data_bytes) <= budget &&
-            host_for(&mc, jc, mid * 256, cuda, data_bytes) <= host_budget)
+        if (peak_for(&mc, fit_jc, mid * 256, cuda, data_bytes) <= budget &&
+            host_for(&mc, fit_jc, mid * 256, cuda, data_bytes) <= host_budget)
             lo = mid;
         else
             hi = mid - 1;

@@ -12,7 +12,14 @@
  * is {device, device_mem_bytes, peak_bytes, device_fits, host_mem_bytes (this machine's
  * memory), fits (on CUDA: the device peak fits and the host holds host_bytes plus the dataset),
  * context_length, max_context_length (fits both), breakdown{...}, host_bytes (pinned host
- * memory of offloaded layer checkpoints), tokens, steps, est_seconds, tokens_per_s}. */
+ * memory of offloaded layer checkpoints), tokens, steps, est_seconds, tokens_per_s,
+ * memory_layers (layers per activation policy)}. With memory.auto the figures are those of
+ * the policy the trainer would pick (memory_layers says which) and the largest context is
+ * that of the most frugal policy it may pick. */
 int estimate_job(const JobConfig *jc, const char *device, size_t device_mem, json_t **out, Err *e);
+/* memory.auto: sets jc->act to the fastest policy, layer by layer, that fits this machine: the
+ * CUDA device's memory (cuda) or physical memory, and the host's for pinned offloads. 0, or -1
+ * with e set (unreadable model config, no device memory to read). */
+int estimate_auto_policy(JobConfig *jc, int cuda, Err *e);
 
 #endif

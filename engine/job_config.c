@@ -202,11 +202,20 @@ static int parse_rope(json_t *o, JobConfig *c, Err *e) {
 
 /* memory: {checkpointing, offload, offload_attention} set the policy of every layer
  * (job_config.h's ACT_*); layers, an array of policy names, one per layer, sets each layer's
- * own and overrides them (its length is checked against the model when it is loaded). */
-static int parse_memory(json_t *x, ActPolicy *p, Err *e) {
-    static const char *const mk[] = {"checkpointing", "offload", "offload_attention", "layers", NULL};
+ * own and overrides them (its length is checked against the model when it is loaded); auto
+ * (alone) leaves the choice to the trainer, which fits it to the device. */
+static int parse_memory(json_t *x, ActPolicy *p, int *act_auto, Err *e) {
+    static const char *const mk[] = {"checkpointing", "offload", "offload_attention", "layers", "auto", NULL};
     if (!json_is_object(x)) return err_set_at(e, "memory", 0, "'memory' must be an object");
     if (check_keys(x, "memory.", mk, e)) return -1;
+    json_t *au = json_object_get(x, "auto");
+    if (au) {
+        if (!json_is_boolean(au)) return err_set_at(e, "memory.auto", 0, "'memory.auto' must be true or false");
+        *act_auto = json_is_true(au);
+        if (*act_auto && json_object_size(x) > 1)
+            return err_set_at(e, "memory.auto", 0, "'memory.auto' picks the policy of every layer: give it alone, "
+                              "without checkpointing, offload, offload_attention or layers");
+    }
     json_t *cp = json_object_get(x, "checkpointing"), *of = json_object_get(x, "offload");
     json_t *oa = json_object_get(x, "offload_attention"), *ly = json_object_get(x, "layers");
     if (cp) {
@@ -300,7 +309,7 @@ int job_config_parse(const char *text, JobConfig *c, Err *e) {
     if ((x = json_object_get(o, "lora")) && parse_lora(x, c, e)) goto out;
     if ((x = json_object_get(o, "optimizer")) && parse_optimizer(x, c, e)) goto out;
     if ((x = json_object_get(o, "rope_scaling")) && parse_rope(x, c, e)) goto out;
-    if ((x = json_object_get(o, "memory")) && parse_memory(x, &c->act, e)) goto out;
+    if ((x = json_object_get(o, "memory")) && parse_memory(x, &c->act, &c->act_auto, e)) goto out;
     rc = 0;
 out:
     json_decref(o);
@@ -354,9 +363,11 @@ char *job_config_to_json(const JobConfig *c) {
                                       (double)r->high_freq_factor, "original_max_position_embeddings",
                                       r->original_max_position));
     }
-json_t *mem = json_pack("{s:b, s:b, s:b}", "checkpointing", c->act.all != ACT_KEEP, "offload",
-                           act_offloads(c->act.all), "offload_attention", c->act.all == ACT_OFFLOAD_ATT);
-    if (c->act.n) {
+    // memory.auto stands alone; otherwise the policy of every layer and the per-layer list
+    json_t *mem = c->act_auto ? json_pack("{s:b}", "auto", 1)
+                              : json_pack("{s:b, s:b, s:b}", "checkpointing", c->act.all != ACT_KEEP, "offload",
+                                          act_offloads(c->act.all), "offload_attention", c->act.all == ACT_OFFLOAD_ATT);
+    if (!c->act_auto && c->act.n) {
         json_t *ly = json_array();
         for (int l = 0; l < c->act.n; l++) json_array_append_new(ly, json_string(act_names[c->act.layer[l]]));
         json_object_set_new(mem, "layers", ly);

@@ -63,6 +63,7 @@ typedef struct {
     int has_rope_scaling;
     RopeScaling rope_scaling;        // overrides the model's when has_rope_scaling
     ActPolicy act;                   // activation policy: memory.checkpointing, .offload, .offload_attention, .layers
+    int act_auto;                    // memory.auto: the trainer picks act to fit the device (estimate_auto_policy)
 } JobConfig;
 
 void job_config_defaults(JobConfig *c);

@@ -23,6 +23,7 @@
 #include "backend_select.h"
 #include "checkpoint.h"
 #include "data.h"
+#include "estimate.h"
 #include "fsutil.h"
 #include "peft.h"
 #include "progress.h"
@@ -155,9 +156,25 @@ int trainer_run(const JobConfig *c, Err *e) {
 
     LoraSpec spec = {c->lora.r, c->lora.alpha, c->lora.dropout, {0}};
     memcpy(spec.targets, c->lora.targets, sizeof spec.targets);
+    const ActPolicy *act = &c->act;
+    JobConfig planned;
+    if (c->act_auto) {  // memory.auto: the fastest policy that fits this device, said in the log
+        planned = *c;
+        if (estimate_auto_policy(&planned, !strcmp(be->name, "cuda"), e)) goto out;
+        act = &planned.act;
+    }
     if (!(m = model_load(be, c->model, c->has_rope_scaling ? &c->rope_scaling : NULL, c->context_length, &spec,
-                         &c->act, c->seed, e)))
+                         act, c->seed, e)))
         goto out;
+    if (c->act_auto) {
+        int per[ACT_N] = {0};
+        for (int l = 0; l < m->cfg.n_layers; l++) per[m->policy[l]]++;
+        char what[200] = "";
+        for (int a = ACT_N - 1, n = 0; a >= 0; a--)
+            if (per[a]) n += snprintf(what + n, sizeof what - n, "%s%d %s", n ? ", " : "", per[a], act_names[a]);
+        progress_log("info", "memory: auto picked %s layers%s", what,
+                     per[ACT_KEEP] ? " (the last ones keep their activations: no recompute there)" : "");
+    }
 
     TrainState st = {0};
     st.n_windows = train.n;

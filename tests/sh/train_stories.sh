@@ -34,5 +34,20 @@ for (let l = 0; l < 5; l++) for (const [t, [i, o]] of Object.entries(dims)) {
 const n_keys = Object.keys(h).filter(k => k !== "__metadata__").length;
 if (n_keys !== 70) { bad++; console.error("tensor count", n_keys); }
 process.exit(bad ? 1 : 0);' "$d/out/adapter/adapter_model.safetensors" || fail "adapter keys or shapes are wrong"
+# the activation policy changes no number: the first steps' losses are the same with memory.auto
+# (on the CPU every layer of this model fits kept) and with a per-layer mix of all four policies
+steps_of() { grep '"type":"step"' "$1" | sed -E 's/.*"loss":([-0-9.e]+).*/\1/' | tr '\n' ' '; }
+for mem in '{}' '{"auto": true}' '{"layers": ["keep", "offload", "offload_attention", "recompute", "keep"]}'; do
+    sed -e 's/"max_steps": 30/"max_steps": 3/' -e "s|\"output_dir\": \"$d/out\"|\"output_dir\": \"$d/out-m\"|" \
+        -e "s|\"optimizer\": {\"lr\": 0.005}}|\"optimizer\": {\"lr\": 0.005}, \"memory\": $mem}|" "$d/cfg.json" > "$d/cfg-m.json"
+    rm -rf "$d/out-m"
+    "$LEMO" train "$d/cfg-m.json" > "$d/log-m" 2>"$d/err-m" || { fail "train with memory $mem failed: $(tail -1 "$d/err-m")"; continue; }
+    losses=$(steps_of "$d/log-m")
+    [ "$mem" = '{}' ] && ref=$losses
+    echo "memory $mem: losses $losses"
+    [ -n "$losses" ] && [ "$losses" = "$ref" ] || fail "memory $mem changes the losses: $losses vs $ref"
+    case "$mem" in *auto*) grep -q 'memory: auto picked 5 keep layers' "$d/log-m" "$d/err-m" \
+        || fail "memory.auto did not say it kept all 5 layers: $(grep -h 'auto picked' "$d/log-m" "$d/err-m")" ;; esac
+done
 rm -rf "$d"
 finish

@@ -34,13 +34,13 @@ static size_t num(json_t *o, const char *path) {
 
 /* The estimate of a LoRA r 8 q,k,v,o job of S tokens with checkpoints on the device or
  * offloaded, for `device` with mem bytes; NULL (and a failed check) on error. */
-static json_t *estimate(int S, int offload, const char *device, size_t mem) {
+static json_t *estimate_mem(int S, const char *memory, const char *device, size_t mem) {
     char text[1024];
     snprintf(text, sizeof text,
              "{\"model\":\"%s\",\"train_file\":\"%s/train.jsonl\",\"output_dir\":\"%s/out\",\"context_length\":%d,"
              "\"max_steps\":1,\"lora\":{\"r\":8,\"alpha\":16,\"dropout\":0,\"target_modules\":[\"q_proj\",\"k_proj\","
-             "\"v_proj\",\"o_proj\"]},\"memory\":{\"checkpointing\":true,\"offload\":%s}}",
-             dir, dir, dir, S, offload ? "true" : "false");
+             "\"v_proj\",\"o_proj\"]},\"memory\":%s}",
+             dir, dir, dir, S, memory);
     JobConfig jc;
     Err e = {0};
     json_t *out = NULL;
@@ -49,6 +49,49 @@ static json_t *estimate(int S, int offload, const char *device, size_t mem) {
     if (!rc) rc = estimate_job(&jc, device, mem, &out, &e);
     CHECK(rc == 0 && out, "estimate: %s", e.msg);
     return rc ? NULL : out;
+}
+static json_t *estimate(int S, int offload, const char *device, size_t mem) {
+    return estimate_mem(S, offload ? "{\"checkpointing\":true,\"offload\":true}" : "{\"checkpointing\":true}", device,
+                        mem);
+}
+
+/* Layers the estimate puts under activation policy `name` (memory_layers). */
+static int layers_under(json_t *o, const char *name) {
+    json_t *v = json_object_get(json_object_get(o, "memory_layers"), name);
+    return v ? (int)json_integer_value(v) : 0;
+}
+
+/* memory.auto: on an 80 GiB device at 16K the long-context base (attention outputs offloaded,
+ * when this host holds them) plus as many kept last layers as fit 90% of the device, one more
+ * would not; a device too small for anything gets the most frugal policy and does not fit; the
+ * CPU keeps every layer of a model that fits its memory. */
+static void auto_policy_checks(size_t mem) {
+    json_t *a = estimate_mem(16384, "{\"auto\":true}", "cuda", mem);
+    if (!a) return;
+    int keep = layers_under(a, "keep"), oa = layers_under(a, "offload_attention"), rec = layers_under(a, "recompute");
+    size_t host_mem = (size_t)sysconf(_SC_PHYS_PAGES) * (size_t)sysconf(_SC_PAGESIZE);
+    json_t *o = estimate_mem(16384, "{\"checkpointing\":true,\"offload\":true,\"offload_attention\":true}", "cuda", mem);
+    int oa_fits = o && num(o, "host_bytes") + ((size_t)1 << 30) < host_mem * 0.9;
+    CHECK(keep > 0 && keep < 32 && keep + (oa_fits ? oa : rec) == 32,
+          "auto at 16K on 80 GiB: %d keep, %d offload_attention, %d recompute (host holds the attention outputs: %d)", keep,
+          oa, rec, oa_fits);
+    size_t peak = num(a, "peak_bytes"), set = (size_t)16384 * 2 * (2 * 4096 + 4 * 4096 + 3 * 11008);
+    CHECK(peak <= mem * 0.9 && peak + set + 16384 * 4096 * 2 > mem * 0.9,
+          "auto at 16K: peak %.2f GiB should fill 90%% of %.0f GiB within one layer's activations",
+          peak / 1073741824.0, mem / 1073741824.0);
+    CHECK(json_is_true(json_object_get(a, "fits")), "auto at 16K should fit 80 GiB");
+    json_decref(a);
+    json_decref(o);
+
+    json_t *small = estimate_mem(16384, "{\"auto\":true}", "cuda", (size_t)14 << 30);
+    CHECK(small && layers_under(small, "offload") == 32 && json_is_false(json_object_get(small, "fits")),
+          "auto on a 14 GiB device: the most frugal policy, not fitting");
+    json_decref(small);
+
+    json_t *cpu = estimate_mem(1024, "{\"auto\":true}", "cpu", (size_t)1 << 40);
+    CHECK(cpu && layers_under(cpu, "keep") == 32, "auto on the CPU with a terabyte: every layer kept (%d)",
+          cpu ? layers_under(cpu, "keep") : -1);
+    json_decref(cpu);
 }
 
 int main(void) {
@@ -143,6 +186,8 @@ int main(void) {
         json_decref(at2);
         json_decref(hb);
     }
+
+    auto_policy_checks(mem);
 
     // the CPU plans fp32 with its own (NH, S) attention workspace, and counts the dataset
     json_t *cpu = estimate(4096, 0, "cpu", mem);

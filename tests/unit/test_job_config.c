@@ -78,6 +78,14 @@ int main(void) {
     CHECK(act_policy_check(&c.act, 4, &e) == 0, "4 layers for 4");
     CHECK(act_policy_check(&c.act, 32, &e) == -1 && !strcmp(e.param, "memory.layers") && strstr(e.msg, "32"),
           "4 layers for 32: %s", e.msg);
+    // memory.auto leaves the policy to the trainer; it stands alone
+    CHECK(job_config_parse("{" BASE ",\"memory\":{\"auto\":true}}", &c, &e) == 0 && c.act_auto == 1, "memory.auto: %s",
+          e.msg);
+    s = job_config_to_json(&c);
+    CHECK(s && job_config_parse(s, &c2, &e) == 0 && c2.act_auto == 1, "memory.auto round trip: %s", s ? s : e.msg);
+    free(s);
+    bad("{" BASE ",\"memory\":{\"auto\":true,\"offload\":true}}", "memory.auto");
+    bad("{" BASE ",\"memory\":{\"auto\":\"yes\"}}", "memory.auto");
     bad("{" BASE ",\"memory\":{\"layers\":[\"keep\",\"swap\"]}}", "memory.layers");
     bad("{" BASE ",\"memory\":{\"layers\":[]}}", "memory.layers");
     bad("{" BASE ",\"memory\":{\"layers\":\"keep\"}}", "memory.layers");
