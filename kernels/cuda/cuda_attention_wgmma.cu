@@ -11,15 +11,14 @@
  * and V from shared memory transposed (MN-major). The two warpgroups of a block, and the
  * block's MMAs and softmax, overlap only through the scheduler: no warp specialization.
  *
- * Shared-memory tiles use the 128-byte swizzle the descriptors name: a tile of R rows x HS
- * columns is stored as HS/64 sub-tiles of R rows x 64 columns (128 bytes a row), each
- * 16-byte chunk at index chunk ^ (row % 8), sub-tiles 1024-byte aligned.
+ * Shared-memory tiles use the 128-byte-swizzled sub-tile layout of cuda_wgmma.h, which also
+ * holds the wgmma wrappers this kernel and the backward (cuda_attention_wgmma_bwd.cu) share.
  * LEMO_ATTN_NO_WGMMA=1 in the environment selects the mma.sync kernel instead (to compare). */
 #include <math.h>
 #include <stdlib.h>
 
 #include "cuda_common.h"
-#include "cuda_ptx.h"
+#include "cuda_wgmma.h"
 
 /* Warpgroups (of 64 query rows) per block and keys per tile, by head size: the fastest of
  * (1 or 2) x (64 or 128) on the H100 (forward TFLOP/s at 16K tokens, 32 heads: head size 128
@@ -29,117 +28,6 @@ template <int HS> struct WgShape { static constexpr int NWG = 2, BK = HS == 128 
 #define WG_LOG2E 1.4426950408889634f
 #define WG_LN2 0.6931471805599453f
 
-#define WG_D8(i)                                                                               \
-    "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), \
-        "+f"(d[i + 6]), "+f"(d[i + 7])
-
-/* d(64 x 128) (+)= A(64 x 16, shared, K-major) B(16 x 128, shared, K-major). */
-__device__ __forceinline__ void wgmma_ss_n128(float d[64], uint64_t da, uint64_t db, int accumulate) {
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
-        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
-        "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
-        "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}"
-        ", %64, %65, p, 1, 1, 0, 0;\n}\n"
-        : WG_D8(0),
-          WG_D8(8),
-          WG_D8(16),
-          WG_D8(24),
-          WG_D8(32),
-          WG_D8(40),
-          WG_D8(48),
-          WG_D8(56)
-        : "l"(da), "l"(db), "r"(accumulate));
-}
-
-/* d(64 x 64) (+)= A(64 x 16, shared, K-major) B(16 x 64, shared, K-major). */
-__device__ __forceinline__ void wgmma_ss_n64(float d[32], uint64_t da, uint64_t db, int accumulate) {
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
-        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}"
-        ", %32, %33, p, 1, 1, 0, 0;\n}\n"
-        : WG_D8(0),
-          WG_D8(8),
-          WG_D8(16),
-          WG_D8(24)
-        : "l"(da), "l"(db), "r"(accumulate));
-}
-
-/* d(64 x 128) += A(64 x 16, registers) B(16 x 128, shared, MN-major). */
-__device__ __forceinline__ void wgmma_rs_n128(float d[64], const uint32_t a[4], uint64_t db) {
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
-        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
-        "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
-        "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}"
-        ", {%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"
-        : WG_D8(0),
-          WG_D8(8),
-          WG_D8(16),
-          WG_D8(24),
-          WG_D8(32),
-          WG_D8(40),
-          WG_D8(48),
-          WG_D8(56)
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
-}
-
-/* d(64 x 64) += A(64 x 16, registers) B(16 x 64, shared, MN-major). */
-__device__ __forceinline__ void wgmma_rs_n64(float d[32], const uint32_t a[4], uint64_t db) {
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
-        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}"
-        ", {%32, %33, %34, %35}, %36, p, 1, 1, 1;\n}\n"
-        : WG_D8(0),
-          WG_D8(8),
-          WG_D8(16),
-          WG_D8(24)
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
-}
-
-#undef WG_D8
-
-/* wgmma shared-memory matrix descriptor, 128-byte swizzle: start address, leading and
- * stride byte offsets (PTX ISA, "matrix descriptor format"; both in 16-byte units). */
-__device__ __forceinline__ uint64_t wg_desc(const void *p, uint32_t lbo, uint32_t sbo) {
-    uint64_t d = (uint64_t)((smem_addr(p) & 0x3FFFF) >> 4);
-    d |= (uint64_t)((lbo >> 4) & 0x3FFF) << 16;
-    d |= (uint64_t)((sbo >> 4) & 0x3FFF) << 32;
-    d |= (uint64_t)1 << 62;
-    return d;
-}
-
-__device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wg_wait0() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
-/* Orders this thread's ordinary shared-memory writes (cp.async) before the tensor cores'
- * reads through the async proxy; a barrier after it makes that hold for the block. */
-__device__ __forceinline__ void fence_proxy_async() {
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-}
-
-/* cp.async of R rows x HS columns into the 128-byte-swizzled sub-tile layout; row r from
- * g + r*stride; rows >= nvalid zero-filled. */
-template <int HS, int R, int NTH>
-__device__ __forceinline__ void wg_load(bf16 *sm, const bf16 *g, long stride, int nvalid) {
-    constexpr int CH = HS / 8;  // 16-byte chunks a row
-#pragma unroll 4
-    for (int e = threadIdx.x; e < R * CH; e += NTH) {
-        int r = e / CH, c = e % CH, sub = c >> 3, cc = c & 7;
-        bool ok = r < nvalid;
-        const bf16 *src = g + (ok ? (long)r * stride : 0) + c * 8;
-        cp_async16(sm + sub * R * 64 + r * 64 + ((cc ^ (r & 7)) << 3), src, ok ? 16 : 0);
-    }
-}
-
 template <int HS, int NWG, int BK>
 __global__ void __launch_bounds__(NWG * 128, NWG == 1 ? 2 : 1)
     attn_fwd_wgmma_kernel(bf16 *out, float *lse, const bf16 *q, const bf16 *k, const bf16 *v, int S, int NH,
@@ -147,8 +35,7 @@ __global__ void __launch_bounds__(NWG * 128, NWG == 1 ? 2 : 1)
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     constexpr int WG_ROWS = NWG * 64, WG_KEYS = BK, NTH = NWG * 128;
     extern __shared__ __align__(1024) unsigned char wg_smem[];
-    // the swizzle is a function of the address: sub-tiles must start 1024-byte aligned
-    bf16 *Qs = (bf16 *)(wg_smem + ((1024 - (smem_addr(wg_smem) & 1023)) & 1023));  // (HS/64, rows, 64)
+    bf16 *Qs = (bf16 *)wg_align1024(wg_smem);  // (HS/64, rows, 64)
     bf16 *Ks = Qs + WG_ROWS * HS;               // (2, HS/64, BK, 64)
     bf16 *Vs = Ks + 2 * WG_KEYS * HS;           // (2, HS/64, BK, 64)
     int nq = cdiv(S, WG_ROWS);

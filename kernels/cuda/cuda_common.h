@@ -169,6 +169,11 @@ size_t cuda_attention_bwd_ws_bytes(int S, int NH, int NKV, int HS);
 int cuda_attention_wgmma_ok(void);
 void cuda_attention_forward_wgmma(void *out, float *lse, const void *q, const void *k, const void *v, int S,
                                   int NH, int NKV, int HS);
+/* cuda_attention_wgmma_bwd.cu: the backward's main kernel on sm_90a. dqacc (S, NH, HS) fp32
+ * zeroed, D (NH, S) = rowsum(dO * O) already computed; dk, dv (S, NKV, HS) bf16 written. */
+void cuda_attention_backward_wgmma(float *dqacc, void *dk, void *dv, const void *dout, const float *lse,
+                                   const float *D, const void *q, const void *k, const void *v, int S, int NH,
+                                   int NKV, int HS);
 
 /* cuda_loss.cu: chunked LM head + cross-entropy */
 double cuda_lm_head_ce(void *dx, long *count, const void *x, const void *w, const int *target,
