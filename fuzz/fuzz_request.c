@@ -13,11 +13,12 @@
 #include "models.h"
 #include "srv_util.h"
 
-static int model_dir(void *ctx, const char *name, char *dir, size_t cap, int *max_pos) {
+static int model_dir(void *ctx, const char *name, char *dir, size_t cap, int *max_pos, int *n_layers) {
     (void)ctx;
     if (strcmp(name, "m")) return -1;
     snprintf(dir, cap, "/m");
     *max_pos = 128;
+    *n_layers = 2;
     return 0;
 }
 
@@ -31,7 +32,7 @@ static int file_path(void *ctx, const char *id, char *path, size_t cap) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const uint8_t *nul = memchr(data, 0, size);
     size_t blen = nul ? (size_t)(nul - data) : size;
-    JobEnv env = {model_dir, file_path, NULL, "/out"};
+    JobEnv env = {model_dir, file_path, NULL, "/out", 0};
     JobSpec sp;
     Err e = {0};
     if (job_request_resolve((const char *)data, blen, &env, &sp, &e) == 0) {

@@ -5,7 +5,7 @@
  * memory), then validated line by line with data_validate_jsonl() (a bad line is a 400 that
  * names the line and the field), and only then renamed to files/FILE_ID.jsonl and recorded.
  * So a file object always refers to a complete, valid dataset. An import by URL refuses
- * internal addresses (netaddr.h) unless the server runs with --import-internal. */
+ * internal addresses (netaddr_curl.h) unless the server runs with --allow-internal-urls. */
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -21,7 +21,7 @@
 #include "api.h"
 #include "data.h"
 #include "multipart.h"
-#include "netaddr.h"
+#include "netaddr_curl.h"
 #include "srv_util.h"
 
 enum { UP_RAW = 1, UP_MULTIPART = 2 };
@@ -236,24 +236,8 @@ static size_t fetch_write(char *p, size_t sz, size_t nm, void *ud) {
 }
 
 /* POST /v1/files with {"url": ..., "filename"?, "purpose"?}: downloads with libcurl (http and
- * https only, size and time limits) into a temp file, then commits it like an upload. */
-/* curl's socket opener for URL imports: refuses internal addresses unless allowed, at the
- * moment of connecting, so DNS answers and redirects are covered (netaddr.h). */
-typedef struct {
-    int allow_internal;
-    char refused[64];  // the refused address, "" if none
-} Guard;
-
-static curl_socket_t open_guarded(void *clientp, curlsocktype purpose, struct curl_sockaddr *a) {
-    Guard *g = clientp;
-    (void)purpose;
-    if (!g->allow_internal && netaddr_is_internal(&a->addr)) {
-        netaddr_format(&a->addr, g->refused, sizeof g->refused);
-        return CURL_SOCKET_BAD;
-    }
-    return socket(a->family, a->socktype, a->protocol);
-}
-
+ * https only, size and time limits, internal addresses refused at connect time unless allowed:
+ * netaddr_curl.h) into a temp file, then commits it like an upload. */
 static int file_import(Req *r) {
     json_t *b = http_body_json(r);
     if (!b) return MHD_YES;
@@ -300,9 +284,8 @@ static int file_import(Req *r) {
     if (f.fd < 0) { json_decref(b); return http_500(r, "cannot create a temp file"); }
     CURL *c = curl_easy_init();
     char cerr[CURL_ERROR_SIZE] = "";
-    Guard guard = {r->srv->import_internal, ""};
-    curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, open_guarded);
-    curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, &guard);
+    NetGuard guard = {r->srv->allow_internal_urls, "", 0};
+    netaddr_curl_guard(c, &guard);
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
@@ -330,7 +313,7 @@ static int file_import(Req *r) {
     else if (guard.refused[0])
         res = http_error(r, 400, "invalid_request_error", "url_not_allowed", "url",
                          "The URL leads to %s, an internal address (loopback, private or link-local): this server "
-                         "does not import from those (started with --import-internal it would)", guard.refused);
+                         "does not import from those (started with --allow-internal-urls it would)", guard.refused);
     else if (rc != CURLE_OK)
         res = http_error(r, 400, "invalid_request_error", "import_failed", "url", "Cannot download the URL (HTTP %ld): %s",
                          http_code, cerr[0] ? cerr : curl_easy_strerror(rc));

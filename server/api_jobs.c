@@ -86,7 +86,7 @@ static int jobs_dry_run(Req *r) {
     fs_mkdirs(dir, NULL);
     snprintf(dir, sizeof dir, "%s/tmp/estimate-XXXXXX", r->srv->data_dir);
     if (!mkdtemp(dir)) return http_500(r, "cannot create a temp directory");
-    JobEnv env = {env_model, env_file, r->srv, dir};
+    JobEnv env = {env_model, env_file, r->srv, dir, r->srv->allow_internal_urls};
     JobSpec spec;
     Err e = {0};
     if (job_request_resolve(r->body ? r->body : "", r->body_len, &env, &spec, &e)) {
@@ -146,7 +146,7 @@ int api_jobs_create(Req *r) {
     id_new("ftjob-", j.id);
     char dir[PATH_MAX];
     snprintf(dir, sizeof dir, "%s/jobs/%s", r->srv->data_dir, j.id);
-    JobEnv env = {env_model, env_file, r->srv, dir};
+    JobEnv env = {env_model, env_file, r->srv, dir, r->srv->allow_internal_urls};
     JobSpec spec;
     Err e = {0};
     if (!r->body || !r->body_len) {

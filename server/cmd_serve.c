@@ -38,11 +38,12 @@ static void usage(FILE *f) {
             "  --max-upload-bytes N    largest dataset upload or URL import (default 1073741824)\n"
             "  --max-body-bytes N      largest body of any other request (default 1048576)\n"
             "  --import-timeout S      time limit of a dataset import by URL, seconds (default 300)\n"
-            "  --import-internal       let dataset imports by URL reach loopback, private and link-local\n"
-            "                          addresses (default: refused, so clients cannot make the server read\n"
-            "                          what only its network can see)\n"
-            "  --webhook-url URL       POST job.succeeded/failed/cancelled events here (default: none;\n"
-            "                          a job's metadata.webhook_url adds one per job)\n"
+            "  --allow-internal-urls   let URLs that clients name (dataset imports, a job's metadata.webhook_url)\n"
+            "                          reach loopback, private and link-local addresses (default: refused, so\n"
+            "                          clients cannot make the server reach what only its network can see)\n"
+            "  --import-internal       the same as --allow-internal-urls (its older name)\n"
+            "  --webhook-url URL       POST job.succeeded/failed/cancelled events here (default: none; it may\n"
+            "                          be internal; a job's metadata.webhook_url adds one per job)\n"
             "  --webhook-secret S      HMAC-SHA256 key signing webhooks (default: none, or $LEMO_WEBHOOK_SECRET)\n"
             "  --help                  this text\n");
 }
@@ -120,8 +121,8 @@ int cmd_serve(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
-        if (!strcmp(a, "--import-internal")) {  // the one flag without a value
-            srv.import_internal = 1;
+        if (!strcmp(a, "--allow-internal-urls") || !strcmp(a, "--import-internal")) {  // the one flag without a value
+            srv.allow_internal_urls = 1;
             continue;
         }
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;

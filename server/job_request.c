@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "job_config.h"
+#include "netaddr.h"
 #include "srv_util.h"
 
 /* Sets the error (param = request field) and the error code. */
@@ -225,6 +226,11 @@ static int top_fields(json_t *b, const JobEnv *env, JobSpec *out, char *model_di
             const char *u = json_string_value(wh);
             if (strncmp(u, "http://", 7) && strncmp(u, "https://", 8))
                 return FAIL("invalid_value", "metadata.webhook_url", "'metadata.webhook_url' must be an http(s) URL");
+            char ip[64];   // a host name is judged when the webhook connects (its DNS answer can change)
+            if (!env->allow_internal_urls && netaddr_url_host_internal(u, ip, sizeof ip))
+                return FAIL("invalid_value", "metadata.webhook_url", "'metadata.webhook_url' leads to %s, an internal "
+                            "address (loopback, private or link-local): this server does not send webhooks there "
+                            "(started with --allow-internal-urls it would)", ip);
             snprintf(out->webhook_url, sizeof out->webhook_url, "%s", u);
         }
     }
@@ -316,6 +322,7 @@ int job_request_resolve(const char *body, size_t len, const JobEnv *env, JobSpec
     int mem = ACT_RECOMPUTE;
     json_t *layers = NULL;
     json_t *mv = json_object_get(hp, "memory");
+    int mem_auto = mv && is_auto(mv);  // the trainer fits the policy to the device (memory.auto)
     if (mv && !json_is_null(mv) && !is_auto(mv)) {
         int bad = 0;
         if (json_is_array(mv)) {
@@ -346,7 +353,8 @@ int job_request_resolve(const char *body, size_t len, const JobEnv *env, JobSpec
             FAIL("invalid_value", "hyperparameters.memory", "'hyperparameters.memory' must be \"recompute\" (layer "
                  "checkpoints on the device, the default), \"offload\" (in host memory), \"offload_attention\" "
                  "(checkpoints and attention outputs in host memory: faster at long context), \"keep\" (every "
-                 "activation on the device), or an array of these, one per layer of the model");
+                 "activation on the device), \"auto\" (the trainer picks, layer by layer, the fastest that fits "
+                 "the GPU), or an array of these, one per layer of the model");
             goto fail;
         }
     }
@@ -371,8 +379,9 @@ int job_request_resolve(const char *body, size_t len, const JobEnv *env, JobSpec
     if (rope) json_object_set(cfg, "rope_scaling", rope);
     json_object_set_new(cfg, "resume_from", json_string("auto"));
     json_object_set_new(cfg, "device", json_string("auto"));
-    json_t *mem_cfg = json_pack("{s:b, s:b, s:b}", "checkpointing", mem != ACT_KEEP, "offload", act_offloads(mem),
-                                "offload_attention", mem == ACT_OFFLOAD_ATT);
+    json_t *mem_cfg = mem_auto ? json_pack("{s:b}", "auto", 1)
+                               : json_pack("{s:b, s:b, s:b}", "checkpointing", mem != ACT_KEEP, "offload",
+                                           act_offloads(mem), "offload_attention", mem == ACT_OFFLOAD_ATT);
     if (layers) json_object_set_new(mem_cfg, "layers", layers);
     json_object_set_new(cfg, "memory", mem_cfg);
 
@@ -408,7 +417,7 @@ int job_request_resolve(const char *body, size_t len, const JobEnv *env, JobSpec
     json_object_set_new(hpo, "weight_decay", json_real(wd));
     json_object_set_new(hpo, "grad_clip", json_real(clip));
     json_object_set_new(hpo, "rope_scaling", rope ? json_incref(rope) : json_null());
-    json_object_set_new(hpo, "memory", layers ? json_incref(layers) : json_string(act_names[mem]));
+    json_object_set_new(hpo, "memory", layers ? json_incref(layers) : json_string(mem_auto ? "auto" : act_names[mem]));
     json_t *md = json_object_get(b, "metadata");
     out->request = json_pack("{s:O, s:{s:s, s:{s:O}}, s:O}", "hyperparameters", hpo, "method", "type", "supervised",
                              "supervised", "hyperparameters", hpo, "metadata", md && json_is_object(md) ? md : json_null());

@@ -26,6 +26,7 @@ typedef struct {
     int (*file_path)(void *ctx, const char *id, char *path, size_t cap);
     void *ctx;
     const char *output_dir;   // where the trainer writes (jobs/JOB_ID)
+    int allow_internal_urls;  // 0: a metadata.webhook_url whose host is a literal internal IP is refused
 } JobEnv;
 
 typedef struct {

@@ -1,4 +1,4 @@
-/* netaddr.c: the internal-address test of URL imports (netaddr.h says why). */
+/* netaddr.c: the internal-address test of URLs that clients name (netaddr.h says why). */
 #include "netaddr.h"
 
 #include <arpa/inet.h>
@@ -37,4 +37,39 @@ void netaddr_format(const struct sockaddr *sa, char *buf, size_t cap) {
                                              : (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
     if ((sa->sa_family != AF_INET && sa->sa_family != AF_INET6) || !inet_ntop(sa->sa_family, a, buf, (socklen_t)cap))
         snprintf(buf, cap, "(address family %d)", sa->sa_family);
+}
+
+int netaddr_url_host_internal(const char *url, char *buf, size_t cap) {
+    const char *p = strstr(url, "://");
+    if (!p) return 0;
+    p += 3;
+    size_t n = strcspn(p, "/?#");                        // the authority
+    const char *at = memrchr(p, '@', n);
+    if (at) { n -= (size_t)(at + 1 - p); p = at + 1; }   // past the userinfo
+    char host[256];
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    if (*p == '[') {
+        const char *end = memchr(p, ']', n);
+        if (!end) return 0;
+        size_t len = strcspn(p + 1, "%]");                // without a zone id ("%25eth0")
+        if (len >= sizeof host) return 0;
+        memcpy(host, p + 1, len);
+        host[len] = 0;
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        a->sin6_family = AF_INET6;
+        if (inet_pton(AF_INET6, host, &a->sin6_addr) != 1) return 0;
+    } else {
+        const char *colon = memchr(p, ':', n);
+        size_t len = colon ? (size_t)(colon - p) : n;
+        if (!len || len >= sizeof host) return 0;
+        memcpy(host, p, len);
+        host[len] = 0;
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        a->sin_family = AF_INET;
+        if (!inet_aton(host, &a->sin_addr)) return 0;    // also the short and numeric forms
+    }
+    if (!netaddr_is_internal((const struct sockaddr *)&ss)) return 0;
+    netaddr_format((const struct sockaddr *)&ss, buf, cap);
+    return 1;
 }

@@ -1,4 +1,9 @@
-/* webhook.c: the webhook queue and sender thread (see webhook.h). */
+/* webhook.c: the webhook queue and sender thread (see webhook.h).
+ *
+ * A job's metadata.webhook_url is a URL a client named, so its deliveries go through the
+ * connect-time guard (netaddr_curl.h) unless the server allows internal addresses; the
+ * operator's --webhook-url is trusted and is not guarded. A refused delivery is logged once and
+ * dropped (trying again would be refused again). Redirects are not followed. */
 #include "webhook.h"
 
 #include <curl/curl.h>
@@ -9,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "netaddr_curl.h"
 #include "sha256.h"
 #include "srv_util.h"
 
@@ -18,6 +24,8 @@ typedef struct Delivery {
     struct Delivery *next;
     char url[1024];
     char id[ID_MAX];
+    char job[ID_MAX];
+    int guarded;         // 1: internal addresses refused (a client's URL)
     char *body;
     int tries;
     double not_before;   // unix time of the next try
@@ -47,7 +55,8 @@ void webhook_sign(const char *secret, const char *msg_id, long long ts, const ch
 
 static size_t discard(char *p, size_t s, size_t n, void *u) { (void)p, (void)u; return s * n; }
 
-/* One POST; 0 when the receiver answered 2xx. */
+/* One POST; 0 when the receiver answered 2xx, -2 when the guard refused every address the URL
+ * led to (logged here; not worth another try), -1 on any other failure. */
 static int webhook_post(Webhooks *w, Delivery *d) {
     CURL *c = curl_easy_init();
     if (!c) return -1;
@@ -63,6 +72,9 @@ static int webhook_post(Webhooks *w, Delivery *d) {
     if (w->srv->webhook_secret[0]) hs = curl_slist_append(hs, h1);
     curl_easy_setopt(c, CURLOPT_URL, d->url);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);   // a 3xx is a failed delivery, never a new target
+    NetGuard guard = {!d->guarded, "", 0};
+    netaddr_curl_guard(c, &guard);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hs);
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, d->body);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
@@ -74,6 +86,12 @@ static int webhook_post(Webhooks *w, Delivery *d) {
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
     curl_slist_free_all(hs);
     curl_easy_cleanup(c);
+    if (rc != CURLE_OK && guard.refused[0] && !guard.opened) {
+        fprintf(stderr, "lemo serve: webhook %s of job %s to %s: refused: it leads to %s, an internal address "
+                        "(loopback, private or link-local), which a job's webhook_url may not reach unless the "
+                        "server runs with --allow-internal-urls; dropped\n", d->id, d->job, d->url, guard.refused);
+        return -2;
+    }
     if (rc != CURLE_OK || code < 200 || code > 299) {
         fprintf(stderr, "lemo serve: webhook %s to %s: %s (try %d of %d)\n", d->id, d->url,
                 rc != CURLE_OK ? curl_easy_strerror(rc) : "non-2xx answer", d->tries + 1, WEBHOOK_TRIES);
@@ -105,9 +123,9 @@ static void *webhook_main(void *arg) {
         }
         int stopping = w->stopping;
         pthread_mutex_unlock(&w->mu);
-        int ok = webhook_post(w, d) == 0;
+        int rc = webhook_post(w, d);
         pthread_mutex_lock(&w->mu);
-        if (!ok && !stopping && ++d->tries < WEBHOOK_TRIES) {
+        if (rc == -1 && !stopping && ++d->tries < WEBHOOK_TRIES) {
             d->not_before = now_f() + (d->tries == 1 ? 2 : 8);
             d->next = w->head;
             w->head = d;
@@ -134,11 +152,13 @@ Webhooks *webhook_start(Server *srv, Err *e) {
     return w;
 }
 
-/* Appends one delivery to the queue. */
-static void webhook_enqueue(Webhooks *w, const char *url, const char *body) {
+/* Appends one delivery to the queue; guarded: refuse internal addresses. */
+static void webhook_enqueue(Webhooks *w, const char *url, const char *job_id, int guarded, const char *body) {
     Delivery *d = calloc(1, sizeof *d);
     if (!d) return;
     snprintf(d->url, sizeof d->url, "%s", url);
+    snprintf(d->job, sizeof d->job, "%s", job_id);
+    d->guarded = guarded;
     id_new("msg_", d->id);
     d->body = strdup(body);
     if (!d->body) { free(d); return; }
@@ -162,8 +182,9 @@ void webhook_send(Webhooks *w, const char *type, const char *job_id, const char 
     char *body = json_dumps(ev, JSON_COMPACT | JSON_REAL_PRECISION(10));
     json_decref(ev);
     if (!body) return;
-    if (global[0]) webhook_enqueue(w, global, body);
-    if (url_override && url_override[0] && strcmp(url_override, global)) webhook_enqueue(w, url_override, body);
+    if (global[0]) webhook_enqueue(w, global, job_id, 0, body);
+    if (url_override && url_override[0] && strcmp(url_override, global))
+        webhook_enqueue(w, url_override, job_id, !w->srv->allow_internal_urls, body);
     free(body);
 }
 

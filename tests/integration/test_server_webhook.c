@@ -1,12 +1,17 @@
 /* test_server_webhook.c: job.cancelled, job.failed and job.succeeded webhooks reach the
  * --webhook-url (and a job's metadata.webhook_url) with a valid Standard Webhooks HMAC-SHA256
  * signature, a receiver that fails first gets the retry, and a job whose trainer fails is
- * `failed` with the trainer's own error message while the server keeps serving. */
+ * `failed` with the trainer's own error message while the server keeps serving. Without
+ * --allow-internal-urls a job's webhook may not reach internal addresses (a literal one is a
+ * 400 at creation, a name resolving to one is refused when connecting, logged once and dropped)
+ * while the operator's --webhook-url on loopback still delivers. */
 #include "itest.h"
 #include "sha256.h"
 
 static ITServer s;
 static ITPeer peer;
+
+static void check_delivery(int i, const char *type, const char *job);
 
 /* Waits for the peer to hold n deliveries. */
 static int wait_posts(int n, double timeout) {
@@ -16,6 +21,70 @@ static int wait_posts(int n, double timeout) {
         usleep(50000);
     }
     return -1;
+}
+
+/* Lines of the server log holding both needles. */
+static int log_lines_with(const ITServer *t, const char *a, const char *b) {
+    FILE *f = fopen(t->log, "r");
+    if (!f) return 0;
+    char line[4096];
+    int n = 0;
+    while (fgets(line, sizeof line, f)) n += strstr(line, a) && strstr(line, b);
+    fclose(f);
+    return n;
+}
+
+/* Without --allow-internal-urls: a job's webhook on 127.0.0.1 is a 400 at creation; one on
+ * "localhost" is accepted, refused when connecting, logged once and never retried (stopping the
+ * server gives every queued delivery one more try, so a requeued one would log again); the
+ * operator's --webhook-url on 127.0.0.1 still gets the event. */
+static void check_internal_refused(const char *hook, const char *models, const char *file_text) {
+    ITServer t;
+    it_tempdir(&t);
+    if (it_start(&t, "--slots", "0", "--models", models, "--webhook-url", hook, "--webhook-secret", "s3cret", NULL)) {
+        CHECK(0, "server start without --allow-internal-urls");
+        return;
+    }
+    char file[64], job[64], body[1024], path[200], param[64], code[64], url[128];
+    CHECK(it_upload_ok(&t, "d.jsonl", file_text, file, sizeof file) == 0, "upload");
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/job-hook", peer.port);
+    snprintf(body, sizeof body, "{\"model\": \"broken\", \"training_file\": \"%s\", \"metadata\": {\"webhook_url\": \"%s\"}}",
+             file, url);
+    ITResp r = it_post_json(&t, "/v1/fine_tuning/jobs", body);
+    it_err_field(&r, "param", param, sizeof param);
+    it_err_field(&r, "code", code, sizeof code);
+    CHECK(r.status == 400 && !strcmp(param, "metadata.webhook_url") && !strcmp(code, "invalid_value") &&
+              strstr(r.body, "127.0.0.1"),
+          "job webhook on 127.0.0.1 refused at creation: %ld %s", r.status, r.body);
+    it_free(&r);
+    r = it_get(&t, "/v1/fine_tuning/jobs");
+    CHECK(r.status == 200 && !strstr(r.body, "ftjob-"), "a refused job is not stored: %s", r.body);
+    it_free(&r);
+
+    int base = it_peer_count(&peer);
+    snprintf(url, sizeof url, "http://localhost:%d/job-hook", peer.port);
+    snprintf(body, sizeof body, "{\"model\": \"broken\", \"training_file\": \"%s\", \"metadata\": {\"webhook_url\": \"%s\"}}",
+             file, url);
+    r = it_post_json(&t, "/v1/fine_tuning/jobs", body);
+    it_str(&r, "id", job, sizeof job);
+    CHECK(r.status == 200 && job[0], "a job webhook by host name is accepted at creation: %ld %s", r.status, r.body);
+    it_free(&r);
+    snprintf(path, sizeof path, "/v1/fine_tuning/jobs/%s/cancel", job);
+    r = it_req(&t, "POST", path, NULL, NULL, 0);
+    CHECK(r.status == 200, "cancel: %ld", r.status);
+    it_free(&r);
+    CHECK(wait_posts(base + 1, 10) == 0, "the operator's webhook on 127.0.0.1 delivers (%d)", it_peer_count(&peer));
+    if (it_peer_count(&peer) > base) check_delivery(base, "job.cancelled", job);
+    double t0 = it_now();
+    while (it_now() - t0 < 10 && !log_lines_with(&t, url, "refused")) usleep(50000);
+    CHECK(log_lines_with(&t, url, "refused") == 1 && log_lines_with(&t, url, "internal address") == 1,
+          "the refused job webhook is logged naming its URL (log %s)", t.log);
+    CHECK(log_lines_with(&t, url, job) == 1, "the refusal names the job (log %s)", t.log);
+    it_stop(&t, SIGTERM);
+    CHECK(log_lines_with(&t, url, "refused") == 1 && log_lines_with(&t, url, "try ") == 0,
+          "the refused delivery is dropped, not retried (log %s)", t.log);
+    CHECK(it_peer_count(&peer) == base + 1, "only the operator's delivery arrived (%d)", it_peer_count(&peer) - base);
+    it_cleanup(&t);
 }
 
 /* Checks delivery i: its type, job id and signature. */
@@ -69,15 +138,16 @@ int main(void) {
         CHECK(symlink(target, link) == 0, "link stories260K");
     }
 
-    /* cancelled: with --slots 0 the job stays queued; both URLs are told */
-    if (it_start(&s, "--slots", "0", "--models", models, "--webhook-url", hook, "--webhook-secret", "s3cret", NULL)) {
+    /* cancelled: with --slots 0 the job stays queued; both URLs are told (the job's is on
+     * 127.0.0.1, so internal URLs are allowed) */
+    if (it_start(&s, "--slots", "0", "--models", models, "--webhook-url", hook, "--webhook-secret", "s3cret",
+                 "--allow-internal-urls", NULL)) {
         CHECK(0, "server start");
         return check_done("webhook");
     }
     char file[64], job[64], st[32], body[1024], path[200];
     char *ds = it_story_jsonl(20);
     CHECK(it_upload_ok(&s, "d.jsonl", ds, file, sizeof file) == 0, "upload");
-    free(ds);
     snprintf(body, sizeof body, "{\"model\": \"broken\", \"training_file\": \"%s\", \"metadata\": {\"webhook_url\": \"%s\"}, "
              "\"hyperparameters\": {\"max_steps\": 2, \"context_length\": 16}}", file, job_hook);
     ITResp r = it_post_json(&s, "/v1/fine_tuning/jobs", body);
@@ -129,6 +199,9 @@ int main(void) {
         fprintf(stderr, "note: ../shared absent: the job.succeeded delivery is not checked\n");
     }
     it_stop(&s, SIGTERM);
+
+    check_internal_refused(hook, models, ds);
+    free(ds);
     it_peer_stop(&peer);
     it_cleanup(&s);
     return check_done("test_server_webhook");

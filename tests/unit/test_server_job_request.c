@@ -23,7 +23,7 @@ static int file_path(void *ctx, const char *id, char *path, size_t cap) {
     return 0;
 }
 
-static JobEnv env = {model_dir, file_path, NULL, "/data/jobs/ftjob-x"};
+static JobEnv env = {model_dir, file_path, NULL, "/data/jobs/ftjob-x", 0};
 
 static json_t *cfg_of(const char *body, JobSpec *sp) {
     Err e = {0};
@@ -42,6 +42,47 @@ static void expect_error(const char *body, const char *param, const char *code) 
     CHECK(!strcmp(e.param, param), "param '%s', want '%s' for %s", e.param, param, body);
     if (code) CHECK(!strcmp(sp.code, code), "code '%s', want '%s'", sp.code, code);
     job_spec_free(&sp);
+}
+
+/* A metadata.webhook_url whose host is a literal internal IP is refused at creation unless the
+ * server allows internal URLs; host names pass (they are judged when the webhook connects). */
+static void check_webhook_internal_ip(void) {
+    static const char *const refused[][2] = {
+        {"http://127.0.0.1:8080/", "127.0.0.1"}, {"http://[::1]/", "::1"}, {"http://10.0.0.5/hook", "10.0.0.5"},
+        {"https://user:pw@169.254.169.254/latest", "169.254.169.254"}, {"http://127.1/", "127.0.0.1"},
+        {"http://2130706433/", "127.0.0.1"}, {"http://[::ffff:192.168.1.1]:80/", "::ffff:192.168.1.1"},
+        {"http://[fe80::1%25eth0]/", "fe80::1"}};
+    static const char *const passed[] = {"http://localhost:9/", "https://hooks.example.com/x?to=http://127.0.0.1/",
+                                         "http://127.0.0.1@example.com/", "http://8.8.8.8/hook",
+                                         "http://[2001:db8::1]:8443/"};
+    char body[512];
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        snprintf(body, sizeof body, "{\"model\": \"tiny\", \"training_file\": \"file-abc\", "
+                 "\"metadata\": {\"webhook_url\": \"%s\"}}", refused[i][0]);
+        JobSpec sp;
+        Err e = {0};
+        int rc = job_request_resolve(body, strlen(body), &env, &sp, &e);
+        CHECK(rc == -1 && !strcmp(e.param, "metadata.webhook_url") && !strcmp(sp.code, "invalid_value") &&
+                  strstr(e.msg, refused[i][1]),
+              "%s refused naming %s: rc %d, %s (%s) %s", refused[i][0], refused[i][1], rc, e.param, sp.code, e.msg);
+        job_spec_free(&sp);
+        JobEnv open_env = env;
+        open_env.allow_internal_urls = 1;
+        e = (Err){0};
+        rc = job_request_resolve(body, strlen(body), &open_env, &sp, &e);
+        CHECK(rc == 0 && !strcmp(sp.webhook_url, refused[i][0]), "%s allowed with internal URLs on: %s", refused[i][0],
+              e.msg);
+        job_spec_free(&sp);
+    }
+    for (size_t i = 0; i < sizeof passed / sizeof passed[0]; i++) {
+        snprintf(body, sizeof body, "{\"model\": \"tiny\", \"training_file\": \"file-abc\", "
+                 "\"metadata\": {\"webhook_url\": \"%s\"}}", passed[i]);
+        JobSpec sp;
+        Err e = {0};
+        int rc = job_request_resolve(body, strlen(body), &env, &sp, &e);
+        CHECK(rc == 0 && !strcmp(sp.webhook_url, passed[i]), "%s accepted: %s", passed[i], e.msg);
+        job_spec_free(&sp);
+    }
 }
 
 int main(void) {
@@ -86,6 +127,16 @@ int main(void) {
         json_t *hp = json_object_get(sp.request, "hyperparameters");
         CHECK(!strcmp(json_string_value(json_object_get(hp, "memory")), "offload_attention"), "request shows memory");
     }
+    job_spec_free(&sp);
+    // "auto": the trainer picks, layer by layer (memory.auto)
+    c = cfg_of("{\"model\": \"tiny\", \"training_file\": \"file-abc\", \"hyperparameters\": {\"memory\": \"auto\"}}",
+               &sp);
+    CHECK(c && json_is_true(json_object_get(json_object_get(c, "memory"), "auto")) &&
+              json_object_size(json_object_get(c, "memory")) == 1,
+          "memory auto reaches the trainer config as memory.auto alone");
+    if (c)
+        CHECK(!strcmp(json_string_value(json_object_get(json_object_get(sp.request, "hyperparameters"), "memory")), "auto"),
+              "request shows memory auto");
     job_spec_free(&sp);
     // or one policy per layer of the model (it has 3)
     c = cfg_of("{\"model\": \"tiny\", \"training_file\": \"file-abc\", \"hyperparameters\": {\"memory\": "
@@ -149,5 +200,6 @@ int main(void) {
                  "\"supervised\": {\"beta\": 1}}}", "method.supervised.beta", NULL);
     expect_error("{\"model\": \"tiny\", \"training_file\": \"file-abc\", \"metadata\": {\"webhook_url\": \"ftp://x\"}}",
                  "metadata.webhook_url", NULL);
+    check_webhook_internal_ip();
     return check_done("test_server_job_request");
 }
