@@ -29,11 +29,12 @@
 #define CUBLAS_WORKSPACE_BYTES ((size_t)32 << 20) // kernels/cuda/cuda_backend.cu
 #define CUDA_RUNTIME_BYTES (CUDA_CONTEXT_BYTES + CUBLAS_WORKSPACE_BYTES)
 #define CPU_RUNTIME_BYTES ((size_t)16 << 20)    // process, libraries, OpenBLAS buffers, stacks
-// CUDA rates in training, from `make bench` on an H100 (bench/RESULTS.md, 2026-11-27): the
-// linear layers through cuBLAS bf16, our attention forward (wgmma) and backward (mma.sync)
+// CUDA rates in training, from `make bench` (bench/RESULTS.md, 2026-11-27): the linear layers
+// through cuBLAS bf16 (H100), our attention forward and backward, both on wgmma (H200; the
+// forward measured the same on an H100)
 #define CUDA_GEMM_FLOPS 600e12
 #define CUDA_ATT_FWD_FLOPS 320e12
-#define CUDA_ATT_BWD_FLOPS 200e12
+#define CUDA_ATT_BWD_FLOPS 335e12
 #define CUDA_SMS 132                            // H100 SXM: the LoRA products split K to fill 4 x SMs
 
 static double now_s(void) {
@@ -80,8 +81,8 @@ static StepFlops step_flops(const ModelConfig *c, double S, const ActPolicy *act
 
 /* Seconds of one window. The CPU runs GEMMs through OpenBLAS at ~0.9 of the probed sgemm rate
  * and attention (blocked sgemm + online softmax) at ~0.35 of it (kernels/cpu/attention.c, measured on
- * refmodel-22m shapes); CUDA at the rates measured on an H100 for each part (1-7% under the
- * measured Llama-2-7B-shape steps at 4K-64K tokens: elementwise ops are not counted). */
+ * refmodel-22m shapes); CUDA at the rates measured for each part (1-6% under the measured
+ * Llama-2-7B-shape steps at 4K-64K tokens on an H200: elementwise ops are not counted). */
 static double window_seconds(const ModelConfig *c, double S, const ActPolicy *act, int down_adapter, int cuda,
                              double cpu_rate) {
     StepFlops f = step_flops(c, S, act, down_adapter);

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the GPU tests (needs an NVIDIA GPU): every BUILD/tests/gpu/test_* binary, then
+# Runs the GPU tests (needs an NVIDIA GPU): every BUILD/tests/gpu/test_* binary and
+# tests/gpu/*.sh script (a fine-tune with `lemo train` on the device), then
 # the op test again under compute-sanitizer memcheck (out-of-bounds and misaligned
 # accesses) where the tool is installed. Prints one closing
 # line "N passed, N failed, N skipped"; exit 0 = pass, 77 = skip.
@@ -28,6 +29,9 @@ run_one() {  # name, command...
 
 for t in "$build"/tests/gpu/test_*; do
     [ -x "$t" ] && [ -f "$t" ] && run_one "$(basename "$t")" "$t"
+done
+for t in tests/gpu/*.sh; do  # whole-program GPU tests (lemo train on the device)
+    [ "$(basename "$t")" = run.sh ] || run_one "$(basename "$t")" bash "$t"
 done
 
 san=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null)
