@@ -50,7 +50,8 @@ export function renderNewJob(main, presetFile = '', presetModel = '') {
   // where each layer's activations wait for its backward (hyperparameters.memory)
   const memSel = h('select', { id: 'hp-memory', name: 'memory', 'aria-describedby': 'hp-memory-help' },
     [['recompute', 'Checkpoints on the device'], ['offload', 'Checkpoints in host memory'],
-      ['offload_attention', 'Checkpoints and attention in host memory'], ['keep', 'Every activation on the device']]
+      ['offload_attention', 'Checkpoints and attention in host memory'], ['keep', 'Every activation on the device'],
+      ['auto', 'Fastest that fits the GPU (auto, per layer)']]
       .map(([v, t]) => h('option', { value: v }, t)));
   const targets = TARGETS.map((t) => h('label', { class: 'check' },
     h('input', { type: 'checkbox', name: 'target_modules', value: t, checked: DEFAULT_TARGETS.has(t) }), ` ${t}`));
@@ -130,6 +131,9 @@ export function renderNewJob(main, presetFile = '', presetModel = '') {
     if (steps) rows.push(['Steps', fmtNum(Math.ceil(steps))]);
     if (est.tokens) rows.push(['Tokens', fmtNum(est.tokens)]);
     if (est.tokens_per_s) rows.push(['Expected speed', `${fmtNum(Math.round(est.tokens_per_s))} tok/s`]);
+    // the activation policy per layer (with auto: the one the trainer will pick)
+    const ml = est.memory_layers && typeof est.memory_layers === 'object' ? Object.entries(est.memory_layers) : [];
+    if (ml.length) rows.push(['Layers', ml.map(([k, n]) => `${n} ${k.replace(/_/g, ' ')}`).join(', ')]);
     if (est.host_bytes) rows.push(['Pinned host memory', `${fmtBytes(est.host_bytes)}${est.host_mem_bytes ? ` of ${fmtBytes(est.host_mem_bytes)}` : ''}${hostShort ? ': too much' : ''}`]);
     // Where the peak memory goes, largest first.
     const parts = est.breakdown && typeof est.breakdown === 'object'

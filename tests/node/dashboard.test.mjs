@@ -152,6 +152,11 @@ async function run() {
   check(/Fits on the device\s*\n?\s*yes/i.test(est), 'estimate says it fits', est);
   check(/Largest context that fits\s*\n?\s*[\d,]+ tokens/i.test(est), 'estimate shows the largest context', est);
   check(/Estimated time\s*\n?\s*\d/i.test(est), 'estimate shows a time', est);
+  check(/Layers\s*\n?\s*\d+ recompute/i.test(est), 'estimate shows the layers recomputed by default', est);
+  // memory auto: the estimate says what the trainer will pick (on the CPU every layer of a tiny model is kept)
+  await page.selectOption('#hp-memory', 'auto');
+  await waitFor('estimate with memory auto', async () => /Layers\s*\n?\s*\d+ keep/i.test(await page.locator('#estimate').innerText()), 15000);
+  await waitFor('create button enabled again', () => page.locator('#create-job').isEnabled(), 15000);
   await page.click('#create-job');
   await page.waitForURL(/#\/jobs\/ftjob-/);
   const jobId = decodeURIComponent(page.url().split('#/jobs/')[1]);
