@@ -222,19 +222,25 @@ static int auto_policy(const ModelConfig *mc, const JobConfig *jc, int S, int cu
     return 1;
 }
 
-static size_t cuda_device_mem(void) {
-    FILE *f = popen("nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2>/dev/null", "r");
+/* The first GPU's memory in bytes from nvidia-smi (what: "total" or "free"), 0 without one. */
+static size_t cuda_mem_query(const char *what) {
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "nvidia-smi --query-gpu=memory.%s --format=csv,noheader,nounits 2>/dev/null", what);
+    FILE *f = popen(cmd, "r");
     if (!f) return 0;
     unsigned long mib = 0;
     if (fscanf(f, "%lu", &mib) != 1) mib = 0;
     pclose(f);
     return (size_t)mib << 20;
 }
+static size_t cuda_device_mem(void) { return cuda_mem_query("total"); }
 
 int estimate_auto_policy(JobConfig *jc, int cuda, Err *e) {
     ModelConfig mc;
     if (model_config_load(jc->model, &mc, e)) return -1;
-    size_t device_mem = cuda ? cuda_device_mem() : (size_t)sysconf(_SC_PHYS_PAGES) * (size_t)sysconf(_SC_PAGESIZE);
+    // what is free now, not the card's total: another process may hold part of it (our own
+    // context, if already made, is counted twice: on the safe side)
+    size_t device_mem = cuda ? cuda_mem_query("free") : (size_t)sysconf(_SC_PHYS_PAGES) * (size_t)sysconf(_SC_PAGESIZE);
     if (!device_mem) return err_set_at(e, "memory.auto", 0, "memory.auto: cannot read the device's memory (nvidia-smi)");
     struct stat st;
     size_t data_bytes = stat(jc->train_file, &st) ? 0 : (size_t)(st.st_size / 4.0 * 8);

@@ -18,8 +18,8 @@
  * that of the most frugal policy it may pick. */
 int estimate_job(const JobConfig *jc, const char *device, size_t device_mem, json_t **out, Err *e);
 /* memory.auto: sets jc->act to the fastest policy, layer by layer, that fits this machine: the
- * CUDA device's memory (cuda) or physical memory, and the host's for pinned offloads. 0, or -1
- * with e set (unreadable model config, no device memory to read). */
+ * CUDA device's free memory (cuda) or physical memory, and the host's for pinned offloads. 0,
+ * or -1 with e set (unreadable model config, no device memory to read). */
 int estimate_auto_policy(JobConfig *jc, int cuda, Err *e);
 
 #endif
