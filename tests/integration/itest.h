@@ -267,6 +267,15 @@ static inline void it_err_field(const ITResp *r, const char *field, char *out, s
     json_decref(j);
 }
 
+/* 1 if r is an error reply with this status, error.param and error.code, whose body names
+ * `names` (NULL: anything). */
+static inline int it_is_error(const ITResp *r, long status, const char *param, const char *code, const char *names) {
+    char p[256], c[64];
+    it_err_field(r, "param", p, sizeof p);
+    it_err_field(r, "code", c, sizeof c);
+    return r->status == status && !strcmp(p, param) && !strcmp(c, code) && (!names || strstr(r->body, names));
+}
+
 /* 1 if GET /healthz answers 200. */
 static inline int it_healthy(ITServer *s) {
     ITResp r = it_get(s, "/healthz");

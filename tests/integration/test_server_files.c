@@ -156,11 +156,7 @@ int main(void) {
         } else {
             snprintf(json, sizeof json, "{\"url\": \"%s/v1/files/%s/content\"}", s.base, id1);
             r = it_post_json(&t, "/v1/files", json);
-            char code[64];
-            it_err_field(&r, "param", param, sizeof param);
-            it_err_field(&r, "code", code, sizeof code);
-            CHECK(r.status == 400 && !strcmp(param, "url") && !strcmp(code, "url_not_allowed") &&
-                      strstr(r.body, "127.0.0.1"),
+            CHECK(it_is_error(&r, 400, "url", "url_not_allowed", "127.0.0.1"),
                   "import from 127.0.0.1 without --import-internal: %ld %s", r.status, r.body);
             it_free(&r);
             r = it_get(&t, "/v1/files");
