@@ -25,6 +25,7 @@
  * rows by an infinite lse in the backward. Query tiles are scheduled heaviest
  * first (most key tiles), heads fastest, to balance the causal triangle. */
 #include <math.h>
+#include <stdint.h>
 
 #include "backend_cuda.h"
 #include "cuda_common.h"
@@ -513,7 +514,10 @@ void cuda_attention_forward(void *out, float *lse, const void *q, const void *k,
                             int S, int NH, int NKV, int HS) {
     if (S <= 0) return;
     attn_check_shape(NH, NKV, HS);
-    if (cuda_attention_wgmma_ok()) {
+    // the wgmma forward reads and writes through TMA tensor maps, which need 16-byte aligned
+    // bases: an unaligned view (never one the model carves) takes the mma.sync kernel
+    int aligned = (((uintptr_t)out | (uintptr_t)q | (uintptr_t)k | (uintptr_t)v) & 15) == 0;
+    if (cuda_attention_wgmma_ok() && aligned) {
         cuda_attention_forward_wgmma(out, lse, q, k, v, S, NH, NKV, HS);
         return;
     }

@@ -15,7 +15,11 @@
  *   P^T = exp2(S^T sl2 - lse log2 e), causal;  dS^T = P^T (dP^T - D)   fp32, in registers;
  *   dV += P^T dO and dK += dS^T Q    wgmma with A = P^T / dS^T from registers (bf16, the
  *                                    accumulator layout reused as A fragments) and B = dO / Q
- *                                    read MN-major from the same tiles;
+ *                                    read MN-major from the same tiles; at head size 128 dV
+ *                                    is issued as soon as P^T is, before the wait for dP^T,
+ *                                    and runs while dS^T is computed (+2% at 16K tokens,
+ *                                    +0.5% at 64K, near the ~1.5% spread between runs; -4%
+ *                                    at head size 64, where it stays after dS^T);
  *   dS^T to shared memory (bf16, keys x queries), then after a barrier
  *   dQ (64 queries x HS) = dS K      wgmma with both operands MN-major (dS^T and K read
  *                                    transposed), staged in shared memory (fp32) and added
@@ -35,9 +39,18 @@
  * the tensor pipe active 35% of the time, the warps waiting on wgmma, barriers and the
  * exponentials' scoreboard: the room that is left (FlashAttention-3 reaches ~1.5x with a
  * producer warp, register reallocation and staggered warpgroups).
- * Measured (NVIDIA H200, head size 128, 32 heads, causal; TFLOP/s as attn_bench counts):
- * 337 at 16K tokens and 339 at 64K, against 211 and 196 for attn_bwd_kernel on the same
- * card; head size 64: 243 and 251 against 171 and 170. */
+ * Software pipelining inside the warpgroup lost: issuing the next tile's S^T right after
+ * dQ so that it runs while dQ is written out (dP^T issued at the top of the tile, Q and dO
+ * triple-buffered so the next tile's are ready by the mid-tile barrier, a warpgroup with no
+ * work running its masked tile anyway, since a wgmma in a divergent path or left running
+ * across the loop's back edge makes ptxas serialize them all) measured 313 / 324 at 16K /
+ * 64K tokens against 336 / 340 for this kernel on the same H200 (head size 64: 207 / 211
+ * against 242 / 249); its 255 registers spilled a few words at head size 128, and at head
+ * size 64 it needs a block barrier mid-tile where this kernel's is per warpgroup.
+ * Measured (NVIDIA H200, head size 128, 32 heads, causal; TFLOP/s as attn_bench counts,
+ * median of 3): 343 at 16K tokens and 342 at 64K (336 and 340 without the early dV, in the
+ * same session), against 211 and 196 for attn_bwd_kernel on the same card; head size 64:
+ * 242 and 249 against 171 and 170. cuDNN on the same card: 563 and 551, 424 and 433. */
 #include <math.h>
 
 #include "cuda_common.h"
@@ -107,6 +120,7 @@ __global__ void __launch_bounds__(WB_THREADS, 1)
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     constexpr int KT = WB_KEYS, BQ = WB_Q, NTH = WB_THREADS;
     constexpr bool DQ_BY_COLS = HS == 128;  // else by keys
+    constexpr bool EARLY_DV = HS == 128;    // dV issued before dP^T is waited for
     extern __shared__ __align__(1024) unsigned char wg_smem[];
     bf16 *Ks = (bf16 *)wg_align1024(wg_smem);  // (HS/64, KT, 64)
     bf16 *Vs = Ks + KT * HS;                    // (HS/64, KT, 64)
@@ -212,19 +226,34 @@ __global__ void __launch_bounds__(WB_THREADS, 1)
                     s[n * 4 + 2 + e] = p1;
                 }
             }
-            wg_wait<0>();
+            uint32_t pf[4][4], sf[4][4];
+            if constexpr (EARLY_DV) {  // dV runs while dS^T is computed
+#pragma unroll
+                for (int n = 0; n < 8; n++) {
+                    pf[n / 2][(n & 1) * 2] = pack_bf16(s[n * 4], s[n * 4 + 1]);
+                    pf[n / 2][(n & 1) * 2 + 1] = pack_bf16(s[n * 4 + 2], s[n * 4 + 3]);
+                }
+                wg_fence();
+#pragma unroll
+                for (int kk = 0; kk < 4; kk++) wgmma_rs<HS>(dva, pf[kk], wg_desc(dOs + kk * 16 * 64, BQ * 128, 1024));
+                wg_commit();
+                wg_wait<1>();  // dP^T done, dV running
+            } else {
+                wg_wait<0>();
+            }
             wg_pin(dp);
             // dS^T = P^T (dP^T - D); P^T and dS^T as bf16 A fragments of the 16-query steps;
             // dS^T also to shared memory, row = key, 16-byte chunk n ^ (row % 8) = n ^ g
-            uint32_t pf[4][4], sf[4][4];
             int row0 = wg * 64 + wl * 16 + g;
 #pragma unroll
             for (int n = 0; n < 8; n++) {
                 float2 Dq = *(const float2 *)(Ds + n * 8 + 2 * t);
                 float d0 = s[n * 4] * (dp[n * 4] - Dq.x), d1 = s[n * 4 + 1] * (dp[n * 4 + 1] - Dq.y);
                 float d2 = s[n * 4 + 2] * (dp[n * 4 + 2] - Dq.x), d3 = s[n * 4 + 3] * (dp[n * 4 + 3] - Dq.y);
-                pf[n / 2][(n & 1) * 2] = pack_bf16(s[n * 4], s[n * 4 + 1]);
-                pf[n / 2][(n & 1) * 2 + 1] = pack_bf16(s[n * 4 + 2], s[n * 4 + 3]);
+                if constexpr (!EARLY_DV) {
+                    pf[n / 2][(n & 1) * 2] = pack_bf16(s[n * 4], s[n * 4 + 1]);
+                    pf[n / 2][(n & 1) * 2 + 1] = pack_bf16(s[n * 4 + 2], s[n * 4 + 3]);
+                }
                 uint32_t lo = pack_bf16(d0, d1), hi = pack_bf16(d2, d3);
                 sf[n / 2][(n & 1) * 2] = lo;
                 sf[n / 2][(n & 1) * 2 + 1] = hi;
@@ -235,8 +264,10 @@ __global__ void __launch_bounds__(WB_THREADS, 1)
             // apart; dO and Q MN-major: 64-column sub-tiles BQ rows apart, 8-row groups 1024
             // bytes apart. Left running across the barrier; the dQ wait below ends them.
             wg_fence();
+            if constexpr (!EARLY_DV) {
 #pragma unroll
-            for (int kk = 0; kk < 4; kk++) wgmma_rs<HS>(dva, pf[kk], wg_desc(dOs + kk * 16 * 64, BQ * 128, 1024));
+                for (int kk = 0; kk < 4; kk++) wgmma_rs<HS>(dva, pf[kk], wg_desc(dOs + kk * 16 * 64, BQ * 128, 1024));
+            }
 #pragma unroll
             for (int kk = 0; kk < 4; kk++) wgmma_rs<HS>(dka, sf[kk], wg_desc(Qs + kk * 16 * 64, BQ * 128, 1024));
             wg_commit();

@@ -163,4 +163,79 @@ __device__ __forceinline__ void wg_load(bf16 *sm, const bf16 *g, long stride, in
     }
 }
 
+/* --- Asynchronous copies (TMA) and the barriers that pace them ---
+ * A tile arrives through cp.async.bulk.tensor, the copy engine writing it already in the
+ * 128-byte swizzle above (the tensor map names it), and signals an mbarrier with its byte
+ * count: one thread starts a whole tile and the others wait on the barrier's phase, so a
+ * producer warp can feed consumer warpgroups that never issue a load. */
+
+/* mbarrier in shared memory expecting `count` arrivals a phase. */
+__device__ __forceinline__ void mbar_init(uint64_t *bar, int count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(count) : "memory");
+}
+/* Makes barrier initializations visible to the copy engine (then a block barrier). */
+__device__ __forceinline__ void mbar_fence_init() {
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+}
+/* One arrival that also announces `bytes` of asynchronous copies this phase waits for. */
+__device__ __forceinline__ void mbar_expect_tx(uint64_t *bar, uint32_t bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(bytes)
+                 : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint64_t *bar) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_addr(bar)) : "memory");
+}
+/* Waits until the barrier's phase of the given parity (0 for its first, 1 for its second,
+ * ...) has completed. */
+__device__ __forceinline__ void mbar_wait(uint64_t *bar, uint32_t parity) {
+    asm volatile(
+        "{\n.reg .pred p;\n"
+        "WAIT_%=:\n"
+        "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
+        "@!p bra WAIT_%=;\n}\n" ::"r"(smem_addr(bar)),
+        "r"(parity)
+        : "memory");
+}
+
+/* Box of a 3-D tensor map at coordinates (c0 innermost, c1, c2) into shared memory at dst,
+ * completing `bar` with its bytes; out-of-range elements arrive as zeros. */
+__device__ __forceinline__ void tma_load_3d(void *dst, const void *tmap, uint64_t *bar, int c0, int c1, int c2) {
+    asm volatile(
+        "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4, %5}], "
+        "[%2];\n" ::"r"(smem_addr(dst)),
+        "l"(tmap), "r"(smem_addr(bar)), "r"(c0), "r"(c1), "r"(c2)
+        : "memory");
+}
+/* Pulls a tensor map (a __grid_constant__ parameter) into the descriptor cache early. */
+__device__ __forceinline__ void tma_prefetch_map(const void *tmap) {
+    asm volatile("prefetch.tensormap [%0];\n" ::"l"(tmap) : "memory");
+}
+
+/* Box of shared memory at src (laid out as tma_load_3d writes it) to a 3-D tensor map at
+ * (c0, c1, c2); elements outside the tensor are not written. Completes as a bulk group. */
+__device__ __forceinline__ void tma_store_3d(const void *tmap, const void *src, int c0, int c1, int c2) {
+    asm volatile("cp.async.bulk.tensor.3d.global.shared::cta.bulk_group [%0, {%2, %3, %4}], [%1];\n" ::"l"(tmap),
+                 "r"(smem_addr(src)), "r"(c0), "r"(c1), "r"(c2)
+                 : "memory");
+}
+__device__ __forceinline__ void bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
+/* Waits until this thread's bulk groups have read their shared-memory sources. */
+__device__ __forceinline__ void bulk_wait_read0() { asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory"); }
+
+/* Named barrier `id` (1..15; 0 is __syncthreads) over `n` threads: sync waits, arrive
+ * counts this warp without waiting. */
+__device__ __forceinline__ void named_bar_sync(int id, int n) {
+    asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(n) : "memory");
+}
+__device__ __forceinline__ void named_bar_arrive(int id, int n) {
+    asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(n) : "memory");
+}
+
+/* Moves this warpgroup's per-thread register limit up or down to N (a multiple of 8),
+ * executed by all its warps: a load warpgroup gives registers to the math warpgroups. */
+template <int N>
+__device__ __forceinline__ void wg_setmaxnreg_inc() { asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N)); }
+template <int N>
+__device__ __forceinline__ void wg_setmaxnreg_dec() { asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N)); }
+
 #endif

@@ -259,6 +259,10 @@ static void test_attention(void) {
         {300, 4, 2, 64}, {256, 4, 4, 128}, {1000, 8, 2, 128}, {1, 2, 1, 64}, {65, 4, 1, 128}, {700, 4, 4, 64},
         // one key past a 128-key block; many query tiles per key block with a group of 2
         {129, 4, 2, 128}, {129, 4, 2, 64}, {1536, 2, 1, 128},
+        // several turns of every copy stage; query tiles of 192 rows against 128-key tiles
+        {1000, 4, 2, 64}, {385, 2, 2, 64},
+        // four query heads a kv head over many key blocks (the backward sums dK, dV over them)
+        {2048, 8, 2, 128}, {2048, 8, 2, 64},
     };
     for (size_t ci = 0; ci < sizeof cs / sizeof cs[0]; ci++) {
         int S = cs[ci].S, NH = cs[ci].NH, NKV = cs[ci].NKV, HS = cs[ci].HS;
