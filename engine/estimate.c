@@ -30,11 +30,11 @@
 #define CUDA_RUNTIME_BYTES (CUDA_CONTEXT_BYTES + CUBLAS_WORKSPACE_BYTES)
 #define CPU_RUNTIME_BYTES ((size_t)16 << 20)    // process, libraries, OpenBLAS buffers, stacks
 // CUDA rates in training, from `make bench` (bench/RESULTS.md, 2026-11-27): the linear layers
-// through cuBLAS bf16 (H100), our attention forward and backward, both on wgmma (H200; the
-// forward measured the same on an H100)
+// through cuBLAS bf16 (H100), our attention forward and backward, both on wgmma (H200: the
+// forward 651 / 590 TFLOP/s at 16K / 64K tokens, the backward 340 / 344)
 #define CUDA_GEMM_FLOPS 600e12
-#define CUDA_ATT_FWD_FLOPS 320e12
-#define CUDA_ATT_BWD_FLOPS 335e12
+#define CUDA_ATT_FWD_FLOPS 600e12
+#define CUDA_ATT_BWD_FLOPS 340e12
 #define CUDA_SMS 132                            // H100 SXM: the LoRA products split K to fill 4 x SMs
 
 static double now_s(void) {
@@ -81,7 +81,7 @@ static StepFlops step_flops(const ModelConfig *c, double S, const ActPolicy *act
 
 /* Seconds of one window. The CPU runs GEMMs through OpenBLAS at ~0.9 of the probed sgemm rate
  * and attention (blocked sgemm + online softmax) at ~0.35 of it (kernels/cpu/attention.c, measured on
- * refmodel-22m shapes); CUDA at the rates measured for each part (1-6% under the measured
+ * refmodel-22m shapes); CUDA at the rates measured for each part (3-7% under the measured
  * Llama-2-7B-shape steps at 4K-64K tokens on an H200: elementwise ops are not counted). */
 static double window_seconds(const ModelConfig *c, double S, const ActPolicy *act, int down_adapter, int cuda,
                              double cpu_rate) {
@@ -177,13 +177,13 @@ static size_t host_for(const ModelConfig *mc, const JobConfig *jc, int S, int cu
  * the first, fastest first, whose peak fits the device budget and whose pinned host bytes fit
  * the host's; then as many of the last layers kept (ACT_KEEP: no recompute) as fit within
  * AUTO_KEEP_SHARE of the device memory, leaving room for fragmentation and other processes.
- * On CUDA offloading the attention outputs beats recomputing them at long context (the
- * recompute then skips the attention forward: 0.95x against 0.8x the peer at 32K on an H100,
- * bench/RESULTS.md); below AUTO_OFFLOAD_ATT_MIN tokens recomputing on the device comes first.
+ * On CUDA offloading the attention outputs beats recomputing them (the recompute then skips
+ * the attention forward; H200, bench/RESULTS.md: +2% at 4K tokens, +6% at 16K, +10% at 32K,
+ * +13% at 64K); below AUTO_OFFLOAD_ATT_MIN tokens, not measured, recomputing comes first.
  * On the CPU offloading only moves bytes within the same memory: recompute or keep. Returns 1
  * when the policy fits, 0 when nothing does (then the most frugal base, for the error the
  * load will give). */
-#define AUTO_OFFLOAD_ATT_MIN 16384
+#define AUTO_OFFLOAD_ATT_MIN 4096
 #define AUTO_KEEP_SHARE 0.9
 static int auto_policy(const ModelConfig *mc, const JobConfig *jc, int S, int cuda, size_t device_mem,
                        size_t host_budget, size_t data_bytes, ActPolicy *out) {
