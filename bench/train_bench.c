@@ -15,7 +15,8 @@
  *       CONTEXTS like 4096,16384. For each context: load the model for that length on the GPU, one warm-up step, then STEPS timed steps
  *       (STEPS 0: the warm-up step alone, timed: a "does it fit" probe). A step is what the
  *       trainer does: zero grads, forward + backward of one window of random ids (LoRA r=8
- *       alpha=16 on q,k,v,o), gradient norm, AdamW, synchronize. Prints one JSON object a
+ *       alpha=16 on q,k,v,o; dropout BENCH_LORA_DROPOUT, default 0), gradient norm, AdamW,
+ *       synchronize. Prints one JSON object a
  *       context: median step time, tokens/s, the backend's peak of tracked device memory
  *       (like torch.cuda.max_memory_allocated), the device's used memory (total - free:
  *       what nvidia-smi shows, the CUDA context included), the planned bytes, and what
@@ -148,6 +149,9 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* BENCH_LORA_DROPOUT (default 0, as the peer): the LoRA dropout of the timed steps. */
+static float lora_dropout;
+
 /* The benchmark's job config for S tokens under policy act (a one-line dataset file). */
 static void bench_job(JobConfig *jc, const char *dir, int S, const ActPolicy *act) {
     static char train[] = "/tmp/lemo-train-bench-XXXXXX";
@@ -167,6 +171,7 @@ static void bench_job(JobConfig *jc, const char *dir, int S, const ActPolicy *ac
     jc->context_length = S;
     jc->act = *act;
     jc->max_steps = 1;
+    jc->lora.dropout = lora_dropout;
 }
 
 /* What `lemo estimate` predicts for this job on this device (bytes), or 0. */
@@ -206,6 +211,8 @@ static int run(const char *dir, const char *policy_name, const char *contexts, i
                  : !strncmp(policy_name, "keep", base_len) && base_len == 4         ? ACT_KEEP
                                                                                      : ACT_RECOMPUTE;
     ActPolicy act = act_uniform(policy);
+    const char *dv = getenv("BENCH_LORA_DROPOUT");
+    lora_dropout = dv ? (float)atof(dv) : 0.0f;
     if (keep_last > 0) {
         act.n = mc.n_layers;
         for (int l = 0; l < mc.n_layers; l++) act.layer[l] = l >= mc.n_layers - keep_last ? ACT_KEEP : policy;
@@ -217,7 +224,7 @@ static int run(const char *dir, const char *policy_name, const char *contexts, i
     char *list = strdup(contexts);
     for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
         int S = atoi(tok);
-        LoraSpec spec = {8, 16.0f, 0.0f, {1, 1, 1, 1, 0, 0, 0}};
+        LoraSpec spec = {8, 16.0f, lora_dropout, {1, 1, 1, 1, 0, 0, 0}};
         Err e;
         cuda_mem_reset_peak();
         double t0 = now_s();
@@ -266,10 +273,11 @@ static int run(const char *dir, const char *policy_name, const char *contexts, i
         size_t est = predicted_peak(dir, S, &act, total);
         printf("{\"bench\":\"ours\",\"context\":%d,\"policy\":\"%s\",\"steps\":%d,\"load_s\":%.1f,\"step_s\":%.3f,"
                "\"tokens_per_s\":%.1f,\"peak_gib\":%.3f,\"device_used_gib\":%.3f,\"planned_gib\":%.3f,"
-               "\"host_gib\":%.3f,\"est_peak_gib\":%.3f,\"loss\":%.4f,\"kept_layers\":%d,\"base\":\"%s\"}\n",
+               "\"host_gib\":%.3f,\"est_peak_gib\":%.3f,\"loss\":%.4f,\"kept_layers\":%d,\"base\":\"%s\","
+               "\"lora_dropout\":%.2f}\n",
                S, policy_name, steps, load_s, t, S / t, cuda_mem_peak() / 1073741824.0,
                (total - fr) / 1073741824.0, m->plan.total / 1073741824.0, m->plan.host / 1073741824.0,
-               est / 1073741824.0, loss, n_keep, act_names[act_layer(&act, 0)]);
+               est / 1073741824.0, loss, n_keep, act_names[act_layer(&act, 0)], lora_dropout);
         fflush(stdout);
         free(ts), free(in), free(tg);
         model_free(m);

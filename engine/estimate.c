@@ -5,7 +5,7 @@
  * these, once; the attention backward's workspace, on CUDA its fp32 dQ accumulator, is part
  * of the plan) plus what the runtime itself holds: on the CPU the process baseline and the
  * tokenized dataset; on CUDA the context, the cuBLAS workspace and the ops' scratch block
- * (the largest of the fused loss's chunk and the LoRA products' split-K workspace, grown
+ * (the largest of the fused loss's chunk and the LoRA products' bf16 copies, grown
  * with the headroom cuda_scratch gives it). With offloaded layer checkpoints their
  * pinned host memory is reported apart (host_bytes), not in the device peak, and must fit
  * this machine's memory too: `fits` and the largest context account for both. Time is the step's FLOPs
@@ -35,7 +35,6 @@
 #define CUDA_GEMM_FLOPS 600e12
 #define CUDA_ATT_FWD_FLOPS 600e12
 #define CUDA_ATT_BWD_FLOPS 340e12
-#define CUDA_SMS 132                            // H100 SXM: the LoRA products split K to fill 4 x SMs
 
 static double now_s(void) {
     struct timespec ts;
@@ -92,28 +91,19 @@ static double window_seconds(const ModelConfig *c, double S, const ActPolicy *ac
 
 static size_t round_up(size_t a, size_t b) { return (a + b - 1) / b * b; }
 
-/* Floats of split-K workspace of one LoRA product C(M,N) += A(M,Kd) B(Kd,N), as
- * kernels/cuda/cuda_matmul.cu's gemm_splits and gemm_ws_floats size it on CUDA_SMS SMs. */
-static size_t cuda_lora_gemm_ws(size_t M, size_t N, size_t Kd) {
-    int thin_n = N <= 16, thin_m = !thin_n && M <= 16;
-    size_t BM = thin_m ? 16 : 64, BN = thin_n ? 16 : (thin_m ? 256 : 64);
-    size_t tiles = round_up(M, BM) / BM * (round_up(N, BN) / BN), want = 4 * CUDA_SMS, splits = 1;
-    if (tiles < want && Kd > 512) {
-        splits = (want + tiles - 1) / tiles;
-        if (splits > Kd / 256) splits = Kd / 256;
-        if (splits > 64) splits = 64;
-        if (splits < 1) splits = 1;
-    }
-    size_t kchunk = round_up((Kd + splits - 1) / splits, 16);  // GEMM_BK
-    splits = (Kd + kchunk - 1) / kchunk;
-    return splits > 1 ? splits * M * N : 0;
+/* Rows of drop(x) the CUDA LoRA products materialize at once (kernels/cuda/cuda_matmul.cu's
+ * chunk_rows: 64 MiB of bf16, a multiple of 64, at most S). */
+static size_t cuda_lora_chunk_rows(size_t S, size_t K) {
+    size_t r = ((size_t)64 << 20) / (K * 2) / 64 * 64;
+    if (r < 64) r = 64;
+    return r > S ? S : r;
 }
 
 /* The ops' scratch. CPU: the fused loss's (128, V) fp32 logits per chunk (kernels/cpu/loss.c).
  * CUDA: one block (cuda_scratch) sized by its largest user: the fused loss's chunk of fp32
  * logits + bf16 dlogits within 256 MiB plus S fp32 row losses (cuda_loss.cu); a LoRA
- * product's scratch (cuda_matmul.cu): with dropout the split-K workspace and (S, R) fp32 dt,
- * without it bf16 copies of A, B, t and dt for cuBLAS; or the gradient norm's partial sums
+ * product's scratch (cuda_matmul.cu): bf16 copies of A, B, t and dt for cuBLAS and, with
+ * dropout, a chunk of drop(x) rows; or the gradient norm's partial sums
  * (cuda_optim.cu). The block grows to 1.25x the request, in MiB steps. The attention
  * backward's workspace is the caller's (model_plan), not in here. */
 static size_t scratch_bytes(const ModelConfig *mc, const LoraSpec *l, size_t S, int cuda) {
@@ -127,17 +117,10 @@ static size_t scratch_bytes(const ModelConfig *mc, const LoraSpec *l, size_t S, 
     size_t ins[JOB_MAX_TARGETS] = {C, C, C, Q, C, C, F}, outs[JOB_MAX_TARGETS] = {Q, KV, KV, C, F, F, C};
     for (int t = 0; t < JOB_MAX_TARGETS; t++) {
         if (!l->targets[t]) continue;
-        size_t K = ins[t], N = outs[t], fwd, bwd;
-        if (l->dropout > 0) {
-            fwd = cuda_lora_gemm_ws(S, R, K) * 4 + 256;
-            size_t ws = cuda_lora_gemm_ws(N, R, S), w2 = cuda_lora_gemm_ws(S, R, N), w3 = cuda_lora_gemm_ws(R, K, S);
-            ws = ws > w2 ? ws : w2;
-            ws = ws > w3 ? ws : w3;
-            bwd = round_up(S * R * 4, 256) + ws * 4;
-        } else {
-            fwd = round_up(R * K * 2, 256) + round_up(N * R * 2, 256) + round_up(S * R * 2, 256);
-            bwd = fwd + round_up(S * R * 2, 256);
-        }
+        size_t K = ins[t], N = outs[t];
+        size_t drop = l->dropout > 0 ? round_up(cuda_lora_chunk_rows(S, K) * K * 2, 256) : 0;
+        size_t fwd = round_up(R * K * 2, 256) + round_up(N * R * 2, 256) + round_up(S * R * 2, 256) + drop;
+        size_t bwd = fwd + round_up(S * R * 2, 256);
         if (fwd > need) need = fwd;
         if (bwd > need) need = bwd;
     }

@@ -4,7 +4,8 @@
  * LoRA r=8 on all seven projections, loaded once per backend. LoRA B starts at
  * zero in PEFT, which would make every A gradient zero; so both copies get the
  * same random B (and the same seeded A) before the step. One forward + backward
- * on random tokens, dense and then with a LeMo-style kept set (every other
+ * on random tokens, dense, dense in training with LoRA dropout 0.1 (the masks are a
+ * function of the seed on both backends), and with a LeMo-style kept set (every other
  * 64-token block dropped in the middle layers), and compares:
  *   - the mean loss: relative difference <= 1e-2 (bf16 activations vs fp32),
  *   - every LoRA gradient tensor: cosine(gpu, cpu) >= 0.99.
@@ -51,15 +52,16 @@ static double cosine(const float *a, const float *b, size_t n) {
     return aa > 0 && bb > 0 ? ab / sqrt(aa * bb) : (aa == bb ? 1.0 : 0.0);
 }
 
-/* One step on both models; compares loss and every LoRA gradient tensor. */
-static void compare_step(Model *mc, Model *mg, const int32_t *in, const int32_t *tgt,
-                         const int *const *kept, const int *n_kept, const char *what) {
+/* One step on both models (train: with the models' LoRA dropout, the same masks on both);
+ * compares loss and every LoRA gradient tensor. */
+static void compare_step_train(Model *mc, Model *mg, const int32_t *in, const int32_t *tgt,
+                               const int *const *kept, const int *n_kept, int train, const char *what) {
     long cc = 0, cg = 0;
     model_zero_grads(mc);
     model_zero_grads(mg);
-    double lc = model_step(mc, in, tgt, S_TEST, kept, n_kept, 1, 0, 1.0f / S_TEST, 7, &cc);
+    double lc = model_step(mc, in, tgt, S_TEST, kept, n_kept, 1, train, 1.0f / S_TEST, 7, &cc);
     double t0 = now_s();
-    double lg = model_step(mg, in, tgt, S_TEST, kept, n_kept, 1, 0, 1.0f / S_TEST, 7, &cg);
+    double lg = model_step(mg, in, tgt, S_TEST, kept, n_kept, 1, train, 1.0f / S_TEST, 7, &cg);
     mg->be->sync();
     double dt = now_s() - t0;
     double mc_loss = lc / (cc ? cc : 1), mg_loss = lg / (cg ? cg : 1);
@@ -95,6 +97,11 @@ static void compare_step(Model *mc, Model *mg, const int32_t *in, const int32_t 
     printf("%s: lowest LoRA gradient cosine %.5f (%s)\n", what, worst, worst_name);
     free(gc);
     free(gg);
+}
+
+static void compare_step(Model *mc, Model *mg, const int32_t *in, const int32_t *tgt, const int *const *kept,
+                         const int *n_kept, const char *what) {
+    compare_step_train(mc, mg, in, tgt, kept, n_kept, 0, what);
 }
 
 int main(void) {
@@ -146,6 +153,10 @@ int main(void) {
     for (int s = 0; s < S_TEST; s++) tgt[s] = s + 1 < S_TEST ? in[s + 1] : -1;
 
     compare_step(mc, mg, in, tgt, NULL, NULL, "dense");
+    // LoRA dropout in training: the masks are a function of the seed, the same on both
+    mc->lora.dropout = mg->lora.dropout = 0.1f;
+    compare_step_train(mc, mg, in, tgt, NULL, NULL, 1, "dense, dropout 0.1");
+    mc->lora.dropout = mg->lora.dropout = 0.0f;
 
     // kept sets: layers 1..L-2 keep the even 64-token blocks (and the last block)
     int L = mc->cfg.n_layers;

@@ -199,6 +199,8 @@ static void test_matmul(void) {
 static void test_lora(void) {
     struct { int S, K, N, R; float p; } cs[] = {
         {300, 512, 384, 8, 0.0f}, {300, 512, 384, 8, 0.1f}, {4096, 256, 320, 16, 0.05f}, {77, 130, 90, 64, 0.0f},
+        // drop(x) is materialized 64 MiB of rows at a time: two chunks of 4096 and 404 rows
+        {4500, 8192, 64, 8, 0.1f},
     };
     for (size_t ci = 0; ci < sizeof cs / sizeof cs[0]; ci++) {
         int S = cs[ci].S, K = cs[ci].K, N = cs[ci].N, R = cs[ci].R;
@@ -216,9 +218,8 @@ static void test_lora(void) {
         gpu->lora_forward(po.g, pt.g, px.g, pA.g, pB.g, S, K, N, R, scale, p, seed);
         char name[96];
         snprintf(name, sizeof name, "lora t (S=%d R=%d p=%.2f)", S, R, p);
-        // without dropout the products run on the tensor cores with A, B, t rounded to bf16;
-        // with dropout, fp32 math on identical inputs
-        double tol32 = p > 0.0f ? 1e-4 : 5e-3;
+        // the products run on the tensor cores with A, B, t (and drop(x), dt A) rounded to bf16
+        double tol32 = 5e-3;
         compare(name, &pt, tol32);
         snprintf(name, sizeof name, "lora_forward out (S=%d R=%d p=%.2f)", S, R, p);
         compare(name, &po, 5e-3);  // bf16 accumulate
