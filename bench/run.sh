@@ -22,7 +22,9 @@
 #              on the device, default 98304,131072), BENCH_FIT_OFFLOAD (204800,262144) and
 #              BENCH_FIT_PEER (90112,98304,106496): ascending lists, empty skips, stopping at
 #              the first that does not fit. These steps take minutes each (204,800 tokens
-#              about 4 min on an H100): about 20 more minutes.
+#              about 4 min on an H100): about 20 more minutes. Without them the summary gives
+#              the largest contexts by estimate: ours from `lemo estimate` (train_bench's
+#              est_max_context), the peer by extending its measured peaks to 96% of the card.
 #   model:     (BENCH_MODEL=1 to run) a same-shape training comparison at reduced depth: a
 #              random Llama-2-7B-width model of BENCH_LAYERS (default 4) layers from
 #              `lemo init-model` (its small vocabulary), trained by `lemo train` on the GPU
@@ -195,6 +197,21 @@ if rec or peer:
             print(f"{c:>8} | {f['tokens_per_s']:>7.0f} {(format(p['tokens_per_s'], '.0f') if p else '-'):>7} {rt:>6} |"
                   f" {f['peak_gib']:>6.1f} {(format(p['peak_gib'], '.1f') if p else '-'):>6} {rm:>6} | {f['host_gib']:>8.1f} |"
                   f" {f['est_peak_gib']:>7.1f} {f['device_used_gib']:>6.1f} | {str(f.get('kept_layers', '-')) + ', ' + f.get('base', '-'):>22}")
+    # largest context without the probes: ours from `lemo estimate` (its peak is within 0.3% of
+    # the measured one), the peer by extending its measured peaks linearly to 96% of the card
+    # (it fit 102,400 tokens in 75.9 of 79.2 GiB on an H100, bench/RESULTS.md)
+    total = next((r.get("total_gib") for r in tr if r.get("bench") == "device"), None)
+    est_rec = max((r.get("est_max_context", 0) for r in rec.values()), default=0)
+    est_off = max((r.get("est_max_context", 0) for r in tr if r.get("bench") == "ours" and
+                   r.get("policy") in ("offload", "offload-att") and not r.get("oom")), default=0)
+    pts = sorted((c, r["peak_gib"]) for c, r in peer.items())
+    if total and est_rec and len(pts) >= 2:
+        (c1, m1), (c2, m2) = pts[-2], pts[-1]
+        peer_max = int(c2 + (0.96 * total - m2) / ((m2 - m1) / (c2 - c1)))
+        print(f"\nlargest context, estimated (BENCH_FIT=1 measures it): ours {est_rec:,} tokens with checkpoints on"
+              f" the device ({est_rec / peer_max:.2f}x the peer)"
+              + (f", {est_off:,} offloaded ({est_off / peer_max:.2f}x)" if est_off else "")
+              + f"; the peer ~{peer_max:,} (its measured peaks extended to 96% of {total:.0f} GiB)")
     for r in tr + hf:
         if r.get("oom"):
             print(f"  {r['bench']} {r.get('policy', '')} context {r['context']}: out of memory")

@@ -20,7 +20,8 @@
  *       context: median step time, tokens/s, the backend's peak of tracked device memory
  *       (like torch.cuda.max_memory_allocated), the device's used memory (total - free:
  *       what nvidia-smi shows, the CUDA context included), the planned bytes, and what
- *       `lemo estimate` predicts for the same job. A context that does not fit prints
+ *       `lemo estimate` predicts for the same job: its peak and the largest context it
+ *       says fits this card (and host). A context that does not fit prints
  *       {"oom": true} and ends the run. */
 #include <jansson.h>
 #include <math.h>
@@ -174,8 +175,9 @@ static void bench_job(JobConfig *jc, const char *dir, int S, const ActPolicy *ac
     jc->lora.dropout = lora_dropout;
 }
 
-/* What `lemo estimate` predicts for this job on this device (bytes), or 0. */
-static size_t predicted_peak(const char *dir, int S, const ActPolicy *act, size_t device_mem) {
+/* What `lemo estimate` predicts for this job on this device (bytes), or 0; *max_ctx: the
+ * largest context it says fits the device (and, offloaded, this host). */
+static size_t predicted_peak(const char *dir, int S, const ActPolicy *act, size_t device_mem, long *max_ctx) {
     JobConfig jc;
     bench_job(&jc, dir, S, act);
     json_t *out = NULL;
@@ -185,6 +187,7 @@ static size_t predicted_peak(const char *dir, int S, const ActPolicy *act, size_
         return 0;
     }
     size_t p = (size_t)json_integer_value(json_object_get(out, "peak_bytes"));
+    *max_ctx = (long)json_integer_value(json_object_get(out, "max_context_length"));
     json_decref(out);
     return p;
 }
@@ -270,14 +273,15 @@ static int run(const char *dir, const char *policy_name, const char *contexts, i
             qsort(ts + 1, steps, sizeof(double), cmp_double);
             t = ts[1 + steps / 2];
         }
-        size_t est = predicted_peak(dir, S, &act, total);
+        long max_ctx = 0;
+        size_t est = predicted_peak(dir, S, &act, total, &max_ctx);
         printf("{\"bench\":\"ours\",\"context\":%d,\"policy\":\"%s\",\"steps\":%d,\"load_s\":%.1f,\"step_s\":%.3f,"
                "\"tokens_per_s\":%.1f,\"peak_gib\":%.3f,\"device_used_gib\":%.3f,\"planned_gib\":%.3f,"
                "\"host_gib\":%.3f,\"est_peak_gib\":%.3f,\"loss\":%.4f,\"kept_layers\":%d,\"base\":\"%s\","
-               "\"lora_dropout\":%.2f}\n",
+               "\"lora_dropout\":%.2f,\"est_max_context\":%ld}\n",
                S, policy_name, steps, load_s, t, S / t, cuda_mem_peak() / 1073741824.0,
                (total - fr) / 1073741824.0, m->plan.total / 1073741824.0, m->plan.host / 1073741824.0,
-               est / 1073741824.0, loss, n_keep, act_names[act_layer(&act, 0)], lora_dropout);
+               est / 1073741824.0, loss, n_keep, act_names[act_layer(&act, 0)], lora_dropout, max_ctx);
         fflush(stdout);
         free(ts), free(in), free(tg);
         model_free(m);
