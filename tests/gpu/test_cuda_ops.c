@@ -264,6 +264,8 @@ static void test_attention(void) {
         {1000, 4, 2, 64}, {385, 2, 2, 64},
         // four query heads a kv head over many key blocks (the backward sums dK, dV over them)
         {2048, 8, 2, 128}, {2048, 8, 2, 64},
+        // one kv head read by four query heads, the block walking from head to head; S odd
+        {1111, 4, 1, 128}, {1111, 4, 1, 64},
     };
     for (size_t ci = 0; ci < sizeof cs / sizeof cs[0]; ci++) {
         int S = cs[ci].S, NH = cs[ci].NH, NKV = cs[ci].NKV, HS = cs[ci].HS;
