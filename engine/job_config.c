@@ -17,6 +17,12 @@ const char *const job_target_names[JOB_MAX_TARGETS] = {
     "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
 const char *const act_names[ACT_N] = {"keep", "recompute", "offload", "offload_attention"};
 
+int act_from_name(const char *name) {
+    for (int a = 0; a < ACT_N; a++)
+        if (!strcmp(name, act_names[a])) return a;
+    return -1;
+}
+
 int act_policy_check(const ActPolicy *p, int n_layers, Err *e) {
     if (p->n && p->n != n_layers)
         return err_set_at(e, "memory.layers", 0, "'memory.layers' names %d layers but the model has %d: give one "
@@ -245,9 +251,7 @@ static int parse_memory(json_t *x, ActPolicy *p, int *act_auto, Err *e) {
         size_t i;
         json_t *v;
         json_array_foreach(ly, i, v) {
-            int k = -1;
-            for (int a = 0; a < ACT_N && json_is_string(v); a++)
-                if (!strcmp(json_string_value(v), act_names[a])) k = a;
+            int k = json_is_string(v) ? act_from_name(json_string_value(v)) : -1;
             if (k < 0)
                 return err_set_at(e, "memory.layers", 0, "'memory.layers[%zu]' must be \"keep\", \"recompute\", "
                                   "\"offload\" or \"offload_attention\"", i);

@@ -28,6 +28,8 @@ enum { TARGET_Q = 0, TARGET_K, TARGET_V, TARGET_O, TARGET_GATE, TARGET_UP, TARGE
  * on the device or the host. */
 enum { ACT_KEEP = 0, ACT_RECOMPUTE = 1, ACT_OFFLOAD = 2, ACT_OFFLOAD_ATT = 3, ACT_N };
 extern const char *const act_names[ACT_N];  // "keep", "recompute", "offload", "offload_attention"
+/* The ACT_* a policy name names, or -1. */
+int act_from_name(const char *name);
 /* Whether the policy keeps a layer's input in host memory. */
 static inline int act_offloads(int policy) { return policy == ACT_OFFLOAD || policy == ACT_OFFLOAD_ATT; }
 

@@ -31,13 +31,6 @@ static int hp_int(json_t *hp, const char *key, long lo, long hi, long *dst, JobS
     return 1;
 }
 
-/* The ACT_* named by an activation policy name, or -1. */
-static int act_index(const char *name) {
-    for (int a = 0; a < ACT_N; a++)
-        if (!strcmp(name, act_names[a])) return a;
-    return -1;
-}
-
 /* Reads a number hyperparameter in (lo, hi] (lo_open) or [lo, hi]. */
 static int hp_num(json_t *hp, const char *key, double lo, int lo_open, double hi, double *dst, JobSpec *out, Err *e) {
     json_t *v = json_object_get(hp, key);
@@ -330,7 +323,7 @@ int job_request_resolve(const char *body, size_t len, const JobEnv *env, JobSpec
             json_t *v;
             layers = json_array();
             json_array_foreach(mv, i, v) {
-                int k = json_is_string(v) ? act_index(json_string_value(v)) : -1;
+                int k = json_is_string(v) ? act_from_name(json_string_value(v)) : -1;
                 if (k < 0) bad = 1;
                 else json_array_append_new(layers, json_string(act_names[k]));
             }
@@ -344,7 +337,7 @@ int job_request_resolve(const char *body, size_t len, const JobEnv *env, JobSpec
                 goto fail;
             }
         } else {
-            mem = json_is_string(mv) ? act_index(json_string_value(mv)) : -1;
+            mem = json_is_string(mv) ? act_from_name(json_string_value(mv)) : -1;
             bad = mem < 0;
         }
         if (bad) {
