@@ -337,8 +337,8 @@ Model *model_load(const Backend *be, const char *dir, const RopeScaling *rope_ov
     }
     if (act_policy_check(act, c->n_layers, e)) goto fail;
     m->S_max = S_max;
-    m->policy = malloc(c->n_layers);
-    for (int l = 0; l < c->n_layers; l++) m->policy[l] = (unsigned char)act_layer(act, l);
+    m->act = (ActPolicy){.all = act->all, .n = c->n_layers};
+    for (int l = 0; l < c->n_layers; l++) m->act.layer[l] = (unsigned char)act_layer(act, l);
     m->lora = *lora;
     m->lora_scale = lora->alpha / lora->r;
     m->layers = calloc(c->n_layers, sizeof *m->layers);
@@ -414,7 +414,7 @@ Model *model_load(const Backend *be, const char *dir, const RopeScaling *rope_ov
         }
     }
     for (size_t l = 0, k = 0; l < L; l++)  // kept layers own acts[0..kept-1]; the rest share the last
-        m->layer_acts[l] = m->policy[l] == ACT_KEEP ? &m->acts[k++] : &m->acts[n_acts - 1];
+        m->layer_acts[l] = m->act.layer[l] == ACT_KEEP ? &m->acts[k++] : &m->acts[n_acts - 1];
     if (final_in_shared(act, (int)L)) m->xin[L] = m->acts[n_acts - 1].h;
     if (cnt.att_pair) {
         size_t Q = (size_t)c->n_heads * c->head_dim;
@@ -470,7 +470,6 @@ void model_free(Model *m) {
     for (int i = 0; i < 7; i++)
         if (m->blocks[i]) m->be->free(m->blocks[i]);
     if (m->host_resid) m->be->host_free(m->host_resid);
-    free(m->policy);
     free(m->xin);
     free(m->host_off);
     free(m->layer_acts);
@@ -551,7 +550,7 @@ static void layer_forward(Ctx *x, LayerActs *a, const void *xin, void *xout, con
     be->rope_forward(a->q, idx, m->inv_freq, n, c->n_heads, HS, m->mscale);
     be->rope_forward(a->k, idx, m->inv_freq, n, c->n_kv_heads, HS, m->mscale);
     // with ACT_OFFLOAD_ATT the recompute finds the attention output and lse copied back
-    if (xout || m->policy[x->l] != ACT_OFFLOAD_ATT)
+    if (xout || m->act.layer[x->l] != ACT_OFFLOAD_ATT)
         be->attention_forward(a->att, a->lse, a->q, a->k, a->v, n, c->n_heads, c->n_kv_heads, HS);
     // o = att Wo^T (+lora) is formed apart and then added, on both paths, so a kept list of
     // all rows gives bit-for-bit the dense result
@@ -648,20 +647,20 @@ double model_step(Model *m, const int32_t *inputs, const int32_t *targets, int S
 
     // layer j's input on the device (j == L: the final residual) and on the host; with
     // ACT_OFFLOAD_ATT layer j's attention output and lse in device pair j % 2 and on the host
-    const unsigned char *pol = m->policy;
+    const ActPolicy *act = &m->act;
     char *host = m->host_resid;
 #define XIN(j) ((char *)m->xin[j])
 #define XHOST(j) (host + m->host_off[2 * (j)])
-#define IN_SLOT(j) act_offloads(pol[(j) < L ? (j) : L - 1])
-#define TO_HOST(j) ((j) <= L - 2 && act_offloads(pol[j]))
-#define ATT_HOST(j) ((j) <= L - 2 && pol[j] == ACT_OFFLOAD_ATT)
+#define IN_SLOT(j) input_in_slot(act, L, j)
+#define TO_HOST(j) input_to_host(act, L, j)
+#define ATT_HOST(j) att_to_host(act, L, j)
     size_t att_b = as * (size_t)c->n_heads * c->head_dim;
     size_t lse_off = align256(att_b * m->S_max);
 #define HATT(j) (host + m->host_off[2 * (j) + 1])
 #define HLSE(j) (HATT(j) + lse_off)
     // the shared activations use the pair in turn when any layer offloads its attention output
     int att_pair = m->att_buf[1] != NULL;
-#define ROTATES(l) (att_pair && pol[l] != ACT_KEEP)
+#define ROTATES(l) (att_pair && act->layer[l] != ACT_KEEP)
     be->embedding_forward(XIN(0), m->tok_in, m->wte, S, C);
     if (backward && TO_HOST(0)) be->copy_async(XHOST(0), XIN(0), SC * as, 0);
     for (int l = 0; l < L; l++) {
@@ -709,7 +708,7 @@ double model_step(Model *m, const int32_t *inputs, const int32_t *targets, int S
         // recompute (its output unused, dh2 when it is formed): the forward writes only a's
         // buffers, dok and dh2, all dead here (the final norm's xf, dxf, or layer l+1's dL/dh,
         // dL/dhk and attention set, all consumed)
-        if (pol[l] != ACT_KEEP) layer_forward(&x, a, xin, NULL, idx[l], n[l], S);
+        if (act->layer[l] != ACT_KEEP) layer_forward(&x, a, xin, NULL, idx[l], n[l], S);
         layer_backward(&x, a, xin, idx[l], n[l], S);
     }
 #undef XIN

@@ -89,7 +89,7 @@ typedef struct {
     const Backend *be;
     ModelConfig cfg;
     int S_max;                // the most rows one forward handles
-    unsigned char *policy;    // (L) each layer's activation policy, ACT_*
+    ActPolicy act;            // each layer's activation policy (act.n == L)
 
     void *wte, *lm_head, *final_norm;  // (V, C), (V, C) (== wte when tied), (C)
     LayerWeights *layers;     // (L) host array of device pointers

@@ -168,7 +168,7 @@ int trainer_run(const JobConfig *c, Err *e) {
         goto out;
     if (c->act_auto) {
         int per[ACT_N] = {0};
-        for (int l = 0; l < m->cfg.n_layers; l++) per[m->policy[l]]++;
+        for (int l = 0; l < m->cfg.n_layers; l++) per[m->act.layer[l]]++;
         char what[200] = "";
         for (int a = ACT_N - 1, n = 0; a >= 0; a--)
             if (per[a]) n += snprintf(what + n, sizeof what - n, "%s%d %s", n ? ", " : "", per[a], act_names[a]);

@@ -82,7 +82,7 @@ static void check_layout(const char *what, const Model *m, int in_mlp) {
     CHECK(m->plan.grads == grads + (in_mlp ? 0 : as * S * (2 * Q + 2 * KV) + ws),
           "%s: gradient block %zu bytes", what, m->plan.grads);
     CHECK(m->plan.loss == 4 * S, "%s: loss block %zu bytes, want only rstdf", what, m->plan.loss);
-    CHECK(m->n_acts == (m->policy[0] == ACT_KEEP ? c->n_layers : 1), "%s: %d activation sets", what, m->n_acts);
+    CHECK(m->n_acts == (m->act.layer[0] == ACT_KEEP ? c->n_layers : 1), "%s: %d activation sets", what, m->n_acts);
     for (int i = 0; i < m->n_acts; i++) {
         const LayerActs *a = &m->acts[i];
         const void *p[5] = {a->datt, a->dq, a->dk, a->dv, a->attn_ws};
