@@ -49,7 +49,7 @@
  * size 64 it needs a block barrier mid-tile where this kernel's is per warpgroup.
  * Measured (NVIDIA H200, head size 128, 32 heads, causal; TFLOP/s as attn_bench counts,
  * median of 3): 343 at 16K tokens and 342 at 64K (336 and 340 without the early dV, in the
- * same session), against 211 and 196 for attn_bwd_kernel on the same card; head size 64:
+ * same run), against 211 and 196 for attn_bwd_kernel on the same card; head size 64:
  * 242 and 249 against 171 and 170. cuDNN on the same card: 563 and 551, 424 and 433. */
 #include <math.h>
 
