@@ -175,10 +175,7 @@ static void fd_check(const char *dir, const int *targets) {
     int32_t tg[S];
     for (int i = 0; i < S; i++) tg[i] = i + 1 < S ? in1[i + 1] : -1;
     long c;
-    model_zero_grads(m);
-    model_step(m, in1, tg, S, kept, nk, 1, 1, 1.0f, 9, &c);
-    float *g = malloc(4 * m->n_lora);
-    m->be->copy_to_host(g, m->lora_grads, 4 * m->n_lora);
+    float *g = tiny_step_grads(m, in1, tg, S, kept, nk, 1, 9, &c);
     int bad = tiny_fd_disagreements(m, g, in1, tg, S, kept, nk, 1, 9, 60, 17, "attention set in g, u, a");
     CHECK(bad == 0, "attention set in g, u, a: %d of 60 sampled gradients disagree with finite differences", bad);
     free(g);
@@ -192,13 +189,10 @@ static void plan_7b(void) {
     char dir[64] = "/tmp/lemo-plan-7b-XXXXXX";
     if (!mkdtemp(dir)) exit(1);
     if (llama7b_config_write(dir)) exit(1);
-    char path[128];
-    snprintf(path, sizeof path, "%s/config.json", dir);
     ModelConfig mc;
     Err e = {0};
     CHECK(model_config_load(dir, &mc, &e) == 0, "7B config: %s", e.msg);
-    unlink(path);
-    rmdir(dir);
+    tiny_model_remove(dir);
     size_t Sl = 65536, as = 2, C = mc.hidden, Q = (size_t)mc.n_heads * mc.head_dim;
     size_t KV = (size_t)mc.n_kv_heads * mc.head_dim, F = mc.ffn, V = mc.vocab, L = mc.n_layers, R = 8;
     LoraSpec spec = {(int)R, 16, 0, {1, 1, 1, 1, 0, 0, 0}};
@@ -256,5 +250,6 @@ int main(void) {
     fd_check(d1, qkvo);
     fd_check(d1, down);
     plan_7b();
+    tiny_model_remove(d1), tiny_model_remove(d2);
     return check_done("test_model_memory");
 }

@@ -124,6 +124,27 @@ static inline Model *tiny_model_load(const char *dir, int S, const LoraSpec *spe
     return tiny_model_load_act(dir, S, spec, &act);
 }
 
+/* One step with backward over (in, tg) from zeroed gradients: the LoRA gradients it leaves,
+ * malloc'd (the caller frees them), and the counted targets in *count. */
+static inline float *tiny_step_grads(Model *m, const int32_t *in, const int32_t *tg, int S, const int *const *kept,
+                                     const int *nk, int train, uint64_t drop_seed, long *count) {
+    model_zero_grads(m);
+    model_step(m, in, tg, S, kept, nk, 1, train, 1.0f, drop_seed, count);
+    float *g = malloc(4 * m->n_lora);
+    m->be->copy_to_host(g, m->lora_grads, 4 * m->n_lora);
+    return g;
+}
+
+/* Removes a model directory tiny_model_write made. */
+static inline void tiny_model_remove(const char *dir) {
+    char path[1100];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
 /* Compares g, the analytic gradient of m's LoRA parameters for one step over (in, tg), with
  * central differences of the loss (forward only, same kept lists, train flag and dropout
  * seed) on `samples` parameters drawn from `seed`. Prints the first five disagreements
