@@ -91,14 +91,6 @@ static double window_seconds(const ModelConfig *c, double S, const ActPolicy *ac
 
 static size_t round_up(size_t a, size_t b) { return (a + b - 1) / b * b; }
 
-/* Rows of drop(x) the CUDA LoRA products materialize at once (kernels/cuda/cuda_matmul.cu's
- * chunk_rows: 64 MiB of bf16, a multiple of 64, at most S). */
-static size_t cuda_lora_chunk_rows(size_t S, size_t K) {
-    size_t r = ((size_t)64 << 20) / (K * 2) / 64 * 64;
-    if (r < 64) r = 64;
-    return r > S ? S : r;
-}
-
 /* The ops' scratch. CPU: the fused loss's (128, V) fp32 logits per chunk (kernels/cpu/loss.c).
  * CUDA: one block (cuda_scratch) sized by its largest user: the fused loss's chunk of fp32
  * logits + bf16 dlogits within 256 MiB plus S fp32 row losses (cuda_loss.cu); a LoRA
@@ -118,7 +110,7 @@ static size_t scratch_bytes(const ModelConfig *mc, const LoraSpec *l, size_t S, 
     for (int t = 0; t < JOB_MAX_TARGETS; t++) {
         if (!l->targets[t]) continue;
         size_t K = ins[t], N = outs[t];
-        size_t drop = l->dropout > 0 ? round_up(cuda_lora_chunk_rows(S, K) * K * 2, 256) : 0;
+        size_t drop = l->dropout > 0 ? round_up((size_t)cuda_lora_chunk_rows((int)S, (int)K) * K * 2, 256) : 0;
         size_t fwd = round_up(R * K * 2, 256) + round_up(N * R * 2, 256) + round_up(S * R * 2, 256) + drop;
         size_t bwd = fwd + round_up(S * R * 2, 256);
         if (fwd > need) need = fwd;

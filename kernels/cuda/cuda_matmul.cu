@@ -9,8 +9,9 @@
  * reading the (S,K) or (S,N) activations. They run as cuBLAS bf16 GEMMs with fp32
  * accumulation (A, B, t rounded to bf16 for the products, as PEFT does in bf16; t, dA,
  * dB stay fp32 where they are kept), near the memory bandwidth. With dropout the masked
- * input drop(x) is materialized in bf16, CHUNK_BYTES of rows at a time (the scratch stays
- * small at any S), and the input gradient's mask is applied to dt A one chunk at a time:
+ * input drop(x) is materialized in bf16, 64 MiB of rows at a time (cuda_lora_chunk_rows in
+ * backend_cuda.h, so the scratch stays small at any S), and the input gradient's mask is
+ * applied to dt A one chunk at a time:
  * the mask of element (s, k) is lora_dropout_keep(seed, s*K + k) on both sides, as on the
  * CPU. (Applying the mask inside a hand-written fp32 GEMM instead ran 5-10x slower.)
  * cuBLAS is deterministic here (no atomics mode).
@@ -18,6 +19,7 @@
  *   forward:  t = drop(x) A^T  (S,R) written;   out += scale * t B^T
  *   backward: dB += scale * dout^T t;  dt = scale * dout B (scratch);
  *             dA += dt^T drop(x);      din += drop'(dt A) */
+#include "backend_cuda.h"
 #include "cuda_common.h"
 
 /* ---------------- base linear layers ---------------- */
@@ -59,15 +61,6 @@ typedef struct {
     float p, inv_keep;
     uint64_t seed;
 } Dropout;
-
-#define CHUNK_BYTES ((size_t)64 << 20)  // bf16 rows of drop(x) (or dt A) materialized at once
-
-/* Rows of a chunk of (S, K) activations: CHUNK_BYTES of bf16, a multiple of 64, at most S. */
-static int chunk_rows(int S, int K) {
-    size_t r = CHUNK_BYTES / ((size_t)K * sizeof(bf16)) / 64 * 64;
-    if (r < 64) r = 64;
-    return r > (size_t)S ? S : (int)r;
-}
 
 /* xd(rows, K) = drop(x) of rows r0.. of x (S, K), rescaled by 1/(1-p), in bf16. */
 __global__ void lora_drop_rows_kernel(bf16 *xd, const bf16 *x, long r0, size_t n, int K, Dropout d) {
@@ -115,7 +108,7 @@ static bf16 *take_bf16(char **base, size_t n) {
  * matrix is a column-major (c,r) one with leading dimension c. d NULL: no dropout. */
 static void lora_forward_tc(void *out, float *t, const void *in, const float *A, const float *B, int S,
                             int K, int N, int R, float scale, const Dropout *d) {
-    int ch = d ? chunk_rows(S, K) : 0;
+    int ch = d ? cuda_lora_chunk_rows(S, K) : 0;
     char *base = (char *)cuda_scratch(align_up((size_t)R * K * 2, 256) + align_up((size_t)N * R * 2, 256) +
                                       align_up((size_t)S * R * 2, 256) + align_up((size_t)ch * K * 2, 256));
     bf16 *Ab = take_bf16(&base, (size_t)R * K), *Bb = take_bf16(&base, (size_t)N * R);
@@ -141,7 +134,7 @@ static void lora_forward_tc(void *out, float *t, const void *in, const float *A,
 static void lora_backward_tc(void *din, float *dA, float *dB, const void *dout, const void *in, const float *t,
                              const float *A, const float *B, int S, int K, int N, int R, float scale,
                              const Dropout *d) {
-    int ch = d ? chunk_rows(S, K) : 0;
+    int ch = d ? cuda_lora_chunk_rows(S, K) : 0;
     char *base = (char *)cuda_scratch(align_up((size_t)R * K * 2, 256) + align_up((size_t)N * R * 2, 256) +
                                       2 * align_up((size_t)S * R * 2, 256) + align_up((size_t)ch * K * 2, 256));
     bf16 *Ab = take_bf16(&base, (size_t)R * K), *Bb = take_bf16(&base, (size_t)N * R);
