@@ -132,6 +132,28 @@ struct Backend {
     double (*lm_head_ce)(void *dx, long *count, const void *x, const void *w, const int *target,
                          int S, int C, int V, float grad_scale);
 
+    /* --- LeMo token selection (DESIGN section 8 steps 2-3) ---
+     * Blocks of B consecutive rows; S = nb * B. Exact block scores from a layer's pre-RoPE
+     * q (S,NH,HS) and k (S,NKV,HS), act dtype. For block pairs m >= n:
+     *   A[m,n] = max over rows i of block m, j of block n with i >= j (causal) of
+     *            sum over heads h of relu(q[i,h] . k[j, h / (NH/NKV)]) / NH
+     * (no 1/sqrt(HS): a common factor changes no ranking; never an (S,S) matrix). score (nb)
+     * fp32 WRITTEN: score[n] = sum_{m >= n} A[m,n] + sum_{m < n} A[n,m] (block n as the key
+     * of later queries plus as the query of earlier keys). ws: lemo_scores_ws_bytes(S, B)
+     * bytes of the caller's, 256-byte aligned, contents undefined on entry and exit. */
+    void (*lemo_block_scores)(float *score, const void *q, const void *k, int S, int NH, int NKV, int HS,
+                              int B, void *ws);
+    size_t (*lemo_scores_ws_bytes)(int S, int B);
+    /* The random control: score (nb) fp32 WRITTEN, score[n] = lemo_random_score(seed, n). */
+    void (*lemo_random_scores)(float *score, int nb, uint64_t seed);
+    /* Top-k blocks: idx (k * B) int32 WRITTEN with the rows of the k blocks of highest score,
+     * in ascending order; block 0 (the attention sink) is always one of them; equal scores
+     * rank the lower block first and NaN ranks below everything. 1 <= k <= nb. score is
+     * read only. ws: lemo_select_ws_bytes(nb) bytes of the caller's, as above. The result
+     * stays on the device: no host round trip. */
+    void (*lemo_select_blocks)(int *idx, const float *score, int nb, int k, int B, void *ws);
+    size_t (*lemo_select_ws_bytes)(int nb);
+
     /* --- fp32 optimizer-side ops (LoRA parameters) --- */
     double (*sumsq)(const float *g, size_t n);      // sum of squares, fp64 on host
     void (*scale)(float *g, size_t n, float s);      // g *= s
@@ -157,6 +179,21 @@ struct Backend {
 
 #define BACKEND_COPY_TICKETS 4
 
+/* What the memory plan needs of a backend without running it: its activation size and the
+ * workspace sizes of the ops that take a caller's workspace. backend_sizes() reads them off
+ * a loaded table; the estimate fills them for CUDA from kernels/cuda/backend_cuda.h without
+ * loading that backend. */
+typedef struct {
+    size_t act_size;
+    size_t (*attention_bwd_ws_bytes)(int S, int NH, int NKV, int HS);
+    size_t (*lemo_scores_ws_bytes)(int S, int B);
+    size_t (*lemo_select_ws_bytes)(int nb);
+} BackendSizes;
+static inline BackendSizes backend_sizes(const Backend *be) {
+    BackendSizes s = {be->act_size, be->attention_bwd_ws_bytes, be->lemo_scores_ws_bytes, be->lemo_select_ws_bytes};
+    return s;
+}
+
 /* The dropout mask shared by every backend: keep element e with probability 1-p.
  * A splitmix64 hash of (seed, e) compared against p; pure, so it can be recomputed
  * anywhere (forward, recompute, backward, CPU or GPU) and give the same mask. */
@@ -171,6 +208,24 @@ static inline LEMO_HOST_DEVICE int lora_dropout_keep(uint64_t seed, uint64_t e, 
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     z ^= z >> 31;
     return (float)(z >> 40) * (1.0f / 16777216.0f) >= p;
+}
+
+/* LeMo's random block score (the control of DESIGN section 8 step 2): a splitmix64 hash of
+ * (seed, block) as a float in [0, 1), shared by every backend so that CPU and GPU pick the
+ * same blocks. */
+static inline LEMO_HOST_DEVICE float lemo_random_score(uint64_t seed, uint64_t block) {
+    uint64_t z = seed ^ (0xA0761D6478BD642Full * (block + 1));
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (float)(z >> 40) * (1.0f / 16777216.0f);
+}
+
+/* The seed under which lora_dropout_keep(seed', e) == lora_dropout_keep(seed, first + e): the
+ * masks of a slice of rows that starts at element `first` of the whole tensor (the hash adds
+ * 0x9E3779B97F4A7C15 per element), so an op run over row tiles draws the whole tensor's mask. */
+static inline LEMO_HOST_DEVICE uint64_t lora_dropout_seed_at(uint64_t seed, uint64_t first) {
+    return seed + 0x9E3779B97F4A7C15ull * first;
 }
 
 const Backend *backend_cpu(void);

@@ -10,9 +10,10 @@
  * thread around them, so the two thread pools never nest.
  *
  * Ops that need scratch memory allocate it per call (except the attention backward's
- * S-sized scratch, which the caller provides); on the (practically impossible) failure
- * of such an allocation they fill their written outputs with NaN, so the failure
- * surfaces as a non-finite loss instead of silent garbage. */
+ * S-sized scratch and the LeMo ops' nb-sized scratch, which the caller provides); on the
+ * (practically impossible) failure of such an allocation they fill their written
+ * outputs with NaN, so the failure surfaces as a non-finite loss instead of silent
+ * garbage. */
 #ifndef LEMO_CPU_OPS_H
 #define LEMO_CPU_OPS_H
 
@@ -56,6 +57,14 @@ void cpu_attention_backward(void *dq, void *dk, void *dv, const void *dout, cons
                             const float *lse, const void *q, const void *k, const void *v,
                             int S, int NH, int NKV, int HS, void *work);
 size_t cpu_attention_bwd_ws_bytes(int S, int NH, int NKV, int HS);
+
+/* lemo.c: LeMo's block scores and top-k block selection */
+void cpu_lemo_block_scores(float *score, const void *q, const void *k, int S, int NH, int NKV,
+                           int HS, int B, void *ws);
+size_t cpu_lemo_scores_ws_bytes(int S, int B);
+void cpu_lemo_random_scores(float *score, int nb, uint64_t seed);
+void cpu_lemo_select_blocks(int *idx, const float *score, int nb, int k, int B, void *ws);
+size_t cpu_lemo_select_ws_bytes(int nb);
 
 /* swiglu.c */
 void cpu_swiglu_forward(void *out, const void *gate, const void *up, size_t n);

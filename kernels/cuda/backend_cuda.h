@@ -2,12 +2,14 @@
  *
  * backend_cuda() itself is declared in engine/backend.h. These extras serve the
  * benchmark and the trainer's memory report: the peak of mem_used since the last
- * reset, and the device's name; and the attention backward's workspace size and the LoRA
- * products' chunk of rows, which the estimate needs without the backend. */
+ * reset, and the device's name; and the attention backward's and the LeMo ops' workspace
+ * sizes and the LoRA products' chunk of rows, which the estimate needs without the backend. */
 #ifndef LEMO_BACKEND_CUDA_H
 #define LEMO_BACKEND_CUDA_H
 
 #include <stddef.h>
+
+#include "backend.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -28,6 +30,47 @@ static inline int cuda_lora_chunk_rows(int S, int K) {
     size_t r = ((size_t)64 << 20) / ((size_t)K * 2) / 64 * 64;
     if (r < 64) r = 64;
     return r > (size_t)S ? S : (int)r;
+}
+
+/* Workspace bytes of the CUDA LeMo block scores (Backend.lemo_scores_ws_bytes): the lower
+ * triangle of the block-pair maxima A, nb*(nb+1)/2 fp32 with nb = S/B, rounded up to 256. */
+static inline size_t cuda_lemo_scores_ws(int S, int B) {
+    if (S <= 0 || B <= 0) return 0;
+    size_t nb = (size_t)(S / B), bytes = nb * (nb + 1) / 2 * 4;
+    return (bytes + 255) / 256 * 256;
+}
+
+/* The part of the selection's workspace given to CUB (radix sort, then select), an upper
+ * bound since CUB's own size is known only by asking it on a device: on sm_90 CUB asks for
+ * about 4 KiB of digit bins plus 1 KiB of look-back state per 8832-item tile (0.12 bytes a
+ * block) and some 256-byte padding; the bound allows 64 KiB plus one byte a block. The op
+ * checks CUB's answer against it on every call and fails loudly if it does not fit, and
+ * cuda_lemo_select_cub_bytes lets the tests check it over many nb. */
+static inline size_t cuda_lemo_select_cub_bound(int nb) {
+    size_t bytes = 65536 + (size_t)(nb > 0 ? nb : 0);
+    return (bytes + 255) / 256 * 256;
+}
+
+/* Workspace bytes of the CUDA LeMo selection (Backend.lemo_select_ws_bytes), each piece
+ * 256-byte aligned: sort keys and block ids double-buffered (4 x nb 4-byte), the flags of
+ * the chosen blocks (nb bytes), the count CUB selects (256), and CUB's temporary storage
+ * (cuda_lemo_select_cub_bound). */
+static inline size_t cuda_lemo_select_ws(int nb) {
+    if (nb <= 0) return 0;
+    size_t a4 = ((size_t)nb * 4 + 255) / 256 * 256, a1 = ((size_t)nb + 255) / 256 * 256;
+    return 4 * a4 + a1 + 256 + cuda_lemo_select_cub_bound(nb);
+}
+
+/* CUB's own temporary-storage size for the selection over nb blocks, as CUB reports it on
+ * this device (needs backend_cuda() first); at most cuda_lemo_select_cub_bound(nb). */
+size_t cuda_lemo_select_cub_bytes(int nb);
+
+/* The CUDA backend's sizes (engine/backend.h's BackendSizes) for the memory plan, without
+ * loading the backend: cuda_lemo_scores_ws and cuda_lemo_select_ws are the LeMo ops'
+ * workspace sizes, defined above like cuda_attention_bwd_ws. */
+static inline BackendSizes cuda_backend_sizes(void) {
+    BackendSizes s = {2, cuda_attention_bwd_ws, cuda_lemo_scores_ws, cuda_lemo_select_ws};
+    return s;
 }
 
 /* Highest mem_used seen since backend_cuda() or the last cuda_mem_reset_peak(). */

@@ -179,6 +179,14 @@ void cuda_attention_backward_wgmma(float *dqacc, void *dk, void *dv, const void 
 double cuda_lm_head_ce(void *dx, long *count, const void *x, const void *w, const int *target,
                        int S, int C, int V, float grad_scale);
 
+/* cuda_lemo.cu: LeMo's block scores and top-k block selection */
+void cuda_lemo_block_scores(float *score, const void *q, const void *k, int S, int NH, int NKV, int HS, int B,
+                            void *ws);
+size_t cuda_lemo_scores_ws_bytes(int S, int B);
+void cuda_lemo_random_scores(float *score, int nb, uint64_t seed);
+void cuda_lemo_select_blocks(int *idx, const float *score, int nb, int k, int B, void *ws);
+size_t cuda_lemo_select_ws_bytes(int nb);
+
 /* cuda_optim.cu: fp32 optimizer-side ops */
 double cuda_sumsq(const float *g, size_t n);
 void cuda_scale(float *g, size_t n, float s);
