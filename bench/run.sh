@@ -25,6 +25,11 @@
 #              about 4 min on an H100): about 20 more minutes. Without them the summary gives
 #              the largest contexts by estimate: ours from `lemo estimate` (train_bench's
 #              est_max_context), the peer by extending its measured peaks to 96% of the card.
+#   LeMo:      (BENCH_LEMO_CONTEXTS, default 16384,32768,65536; empty skips) the same 7B step with
+#              LeMo at the default schedule, for each of BENCH_LEMO_SCORES (default random,exact)
+#              and BENCH_LEMO_POLICIES (default recompute,offload-att,auto), one timed step; then
+#              at BENCH_PROFILE_CONTEXT (default 65536) a per-layer breakdown (train_bench's
+#              BENCH_PROFILE) of a dense and a sparse layer, dense and with LeMo random.
 #   model:     (BENCH_MODEL=1 to run) a same-shape training comparison at reduced depth: a
 #              random Llama-2-7B-width model of BENCH_LAYERS (default 4) layers from
 #              `lemo init-model` (its small vocabulary), trained by `lemo train` on the GPU
@@ -71,6 +76,20 @@ if [ "${BENCH_TRAIN:-1}" != 0 ]; then
         "$tb" run "$mdir" "$mpol" "$mctxs" "${BENCH_OFFLOAD_STEPS:-1}" | tee -a "$out/ours_train.jsonl" \
             || echo "bench: train_bench ($mpol) failed"
     done
+    # LeMo at the default schedule (rows marked "lemo"), and the per-layer breakdown
+    : > "$out/ours_lemo.jsonl"
+    lctxs=${BENCH_LEMO_CONTEXTS-16384,32768,65536}
+    for sc in $([ -n "$lctxs" ] && echo "${BENCH_LEMO_SCORES:-random,exact}" | tr , ' '); do
+        for lpol in $(echo "${BENCH_LEMO_POLICIES:-recompute,offload-att,auto}" | tr , ' '); do
+            BENCH_LEMO=$sc "$tb" run "$mdir" "$lpol" "$lctxs" 1 | tee -a "$out/ours_lemo.jsonl" \
+                || echo "bench: train_bench ($lpol, LeMo $sc) failed"
+        done
+    done
+    pctx=${BENCH_PROFILE_CONTEXT-65536}
+    if [ -n "$pctx" ]; then
+        BENCH_PROFILE=1 "$tb" run "$mdir" offload-att "$pctx" 1 | grep '"bench":"layers"' | tee -a "$out/ours_lemo.jsonl"
+        BENCH_PROFILE=1 BENCH_LEMO=random "$tb" run "$mdir" offload-att "$pctx" 1 | grep '"bench":"layers"' | tee -a "$out/ours_lemo.jsonl"
+    fi
     [ -n "$ctxs" ] && { python3 bench/peer_hf.py --contexts "$ctxs" --steps "${BENCH_STEPS:-1}" | tee "$out/peer_hf.jsonl" \
         || echo "bench: HF peer failed"; }
     # largest context: one step a candidate, in its own process (a device fault ends the process)
@@ -137,6 +156,7 @@ def load(name):
 ours, sdpa, hf = load("ours.jsonl"), load("sdpa.jsonl"), load("peer_hf.jsonl")
 om, pm = load("ours_model.jsonl"), load("peer_model.jsonl")
 tr, fit = load("ours_train.jsonl"), load("fit.jsonl")
+lm = load("ours_lemo.jsonl")
 dev = next((r["name"] for r in ours + tr + hf if r.get("bench") == "device"), "?")
 print(f"\n== {dev} ==")
 for r in ours:
@@ -215,6 +235,38 @@ if rec or peer:
     for r in tr + hf:
         if r.get("oom"):
             print(f"  {r['bench']} {r.get('policy', '')} context {r['context']}: out of memory")
+lrows = [r for r in lm if r.get("bench") == "ours" and not r.get("oom")]
+if lrows:
+    print("\nLeMo at the default schedule (layers 0-14 and 31 dense, 40% of the blocks elsewhere), one step")
+    print(f"{'scores':>7} {'policy':>12} {'context':>8} | {'tok/s':>7} {'peer':>7} {'ratio':>6} | {'GiB':>6} {'peer':>6}"
+          f" {'ratio':>6} | {'host GiB':>8} | {'est GiB':>7} {'used':>6} | {'kept, base, tiles':>24}")
+    for r in lrows:
+        p = peer.get(r["context"])
+        rt = f"{r['tokens_per_s'] / p['tokens_per_s']:.2f}" if p else "-"
+        rm = f"{r['peak_gib'] / p['peak_gib']:.2f}" if p else "-"
+        kb = f"{r.get('kept_layers', '-')}, {r.get('base', '-')}, {r.get('mlp_tiles', 1)}"
+        print(f"{r['lemo']:>7} {r['policy']:>12} {r['context']:>8} | {r['tokens_per_s']:>7.0f}"
+              f" {(format(p['tokens_per_s'], '.0f') if p else '-'):>7} {rt:>6} | {r['peak_gib']:>6.1f}"
+              f" {(format(p['peak_gib'], '.1f') if p else '-'):>6} {rm:>6} | {r['host_gib']:>8.1f} |"
+              f" {r['est_peak_gib']:>7.1f} {r['device_used_gib']:>6.1f} | {kb:>24}")
+    for r in lm:
+        if r.get("oom"):
+            print(f"  LeMo {r.get('lemo', '')} {r.get('policy', '')} context {r['context']}: out of memory")
+for r in lm:
+    if r.get("bench") != "layers":
+        continue
+    print(f"\nper layer at {r['context']} tokens, {r['policy']}, LeMo {r['lemo']} (ms; GiB it would keep):")
+    for k in ("dense", "sparse"):
+        if k in r:
+            x = r[k]
+            print(f"  {k:<6} layer {x['layer']:>2} kept {x['kept_fraction']:.2f}: forward {x['forward_ms']:.1f}"
+                  f" (selection {x['select_ms']:.1f}), recompute {x['recompute_ms']:.1f}, backward"
+                  f" {x['backward_ms']:.1f}; activations {x['act_gib']:.2f} GiB")
+    if "movement" in r and "sparse" in r:
+        mv, x = r["movement"], r["sparse"]
+        tot = x["forward_ms"] + x["recompute_ms"] + x["backward_ms"]
+        print(f"  token movement of a sparse layer (4 gathers, 3 scatter-adds of its kept rows): {mv['per_layer_ms']:.2f} ms"
+              f" = {100 * mv['per_layer_ms'] / tot:.2f}% of the layer's {tot:.1f} ms")
 if fit:
     print("\nlargest context (one step each):")
     for r in fit:

@@ -12,7 +12,13 @@
  *       each optionally followed by +keepN: then the last N layers keep their activations
  *       (memory.layers; no recompute there) and the others follow POLICY; or auto: what
  *       memory.auto picks for each context on this device (estimate_auto_policy);
- *       CONTEXTS like 4096,16384. For each context: load the model for that length on the GPU, one warm-up step, then STEPS timed steps
+ *       CONTEXTS like 4096,16384. BENCH_LEMO=random|exact: LeMo at the default schedule
+ *       (layers l < L/2 - 1 and the last dense, 40% of the 64-token blocks elsewhere), chosen
+ *       inside every step; memory.auto then knows it. BENCH_MLP_TILES=N: the MLP in N row tiles
+ *       (auto picks its own). BENCH_PROFILE=1: after the timed steps one more step synchronized
+ *       around every layer, printing a per-layer time breakdown of layer 0 and of the first
+ *       sparse layer (forward, LeMo's selection within it, recompute, backward) and the bytes
+ *       each would keep (one JSON line "layers"). For each context: load the model for that length on the GPU, one warm-up step, then STEPS timed steps
  *       (STEPS 0: the warm-up step alone, timed: a "does it fit" probe). A step is what the
  *       trainer does: zero grads, forward + backward of one window of random ids (LoRA r=8
  *       alpha=16 on q,k,v,o; dropout BENCH_LORA_DROPOUT, default 0), gradient norm, AdamW,
@@ -154,6 +160,8 @@ static int cmp_double(const void *a, const void *b) {
 static float lora_dropout;
 
 /* The benchmark's job config for S tokens under policy act (a one-line dataset file). */
+static LemoConfig bench_lemo;  // BENCH_LEMO: on with its scores, else off
+
 static void bench_job(JobConfig *jc, const char *dir, int S, const ActPolicy *act) {
     static char train[] = "/tmp/lemo-train-bench-XXXXXX";
     static int made;
@@ -173,6 +181,7 @@ static void bench_job(JobConfig *jc, const char *dir, int S, const ActPolicy *ac
     jc->act = *act;
     jc->max_steps = 1;
     jc->lora.dropout = lora_dropout;
+    jc->lemo = bench_lemo;
 }
 
 /* What `lemo estimate` predicts for this job on this device (bytes), or 0; *max_ctx: the
@@ -216,6 +225,20 @@ static int run(const char *dir, const char *policy_name, const char *contexts, i
     ActPolicy act = act_uniform(policy);
     const char *dv = getenv("BENCH_LORA_DROPOUT");
     lora_dropout = dv ? (float)atof(dv) : 0.0f;
+    JobConfig defaults;
+    job_config_defaults(&defaults);
+    bench_lemo = defaults.lemo;
+    const char *lv = getenv("BENCH_LEMO");
+    if (lv && *lv) {
+        bench_lemo.on = 1;
+        bench_lemo.scores = !strcmp(lv, "exact") ? LEMO_SCORES_EXACT : LEMO_SCORES_RANDOM;
+        bench_lemo.seed = 42;
+    }
+    const char *tv = getenv("BENCH_MLP_TILES");
+    act.mlp_tiles = tv ? atoi(tv) : 0;
+    int profile = getenv("BENCH_PROFILE") && !strcmp(getenv("BENCH_PROFILE"), "1");
+    LemoSpec lemo;
+    if (lemo_resolve(&bench_lemo, mc.n_layers, &lemo, &ce)) { fprintf(stderr, "train_bench: %s\n", ce.msg); return 1; }
     if (keep_last > 0) {
         act.n = mc.n_layers;
         for (int l = 0; l < mc.n_layers; l++) act.layer[l] = l >= mc.n_layers - keep_last ? ACT_KEEP : policy;
@@ -239,7 +262,7 @@ static int run(const char *dir, const char *policy_name, const char *contexts, i
         }
         int n_keep = 0;
         for (int l = 0; l < mc.n_layers; l++) n_keep += act_layer(&act, l) == ACT_KEEP;
-        Model *m = model_load(be, dir, NULL, S, &spec, &act, 42, &e);
+        Model *m = model_load(be, dir, NULL, S, &spec, &act, &lemo, 42, &e);
         if (!m) {
             printf("{\"bench\":\"ours\",\"context\":%d,\"policy\":\"%s\",\"oom\":true,\"error\":\"%s\"}\n", S,
                    policy_name, e.msg);
@@ -257,7 +280,8 @@ static int run(const char *dir, const char *policy_name, const char *contexts, i
             double s0 = now_s();
             long cnt;
             model_zero_grads(m);
-            loss = model_step(m, in, tg, S, NULL, NULL, 1, 1, 1.0f / (S - 1), 1234 + k, &cnt);
+            LemoSelect sel = {LEMO_SEL_SCHEDULE, 777 + (uint64_t)k, NULL, NULL};
+            loss = model_step(m, in, tg, S, &sel, 1, 1, 1.0f / (S - 1), 1234 + k, &cnt);
             double g = sqrt(be->sumsq(m->lora_grads, m->n_lora));
             if (g > 1.0) be->scale(m->lora_grads, m->n_lora, (float)(1.0 / g));
             be->adamw(m->lora_params, m->lora_grads, m->adam_m, m->adam_v, m->n_lora, 1e-4f, 0.9f, 0.999f, 1e-8f,
@@ -278,11 +302,50 @@ static int run(const char *dir, const char *policy_name, const char *contexts, i
         printf("{\"bench\":\"ours\",\"context\":%d,\"policy\":\"%s\",\"steps\":%d,\"load_s\":%.1f,\"step_s\":%.3f,"
                "\"tokens_per_s\":%.1f,\"peak_gib\":%.3f,\"device_used_gib\":%.3f,\"planned_gib\":%.3f,"
                "\"host_gib\":%.3f,\"est_peak_gib\":%.3f,\"loss\":%.4f,\"kept_layers\":%d,\"base\":\"%s\","
-               "\"lora_dropout\":%.2f,\"est_max_context\":%ld}\n",
+               "\"lora_dropout\":%.2f,\"est_max_context\":%ld,\"lemo\":\"%s\",\"mlp_tiles\":%d}\n",
                S, policy_name, steps, load_s, t, S / t, cuda_mem_peak() / 1073741824.0,
                (total - fr) / 1073741824.0, m->plan.total / 1073741824.0, m->plan.host / 1073741824.0,
-               est / 1073741824.0, loss, n_keep, act_names[act_layer(&act, 0)], lora_dropout, max_ctx);
+               est / 1073741824.0, loss, n_keep, act_names[act_layer(&act, 0)], lora_dropout, max_ctx,
+               lemo.on ? lemo_score_names[lemo.scores] : "off", act_tiles(&act));
         fflush(stdout);
+        if (profile) {  // one more step, synchronized around every layer
+            m->profile_clock = now_s;
+            long cnt;
+            model_zero_grads(m);
+            LemoSelect sel = {LEMO_SEL_SCHEDULE, 999, NULL, NULL};
+            model_step(m, in, tg, S, &sel, 1, 1, 1.0f / (S - 1), 999, &cnt);
+            int sp = -1;
+            for (int l = 0; l < mc.n_layers && sp < 0; l++)
+                if (m->rows[l] < S) sp = l;
+            printf("{\"bench\":\"layers\",\"context\":%d,\"policy\":\"%s\",\"lemo\":\"%s\"", S, policy_name,
+                   lemo.on ? lemo_score_names[lemo.scores] : "off");
+            int show[2] = {0, sp};
+            for (int i = 0; i < 2; i++) {
+                int l = show[i];
+                if (l < 0) continue;
+                printf(",\"%s\":{\"layer\":%d,\"kept_fraction\":%.4f,\"forward_ms\":%.2f,\"select_ms\":%.2f,"
+                       "\"recompute_ms\":%.2f,\"backward_ms\":%.2f,\"act_gib\":%.3f}",
+                       i ? "sparse" : "dense", l, (double)m->rows[l] / S, 1e3 * m->profile[3 * l],
+                       1e3 * m->profile_select[l], 1e3 * m->profile[3 * l + 1], 1e3 * m->profile[3 * l + 2],
+                       model_layer_act_bytes(m, l) / 1073741824.0);
+            }
+            if (sp >= 0) {  // LeMo's token movement: a gather and a scatter-add of the kept rows
+                int nk = m->rows[sp], C = mc.hidden;
+                double g0 = now_s();
+                for (int i = 0; i < 10; i++) be->gather_rows(m->dok, m->dx, m->kept + (size_t)sp * S, nk, C);
+                be->sync();
+                double g1 = now_s();
+                for (int i = 0; i < 10; i++) be->scatter_add_rows(m->dx, m->dok, m->kept + (size_t)sp * S, nk, C);
+                be->sync();
+                double g2 = now_s();
+                // per sparse layer: the forward gathers h and scatters o, the recompute again, the
+                // backward gathers dx and h and scatters dL/dh
+                printf(",\"movement\":{\"gather_ms\":%.3f,\"scatter_add_ms\":%.3f,\"per_layer_ms\":%.3f}",
+                       1e2 * (g1 - g0), 1e2 * (g2 - g1), 1e2 * (4 * (g1 - g0) + 3 * (g2 - g1)));
+            }
+            printf("}\n");
+            fflush(stdout);
+        }
         free(ts), free(in), free(tg);
         model_free(m);
     }

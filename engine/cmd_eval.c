@@ -36,7 +36,7 @@ static void usage(FILE *f) {
 
 static int eval_window(Model *m, const int32_t *in, const int32_t *tg, int S, double *sum, long *cnt) {
     long c = 0;
-    *sum += model_step(m, in, tg, S, NULL, NULL, 0, 0, 0, 0, &c);
+    *sum += model_step(m, in, tg, S, NULL, 0, 0, 0, 0, &c);
     *cnt += c;
     return 0;
 }
@@ -141,7 +141,7 @@ int cmd_eval(int argc, char **argv) {
 
     LoraSpec spec = {1, 1, 0, {0}};
     if (adapter && peft_read_spec(adapter, &spec, &e)) goto fail;
-    if (!(m = model_load(be, model, rsp, S, &spec, &(ActPolicy){.all = ACT_RECOMPUTE}, 0, &e))) goto fail;
+    if (!(m = model_load(be, model, rsp, S, &spec, &(ActPolicy){.all = ACT_RECOMPUTE}, NULL, 0, &e))) goto fail;
     if (adapter && peft_load(m, adapter, &e)) goto fail;  // without one the spec has no targets
 
     double sum = 0;

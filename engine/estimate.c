@@ -22,7 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cuda/backend_cuda.h"  // cuda_attention_bwd_ws: plain C, no GPU or CUDA library needed
+#include "cuda/backend_cuda.h"  // cuda_backend_sizes: plain C, no GPU or CUDA library needed
 #include "model.h"
 
 #define CUDA_CONTEXT_BYTES ((size_t)606 << 20)  // context + cuBLAS's own: device used - tracked, H100, CUDA 13
@@ -61,30 +61,46 @@ static double cpu_flops(void) {
  * backward, backward of inputs and LoRA; no base-weight gradients), split into the GEMM part
  * and attention, which run at different rates. The recompute skips the down projection
  * unless a down_proj adapter needs it, and with ACT_OFFLOAD_ATT the attention forward; a
- * kept layer (ACT_KEEP) is not recomputed. */
+ * kept layer (ACT_KEEP) is not recomputed. A LeMo layer keeping n of the S rows runs its
+ * q, k, v, o projections over n rows and attention over n; with exact scores its first
+ * forward adds the q, k projections of all S rows and the causal half of their QK^T
+ * (the scoring kernel, priced at the attention forward's rate). */
 typedef struct { double gemm, att_fwd, att_bwd; } StepFlops;
-static StepFlops step_flops(const ModelConfig *c, double S, const ActPolicy *act, int down_adapter) {
+static StepFlops step_flops(const ModelConfig *c, double S, const ActPolicy *act, const LemoSpec *z,
+                            int down_adapter) {
     double C = c->hidden, Q = (double)c->n_heads * c->head_dim, KV = (double)c->n_kv_heads * c->head_dim;
-    double lin = 2 * S * (C * Q * 2 + C * KV * 2 + 3 * C * c->ffn);  // one layer
-    double att = 2 * 2 * S * (S / 2) * Q;                              // QK^T and PV over the causal half
-    double head = 2 * S * C * c->vocab, relin = 0, reatt = 0;
+    double mlp = 2 * S * 3 * C * c->ffn, head = 2 * S * C * c->vocab;
+    StepFlops f = {2 * head, 0, 0};
     for (int l = 0; l < c->n_layers; l++) {
+        double n = lemo_rows(z, l, (int)S);
+        double lin = 2 * n * (C * Q * 2 + C * KV * 2) + mlp;  // this layer's linear layers
+        double att = 2 * 2 * n * (n / 2) * Q;                 // QK^T and PV over the causal half
+        f.gemm += 2 * lin;
+        f.att_fwd += att;
+        f.att_bwd += 2.5 * att;
+        if (n < S && z->scores == LEMO_SCORES_EXACT) {
+            f.gemm += 2 * S * C * (Q + KV);
+            f.att_fwd += 2 * S * (S / 2) * Q;
+        }
         int p = act_layer(act, l);
+        // with MLP tiles the backward recomputes gate and up of every tile (and the down
+        // adapter's product) and the recompute skips the MLP: the same FLOPs for a recomputed
+        // layer, 2 GEMMs more for a kept one
+        if (act_tiles(act) > 1) f.gemm += 4 * S * C * c->ffn;
         if (p == ACT_KEEP) continue;
-        relin += lin - (down_adapter ? 0 : 2 * S * C * c->ffn);
-        if (p != ACT_OFFLOAD_ATT) reatt += att;
+        f.gemm += lin - (act_tiles(act) > 1 ? mlp : down_adapter ? 0 : 2 * S * C * c->ffn);
+        if (p != ACT_OFFLOAD_ATT) f.att_fwd += att;
     }
-    double L = c->n_layers;
-    return (StepFlops){2 * lin * L + relin + 2 * head, att * L + reatt, 2.5 * att * L};
+    return f;
 }
 
 /* Seconds of one window. The CPU runs GEMMs through OpenBLAS at ~0.9 of the probed sgemm rate
  * and attention (blocked sgemm + online softmax) at ~0.35 of it (kernels/cpu/attention.c, measured on
  * refmodel-22m shapes); CUDA at the rates measured for each part (3-7% under the measured
  * Llama-2-7B-shape steps at 4K-64K tokens on an H200: elementwise ops are not counted). */
-static double window_seconds(const ModelConfig *c, double S, const ActPolicy *act, int down_adapter, int cuda,
-                             double cpu_rate) {
-    StepFlops f = step_flops(c, S, act, down_adapter);
+static double window_seconds(const ModelConfig *c, double S, const ActPolicy *act, const LemoSpec *z,
+                             int down_adapter, int cuda, double cpu_rate) {
+    StepFlops f = step_flops(c, S, act, z, down_adapter);
     if (cuda) return f.gemm / CUDA_GEMM_FLOPS + f.att_fwd / CUDA_ATT_FWD_FLOPS + f.att_bwd / CUDA_ATT_BWD_FLOPS;
     return f.gemm / (0.9 * cpu_rate) + (f.att_fwd + f.att_bwd) / (0.35 * cpu_rate);
 }
@@ -121,18 +137,33 @@ static size_t scratch_bytes(const ModelConfig *mc, const LoraSpec *l, size_t S, 
     return round_up(need, (size_t)1 << 20);
 }
 
-/* The plan for S tokens on the CPU (fp32) or CUDA (bf16), with that backend's attention
- * backward workspace (CUDA: its fp32 dQ accumulator and row sums). */
-static void plan_for(const ModelConfig *mc, const LoraSpec *spec, const ActPolicy *act, int S, int cuda, MemPlan *p) {
-    model_plan(mc, S, spec, act, cuda ? 2 : 4,
-               cuda ? cuda_attention_bwd_ws : backend_cpu()->attention_bwd_ws_bytes, p);
+/* The job's LeMo schedule for this model (dense when the config's layer count is off: the
+ * estimate then prices the dense job, and the trainer names the error). */
+static LemoSpec lemo_for(const ModelConfig *mc, const JobConfig *jc) {
+    LemoSpec z;
+    Err e;
+    if (lemo_resolve(&jc->lemo, mc->n_layers, &z, &e)) {
+        LemoConfig off = jc->lemo;
+        off.on = 0;
+        lemo_resolve(&off, mc->n_layers, &z, &e);
+    }
+    return z;
+}
+
+/* The plan for S tokens on the CPU (fp32) or CUDA (bf16), with that backend's workspaces
+ * (CUDA's from backend_cuda.h, without loading the backend). */
+static void plan_for(const ModelConfig *mc, const LoraSpec *spec, const JobConfig *jc, const ActPolicy *act, int S,
+                     int cuda, MemPlan *p) {
+    BackendSizes bs = cuda ? cuda_backend_sizes() : backend_sizes(backend_cpu());
+    LemoSpec z = lemo_for(mc, jc);
+    model_plan(mc, S, spec, act, &z, &bs, p);
 }
 
 static size_t peak_for(const ModelConfig *mc, const JobConfig *jc, int S, int cuda, size_t data_bytes) {
     LoraSpec spec = {jc->lora.r, jc->lora.alpha, jc->lora.dropout, {0}};
     memcpy(spec.targets, jc->lora.targets, sizeof spec.targets);
     MemPlan p;
-    plan_for(mc, &spec, &jc->act, S, cuda, &p);
+    plan_for(mc, &spec, jc, &jc->act, S, cuda, &p);
     // on the CPU the offloaded checkpoints live in the same memory as everything else
     return p.total + scratch_bytes(mc, &spec, S, cuda) + (cuda ? CUDA_RUNTIME_BYTES : CPU_RUNTIME_BYTES + data_bytes + p.host);
 }
@@ -144,7 +175,7 @@ static size_t host_for(const ModelConfig *mc, const JobConfig *jc, int S, int cu
     LoraSpec spec = {jc->lora.r, jc->lora.alpha, jc->lora.dropout, {0}};
     memcpy(spec.targets, jc->lora.targets, sizeof spec.targets);
     MemPlan p;
-    plan_for(mc, &spec, &jc->act, S, cuda, &p);
+    plan_for(mc, &spec, jc, &jc->act, S, cuda, &p);
     return p.host + data_bytes + CPU_RUNTIME_BYTES;
 }
 
@@ -155,13 +186,37 @@ static size_t host_for(const ModelConfig *mc, const JobConfig *jc, int S, int cu
  * On CUDA offloading the attention outputs beats recomputing them (the recompute then skips
  * the attention forward; H200, bench/RESULTS.md: +2% at 4K tokens, +6% at 16K, +10% at 32K,
  * +13% at 64K); below AUTO_OFFLOAD_ATT_MIN tokens, not measured, recomputing comes first.
- * On the CPU offloading only moves bytes within the same memory: recompute or keep. Returns 1
- * when the policy fits, 0 when nothing does (then the most frugal base, for the error the
- * load will give). */
+ * On the CPU offloading only moves bytes within the same memory: recompute or keep. From
+ * AUTO_TILE_ROWS * 2 tokens the same search runs with the MLP in tiles of AUTO_TILE_ROWS rows
+ * too (a kept layer then holds one tile of gate, up and SwiGLU outputs, not all rows; it costs
+ * a kept layer two GEMMs more), and the tiles are taken when only they fit, or when they let
+ * more layers be kept and the estimated step is faster for it. Returns 1 when the policy fits, 0 when nothing does (then the most
+ * frugal base, for the error the load will give). */
 #define AUTO_OFFLOAD_ATT_MIN 4096
 #define AUTO_KEEP_SHARE 0.9
+#define AUTO_TILE_ROWS 4096
+static int auto_policy_tiles(const ModelConfig *mc, const JobConfig *jc, int S, int cuda, size_t device_mem,
+                             size_t host_budget, size_t data_bytes, int tiles, ActPolicy *out, int *kept);
 static int auto_policy(const ModelConfig *mc, const JobConfig *jc, int S, int cuda, size_t device_mem,
                        size_t host_budget, size_t data_bytes, ActPolicy *out) {
+    int k1 = 0, kt = 0, tiles = (S + AUTO_TILE_ROWS - 1) / AUTO_TILE_ROWS;
+    int fits = auto_policy_tiles(mc, jc, S, cuda, device_mem, host_budget, data_bytes, 1, out, &k1);
+    if (tiles < 2) return fits;
+    ActPolicy tiled;
+    int fits_t = auto_policy_tiles(mc, jc, S, cuda, device_mem, host_budget, data_bytes, tiles, &tiled, &kt);
+    // the faster of the two by the estimate's step time (the CPU's rate is common to both)
+    LemoSpec z = lemo_for(mc, jc);
+    int down = jc->lora.targets[TARGET_DOWN];
+    if (fits_t && (!fits || (kt > k1 && window_seconds(mc, S, &tiled, &z, down, cuda, 1e12) <
+                                            window_seconds(mc, S, out, &z, down, cuda, 1e12)))) {
+        *out = tiled;
+        return 1;
+    }
+    return fits;
+}
+
+static int auto_policy_tiles(const ModelConfig *mc, const JobConfig *jc, int S, int cuda, size_t device_mem,
+                             size_t host_budget, size_t data_bytes, int tiles, ActPolicy *out, int *kept) {
     static const int long_ctx[] = {ACT_OFFLOAD_ATT, ACT_RECOMPUTE, ACT_OFFLOAD};
     static const int short_ctx[] = {ACT_RECOMPUTE, ACT_OFFLOAD_ATT, ACT_OFFLOAD};
     static const int cpu[] = {ACT_RECOMPUTE};
@@ -170,30 +225,44 @@ static int auto_policy(const ModelConfig *mc, const JobConfig *jc, int S, int cu
     size_t budget = (size_t)(device_mem * 0.95);
     JobConfig t = *jc;
     int base = -1;
+    *kept = 0;
     for (int i = 0; i < n_bases && base < 0; i++) {
         t.act = act_uniform(bases[i]);
+        t.act.mlp_tiles = tiles;
         if (peak_for(mc, &t, S, cuda, data_bytes) <= budget && host_for(mc, &t, S, cuda, data_bytes) <= host_budget)
             base = bases[i];
     }
     if (base < 0) {
         *out = act_uniform(bases[n_bases - 1]);
+        out->mlp_tiles = tiles;
         return 0;
     }
-    // kept layers only add device memory (and free host memory): the largest count that fits
+    // kept layers only add device memory (and free host memory): the largest count that fits,
+    // taking first the layers whose activations are smallest (LeMo's sparse layers), the
+    // last ones first among equals
+    LemoSpec z = lemo_for(mc, jc);
+    int order[JOB_MAX_LAYERS], k = 0;
+    for (int sparse = 1; sparse >= 0; sparse--)
+        for (int l = L - 1; l >= 0; l--)
+            if ((lemo_rows(&z, l, S) < S) == sparse) order[k++] = l;
     size_t keep_budget = (size_t)(device_mem * AUTO_KEEP_SHARE);
     int lo = 0, hi = L;
     while (lo < hi) {
-        int k = (lo + hi + 1) / 2;
-        t.act = (ActPolicy){.all = base, .n = L};
-        for (int l = 0; l < L; l++) t.act.layer[l] = (unsigned char)(l >= L - k ? ACT_KEEP : base);
-        if (peak_for(mc, &t, S, cuda, data_bytes) <= keep_budget) lo = k;
-        else hi = k - 1;
+        int n = (lo + hi + 1) / 2;
+        t.act = (ActPolicy){.all = base, .n = L, .mlp_tiles = tiles};
+        for (int l = 0; l < L; l++) t.act.layer[l] = (unsigned char)base;
+        for (int i = 0; i < n; i++) t.act.layer[order[i]] = ACT_KEEP;
+        if (peak_for(mc, &t, S, cuda, data_bytes) <= keep_budget) lo = n;
+        else hi = n - 1;
     }
     *out = act_uniform(base);
+    out->mlp_tiles = tiles;
     if (lo > 0) {
         out->n = L;
-        for (int l = 0; l < L; l++) out->layer[l] = (unsigned char)(l >= L - lo ? ACT_KEEP : base);
+        for (int l = 0; l < L; l++) out->layer[l] = (unsigned char)base;
+        for (int i = 0; i < lo; i++) out->layer[order[i]] = ACT_KEEP;
     }
+    *kept = lo;
     return 1;
 }
 
@@ -259,6 +328,8 @@ int estimate_job(const JobConfig *jc_in, const char *device, size_t device_mem, 
     int lo = 0, hi = 1 << 22;
     while (lo < hi) {  // the largest multiple of 256 tokens that fits both
         int mid = (lo + hi + 1) / 2;
+        if (jc_in->act_auto)  // the MLP in tiles, as auto_policy would take them at that length
+            frugal_jc.act.mlp_tiles = (mid * 256 + AUTO_TILE_ROWS - 1) / AUTO_TILE_ROWS;
         if (peak_for(&mc, fit_jc, mid * 256, cuda, data_bytes) <= budget &&
             host_for(&mc, fit_jc, mid * 256, cuda, data_bytes) <= host_budget)
             lo = mid;
@@ -269,13 +340,14 @@ int estimate_job(const JobConfig *jc_in, const char *device, size_t device_mem, 
     if (windows < 1) windows = 1;
     double steps = jc->max_steps ? jc->max_steps : ceil(jc->epochs * windows / jc->grad_accum);
     double tokens = steps * jc->grad_accum * S;
-    double secs = steps * jc->grad_accum * window_seconds(&mc, S, &jc->act, jc->lora.targets[TARGET_DOWN], cuda,
+    LemoSpec z = lemo_for(&mc, jc);
+    double secs = steps * jc->grad_accum * window_seconds(&mc, S, &jc->act, &z, jc->lora.targets[TARGET_DOWN], cuda,
                                                             cuda ? 0 : cpu_flops());
 
     LoraSpec spec = {jc->lora.r, jc->lora.alpha, jc->lora.dropout, {0}};
     memcpy(spec.targets, jc->lora.targets, sizeof spec.targets);
     MemPlan p;
-    plan_for(&mc, &spec, &jc->act, S, cuda, &p);
+    plan_for(&mc, &spec, jc, &jc->act, S, cuda, &p);
     *out = json_pack(
         "{s:s, s:I, s:s, s:I, s:b, s:I, s:b, s:i, s:i, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:I, s:I, s:f, s:f, "
         "s:f}",
@@ -295,5 +367,12 @@ int estimate_job(const JobConfig *jc_in, const char *device, size_t device_mem, 
     for (int a = 0; a < ACT_N; a++)
         if (per[a]) json_object_set_new(ml, act_names[a], json_integer(per[a]));
     json_object_set_new(*out, "memory_layers", ml);
+    json_object_set_new(*out, "mlp_tiles", json_integer(act_tiles(&jc->act)));
+    if (z.on) {  // LeMo: the share of tokens each layer's attention keeps
+        json_t *kf = json_array();
+        for (int l = 0; l < mc.n_layers; l++) json_array_append_new(kf, json_real((double)lemo_rows(&z, l, S) / S));
+        json_object_set_new(*out, "lemo", json_pack("{s:s, s:i, s:o}", "scores", lemo_score_names[z.scores], "block",
+                                                   z.block, "kept_fraction", kf));
+    }
     return 0;
 }

@@ -16,6 +16,7 @@
 const char *const job_target_names[JOB_MAX_TARGETS] = {
     "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
 const char *const act_names[ACT_N] = {"keep", "recompute", "offload", "offload_attention"};
+const char *const lemo_score_names[LEMO_SCORES_N] = {"exact", "random"};
 
 int act_from_name(const char *name) {
     for (int a = 0; a < ACT_N; a++)
@@ -57,6 +58,9 @@ void job_config_defaults(JobConfig *c) {
     c->optim.warmup_steps = 0;
     c->optim.min_lr_ratio = 0.0f;
     c->act = act_uniform(ACT_RECOMPUTE);
+    c->lemo.block = 64;
+    c->lemo.keep_all = 0.4;
+    c->lemo.n_dense = -1;
 }
 
 /* Returns -1 with an error naming `key` unless every key of obj is in `known`. */
@@ -211,7 +215,8 @@ static int parse_rope(json_t *o, JobConfig *c, Err *e) {
  * own and overrides them (its length is checked against the model when it is loaded); auto
  * (alone) leaves the choice to the trainer, which fits it to the device. */
 static int parse_memory(json_t *x, ActPolicy *p, int *act_auto, Err *e) {
-    static const char *const mk[] = {"checkpointing", "offload", "offload_attention", "layers", "auto", NULL};
+    static const char *const mk[] = {"checkpointing", "offload", "offload_attention", "layers", "auto", "mlp_tiles",
+                                     NULL};
     if (!json_is_object(x)) return err_set_at(e, "memory", 0, "'memory' must be an object");
     if (check_keys(x, "memory.", mk, e)) return -1;
     json_t *au = json_object_get(x, "auto");
@@ -219,9 +224,10 @@ static int parse_memory(json_t *x, ActPolicy *p, int *act_auto, Err *e) {
         if (!json_is_boolean(au)) return err_set_at(e, "memory.auto", 0, "'memory.auto' must be true or false");
         *act_auto = json_is_true(au);
         if (*act_auto && json_object_size(x) > 1)
-            return err_set_at(e, "memory.auto", 0, "'memory.auto' picks the policy of every layer: give it alone, "
-                              "without checkpointing, offload, offload_attention or layers");
+            return err_set_at(e, "memory.auto", 0, "'memory.auto' picks the policy of every layer and the MLP tiles: "
+                              "give it alone, without checkpointing, offload, offload_attention, layers or mlp_tiles");
     }
+    if (get_int(x, "mlp_tiles", "memory.mlp_tiles", &p->mlp_tiles, 1, 4096, e)) return -1;
     json_t *cp = json_object_get(x, "checkpointing"), *of = json_object_get(x, "offload");
     json_t *oa = json_object_get(x, "offload_attention"), *ly = json_object_get(x, "layers");
     if (cp) {
@@ -262,11 +268,71 @@ static int parse_memory(json_t *x, ActPolicy *p, int *act_auto, Err *e) {
     return 0;
 }
 
+/* lemo: {keep: F | [F per layer], scores: "exact" | "random", block: N, dense_layers: [l..],
+ * seed: N} (job_config.h's LemoConfig). Fractions are in (0, 1]; the layer count of an array
+ * is checked against the model when it is known (lemo_resolve). */
+static int parse_lemo(json_t *o, LemoConfig *z, Err *e) {
+    static const char *const known[] = {"keep", "scores", "block", "dense_layers", "seed", NULL};
+    if (!json_is_object(o)) return err_set_at(e, "lemo", 0, "'lemo' must be an object");
+    if (check_keys(o, "lemo.", known, e)) return -1;
+    z->on = 1;
+    json_t *s = json_object_get(o, "scores");
+    if (s) {
+        const char *v = json_is_string(s) ? json_string_value(s) : "";
+        z->scores = -1;
+        for (int i = 0; i < LEMO_SCORES_N; i++)
+            if (!strcmp(v, lemo_score_names[i])) z->scores = i;
+        if (z->scores < 0) return err_set_at(e, "lemo.scores", 0, "'lemo.scores' must be \"exact\" or \"random\"");
+    }
+    if (get_int(o, "block", "lemo.block", &z->block, 16, 256, e)) return -1;
+    if (z->block % 16) return err_set_at(e, "lemo.block", 0, "'lemo.block' must be a multiple of 16, got %d", z->block);
+    json_t *k = json_object_get(o, "keep");
+    if (k && json_is_array(k)) {
+        size_t i, n = json_array_size(k);
+        json_t *x;
+        if (n == 0 || n > JOB_MAX_LAYERS)
+            return err_set_at(e, "lemo.keep", 0, "'lemo.keep' must be a fraction or an array of 1 to %d fractions, "
+                              "one per layer", JOB_MAX_LAYERS);
+        json_array_foreach(k, i, x) {
+            double d = json_is_number(x) ? json_number_value(x) : -1;
+            if (!(d > 0 && d <= 1))
+                return err_set_at(e, "lemo.keep", 0, "'lemo.keep[%zu]' must be a fraction in (0, 1]", i);
+            z->keep[i] = d;
+        }
+        z->n_keep = (int)n;
+    } else if (k) {
+        double d = json_is_number(k) ? json_number_value(k) : -1;
+        if (!(d > 0 && d <= 1)) return err_set_at(e, "lemo.keep", 0, "'lemo.keep' must be a fraction in (0, 1]");
+        z->keep_all = d;
+    }
+    json_t *d = json_object_get(o, "dense_layers");
+    if (d) {
+        size_t i;
+        json_t *x;
+        if (!json_is_array(d) || json_array_size(d) > JOB_MAX_LAYERS)
+            return err_set_at(e, "lemo.dense_layers", 0, "'lemo.dense_layers' must be an array of layer indices");
+        json_array_foreach(d, i, x) {
+            if (!json_is_integer(x) || json_integer_value(x) < 0 || json_integer_value(x) >= JOB_MAX_LAYERS)
+                return err_set_at(e, "lemo.dense_layers", 0, "'lemo.dense_layers[%zu]' must be a layer index", i);
+            z->dense[i] = (int)json_integer_value(x);
+        }
+        z->n_dense = (int)json_array_size(d);
+    }
+    json_t *sd = json_object_get(o, "seed");
+    if (sd) {
+        if (!json_is_integer(sd) || json_integer_value(sd) < 0)
+            return err_set_at(e, "lemo.seed", 0, "'lemo.seed' must be a non-negative integer");
+        z->seed = (uint64_t)json_integer_value(sd);
+        z->has_seed = 1;
+    }
+    return 0;
+}
+
 int job_config_parse(const char *text, JobConfig *c, Err *e) {
     static const char *const known[] = {
         "model", "train_file", "eval_file", "output_dir", "resume_from", "device", "context_length",
         "max_steps", "epochs", "seed", "chat_template", "eval_fraction", "eval_every", "checkpoint_every",
-        "eval_windows", "grad_accum", "lora", "optimizer", "rope_scaling", "memory", NULL};
+        "eval_windows", "grad_accum", "lora", "optimizer", "rope_scaling", "memory", "lemo", NULL};
     job_config_defaults(c);
     json_error_t je;
     json_t *o = json_loads(text, 0, &je);
@@ -314,6 +380,13 @@ int job_config_parse(const char *text, JobConfig *c, Err *e) {
     if ((x = json_object_get(o, "optimizer")) && parse_optimizer(x, c, e)) goto out;
     if ((x = json_object_get(o, "rope_scaling")) && parse_rope(x, c, e)) goto out;
     if ((x = json_object_get(o, "memory")) && parse_memory(x, &c->act, &c->act_auto, e)) goto out;
+    if ((x = json_object_get(o, "lemo")) && !json_is_null(x) && parse_lemo(x, &c->lemo, e)) goto out;
+    if (!c->lemo.has_seed) c->lemo.seed = c->seed;
+    if (c->lemo.on && c->context_length % c->lemo.block) {
+        err_set_at(e, "context_length", 0, "'context_length' (%d) must be a multiple of 'lemo.block' (%d): LeMo keeps "
+                   "or drops whole blocks of tokens", c->context_length, c->lemo.block);
+        goto out;
+    }
     rc = 0;
 out:
     json_decref(o);
@@ -371,12 +444,31 @@ char *job_config_to_json(const JobConfig *c) {
     json_t *mem = c->act_auto ? json_pack("{s:b}", "auto", 1)
                               : json_pack("{s:b, s:b, s:b}", "checkpointing", c->act.all != ACT_KEEP, "offload",
                                           act_offloads(c->act.all), "offload_attention", c->act.all == ACT_OFFLOAD_ATT);
+    if (!c->act_auto && c->act.mlp_tiles > 1) json_object_set_new(mem, "mlp_tiles", json_integer(c->act.mlp_tiles));
     if (!c->act_auto && c->act.n) {
         json_t *ly = json_array();
         for (int l = 0; l < c->act.n; l++) json_array_append_new(ly, json_string(act_names[c->act.layer[l]]));
         json_object_set_new(mem, "layers", ly);
     }
     json_object_set_new(o, "memory", mem);
+    if (c->lemo.on) {
+        const LemoConfig *z = &c->lemo;
+        json_t *lm = json_pack("{s:s, s:i, s:I}", "scores", lemo_score_names[z->scores], "block", z->block, "seed",
+                               (json_int_t)z->seed);
+        if (z->n_keep) {
+            json_t *k = json_array();
+            for (int l = 0; l < z->n_keep; l++) json_array_append_new(k, json_real(z->keep[l]));
+            json_object_set_new(lm, "keep", k);
+        } else {
+            json_object_set_new(lm, "keep", json_real(z->keep_all));
+        }
+        if (z->n_dense >= 0) {
+            json_t *d = json_array();
+            for (int l = 0; l < z->n_dense; l++) json_array_append_new(d, json_integer(z->dense[l]));
+            json_object_set_new(lm, "dense_layers", d);
+        }
+        json_object_set_new(o, "lemo", lm);
+    }
     char *s = json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS);
     json_decref(o);
     return s;

@@ -39,11 +39,38 @@ typedef struct {
     int all;
     int n;
     unsigned char layer[JOB_MAX_LAYERS];
+    int mlp_tiles;            // memory.mlp_tiles: the MLP runs in this many row tiles (0, 1: one)
 } ActPolicy;
 static inline int act_layer(const ActPolicy *p, int l) { return p->n ? p->layer[l] : p->all; }
+/* The MLP's row tiles: with T > 1 every layer's gate, up and SwiGLU outputs exist for one tile
+ * of rows at a time, in its forward and again in its backward (recomputed from the saved
+ * residual), never for all S rows. Exact: the same arithmetic per row. */
+static inline int act_tiles(const ActPolicy *p) { return p->mlp_tiles > 1 ? p->mlp_tiles : 1; }
+static inline int act_tile_rows(const ActPolicy *p, int S) { return (S + act_tiles(p) - 1) / act_tiles(p); }
 static inline ActPolicy act_uniform(int policy) { return (ActPolicy){.all = policy}; }
 /* Checks that a per-layer policy matches a model of n_layers layers (Err.param "memory.layers"). */
 int act_policy_check(const ActPolicy *p, int n_layers, Err *e);
+
+/* LeMo token elimination (DESIGN section 8): how each layer's attention keeps token blocks.
+ * LEMO_SCORES_EXACT: the oracle block scores from the layer's own q, k; LEMO_SCORES_RANDOM:
+ * the same number of blocks, drawn by seed, step and layer (the control). */
+enum { LEMO_SCORES_EXACT = 0, LEMO_SCORES_RANDOM = 1, LEMO_SCORES_N };
+extern const char *const lemo_score_names[LEMO_SCORES_N];  // "exact", "random"
+
+/* The "lemo" key as given; lemo_resolve (lemo.h) turns it into one keep fraction per layer
+ * once the model's depth is known. */
+typedef struct {
+    int on;                          // "lemo" given
+    int scores;                      // LEMO_SCORES_*
+    int block;                       // rows per token block (64)
+    double keep_all;                 // keep: one fraction for every sparse layer
+    int n_keep;                      // keep: an array, one fraction per layer (then n_keep == L)
+    double keep[JOB_MAX_LAYERS];
+    int n_dense;                     // -1: the default dense layers (l < L/2 - 1 and the last)
+    int dense[JOB_MAX_LAYERS];       // layer indices kept dense
+    uint64_t seed;                   // random scores; defaults to the job's seed
+    int has_seed;
+} LemoConfig;
 
 typedef struct {
     char model[JOB_PATH_MAX];        // HF model directory
@@ -66,6 +93,7 @@ typedef struct {
     RopeScaling rope_scaling;        // overrides the model's when has_rope_scaling
     ActPolicy act;                   // activation policy: memory.checkpointing, .offload, .offload_attention, .layers
     int act_auto;                    // memory.auto: the trainer picks act to fit the device (estimate_auto_policy)
+    LemoConfig lemo;                 // token elimination; lemo.on == 0: dense
 } JobConfig;
 
 void job_config_defaults(JobConfig *c);

@@ -116,12 +116,22 @@ static size_t weight_count(const ModelConfig *c) {
  * adapters read it there (their A gradients); otherwise it lives in dh2 (model.c's header). */
 static int keeps_h2(const LoraSpec *l) { return l->targets[TARGET_GATE] || l->targets[TARGET_UP]; }
 
-static size_t acts_bytes(const ModelConfig *c, size_t S, const LoraSpec *l, size_t as) {
+/* Rows of the MLP's g, u, a (and h2 when tiled): S, or one tile (act_tile_rows). */
+static size_t mlp_rows(const ActPolicy *act, size_t S) { return (size_t)act_tile_rows(act, (int)S); }
+/* Bytes of a layer's g, u, a region: the place of the sets that live while they are dead. */
+static size_t mlp_region(const ModelConfig *c, const ActPolicy *act, size_t S, size_t as) {
+    return 3 * as * mlp_rows(act, S) * c->ffn;
+}
+
+/* Bytes of one LayerActs for S rows whose attention runs over n of them (n == S: dense). With
+ * MLP tiles h2 is one tile's rows of its own (recomputed per tile in the backward). */
+static size_t acts_bytes(const ModelConfig *c, size_t S, size_t n, const LoraSpec *l, const ActPolicy *act,
+                         size_t as) {
     size_t C = c->hidden, Q = (size_t)c->n_heads * c->head_dim, KV = (size_t)c->n_kv_heads * c->head_dim;
-    size_t F = c->ffn, n = 0;
-    for (int t = 0; t < NT; t++) n += l->targets[t] ? S * l->r * 4 : 0;
-    return as * (S * C * (2 + keeps_h2(l)) + S * Q * 2 + S * KV * 2 + S * F * 3) +
-           4 * ((size_t)c->n_heads * S + 2 * S) + n;
+    size_t F = c->ffn, lt = 0, rt = mlp_rows(act, S);
+    size_t h2 = act_tiles(act) > 1 ? rt * C : keeps_h2(l) ? S * C : 0;
+    for (int t = 0; t < NT; t++) lt += l->targets[t] ? (t <= TARGET_O ? n : S) * l->r * 4 : 0;
+    return as * (S * C * 2 + h2 + n * Q * 2 + n * KV * 2 + rt * F * 3) + 4 * ((size_t)c->n_heads * n + 2 * S) + lt;
 }
 
 static size_t align256(size_t b) { return (b + 255) & ~(size_t)255; }
@@ -137,12 +147,37 @@ static void attn_set_bytes(const ModelConfig *c, int S, size_t as, size_t (*ws)(
     b[4] = ws(S, c->n_heads, c->n_kv_heads, c->head_dim);
 }
 
-/* Whether the set fits a layer's g, u, a: 3 S F activations from g's 256-aligned start,
- * each piece starting on a 256-byte boundary as carve places it. */
-static int attn_set_fits(const ModelConfig *c, size_t S, size_t as, const size_t b[ATTN_SET]) {
+/* Bytes of LeMo's scoring set for S rows, in carve order: sq (S, Q), sk (S, KV), st (S, R),
+ * the block scores (nb) and the backend's scoring and selection workspaces; all 0 without a
+ * schedule, and only the scores and the selection's workspace with random scores. */
+#define SCORE_SET 6
+static void score_set_bytes(const ModelConfig *c, int S, const LoraSpec *l, const LemoSpec *z,
+                            const BackendSizes *bs, size_t b[SCORE_SET]) {
+    memset(b, 0, sizeof(size_t) * SCORE_SET);
+    if (!z || !z->on || S % z->block) return;
+    size_t Q = (size_t)c->n_heads * c->head_dim, KV = (size_t)c->n_kv_heads * c->head_dim;
+    int nb = S / z->block;
+    if (z->scores == LEMO_SCORES_EXACT) {
+        b[0] = bs->act_size * S * Q;
+        b[1] = bs->act_size * S * KV;
+        b[2] = l->targets[TARGET_Q] || l->targets[TARGET_K] ? 4 * (size_t)S * l->r : 0;
+        b[4] = bs->lemo_scores_ws_bytes(S, z->block);
+    }
+    b[3] = 4 * (size_t)nb;
+    b[5] = bs->lemo_select_ws_bytes(nb);
+}
+
+/* Whether a set of n pieces fits a layer's g, u, a region of `region` bytes from g's
+ * 256-aligned start, each piece starting on a 256-byte boundary as carve places it. */
+static int set_fits_mlp(size_t region, const size_t *b, int n) {
     size_t end = 0;
-    for (int i = 0; i < ATTN_SET; i++) end = align256(end) + b[i];
-    return end <= 3 * as * S * c->ffn;
+    for (int i = 0; i < n; i++) end = align256(end) + b[i];
+    return end <= region;
+}
+static size_t set_total(const size_t *b, int n) {
+    size_t t = 0;
+    for (int i = 0; i < n; i++) t += b[i];
+    return t;
 }
 
 /* Bytes of one layer's attention output (S, Q) and lse (NH, S), each 256-byte aligned: a
@@ -162,44 +197,73 @@ static int final_in_shared(const ActPolicy *act, int L) { return act_layer(act, 
 static int input_to_host(const ActPolicy *act, int L, int j) { return j <= L - 2 && act_offloads(act_layer(act, j)); }
 static int att_to_host(const ActPolicy *act, int L, int j) { return j <= L - 2 && act_layer(act, j) == ACT_OFFLOAD_ATT; }
 
+/* Bytes of a dense layer's attention buffers for S rows, in carve order: q (S, Q), k, v
+ * (S, KV), att (S, Q), lse (NH, S) and the LoRA A outputs of q, k, v, o (S, R). A dense
+ * forward-only step (an evaluation) of a kept layer whose own buffers hold only its kept rows
+ * carves them from its g, u, a: they are dead once o_proj has read att, before the MLP
+ * writes g. */
+#define EVAL_SET 9
+static void eval_set_bytes(const ModelConfig *c, size_t S, const LoraSpec *l, size_t as, size_t b[EVAL_SET]) {
+    size_t Q = (size_t)c->n_heads * c->head_dim, KV = (size_t)c->n_kv_heads * c->head_dim;
+    size_t v[EVAL_SET] = {as * S * Q, as * S * KV, as * S * KV, as * S * Q, 4 * c->n_heads * S};
+    for (int t = 0; t <= TARGET_O; t++) v[5 + t] = l->targets[t] ? 4 * S * l->r : 0;
+    memcpy(b, v, sizeof v);
+}
+
 /* Counts of the policy's buffers: device inputs of their own, whether the offloaded pair
  * exists, host inputs and attention outputs, kept layers, whether any layer offloads its
- * attention output (then the shared activations rotate through a device pair). */
+ * attention output (then the shared activations rotate through a device pair), and whether
+ * the shared set exists: for the layers that are not kept, and, when a kept layer's attention
+ * buffers hold only its kept rows and a dense attention set does not fit its MLP buffers,
+ * for dense forward-only steps (evaluation), which then run that layer in the shared set. */
 typedef struct { int dev_inputs, slots, host_inputs, host_atts, kept, shared, att_pair; } ActCounts;
-static ActCounts act_counts(const ActPolicy *act, int L) {
+static ActCounts act_counts(const ActPolicy *act, const LemoSpec *z, int L, int S, int eval_in_mlp) {
     ActCounts n = {0};
+    int sparse_kept = 0;
     for (int j = 0; j <= L; j++) {
         if (input_in_slot(act, L, j)) n.slots = 1;
         else if (j < L || !final_in_shared(act, L)) n.dev_inputs++;
         if (j == L) break;
         n.host_inputs += input_to_host(act, L, j);
         n.host_atts += att_to_host(act, L, j);
-        if (act_layer(act, j) == ACT_KEEP) n.kept++;
+        if (act_layer(act, j) == ACT_KEEP) n.kept++, sparse_kept |= lemo_rows(z, j, S) < S;
         if (act_layer(act, j) == ACT_OFFLOAD_ATT) n.att_pair = 1;
     }
-    n.shared = n.kept < L;
+    n.shared = n.kept < L || (sparse_kept && !eval_in_mlp);
     return n;
 }
 
-void model_plan(const ModelConfig *c, int Si, const LoraSpec *l, const ActPolicy *act, size_t as,
-                size_t (*attn_ws_bytes)(int, int, int, int), MemPlan *p) {
-    size_t S = Si, C = c->hidden, F = c->ffn;
+void model_plan(const ModelConfig *c, int Si, const LoraSpec *l, const ActPolicy *act, const LemoSpec *z,
+                const BackendSizes *bs, MemPlan *p) {
+    size_t S = Si, C = c->hidden, F = c->ffn, as = bs->act_size;
+    int L = c->n_layers;
     memset(p, 0, sizeof *p);
     p->weights = weight_count(c) * as;
     p->lora = lora_count(c, l) * 4 * 4;
-    ActCounts n = act_counts(act, c->n_layers);
+    size_t ev[EVAL_SET], region = mlp_region(c, act, S, as);
+    eval_set_bytes(c, S, l, as, ev);
+    ActCounts n = act_counts(act, z, L, Si, set_fits_mlp(region, ev, EVAL_SET));
     p->checkpoints = (size_t)(n.dev_inputs + 2 * n.slots) * S * C * as;
-    p->host = (size_t)n.host_inputs * S * C * as + (size_t)n.host_atts * att_slot_bytes(c, S, as);
-    p->activations = acts_bytes(c, S, l, as) * (size_t)(n.kept + n.shared);
+    p->host = (size_t)n.host_inputs * S * C * as;
+    // a kept layer's own activations and an offloaded attention output hold the layer's kept
+    // rows; the shared set holds S (dense layers and evaluations run in it)
+    for (int j = 0; j < L; j++) {
+        size_t rows = (size_t)lemo_rows(z, j, Si);
+        if (att_to_host(act, L, j)) p->host += att_slot_bytes(c, rows, as);
+        if (act_layer(act, j) == ACT_KEEP) p->activations += acts_bytes(c, S, rows, l, act, as);
+    }
+    if (n.shared) p->activations += acts_bytes(c, S, S, l, act, as);
     if (n.att_pair) p->activations += att_slot_bytes(c, S, as);  // the pair's second buffer
     // dx, dh2, dok; (S, F) gradient scratch only for a down_proj adapter: otherwise dL/da
     // goes into the layer's own `a`, and swiglu's backward runs in place (layer_backward)
-    p->grads = as * (S * C * 3 + (l->targets[TARGET_DOWN] ? S * F : 0));
-    size_t set[ATTN_SET];
-    attn_set_bytes(c, Si, as, attn_ws_bytes, set);
-    p->attn_in_mlp = attn_set_fits(c, S, as, set);
-    if (!p->attn_in_mlp)
-        for (int i = 0; i < ATTN_SET; i++) p->grads += set[i];
+    p->grads = as * (S * C * 3 + (l->targets[TARGET_DOWN] ? mlp_rows(act, S) * F : 0));
+    size_t set[ATTN_SET], sc[SCORE_SET];
+    attn_set_bytes(c, Si, as, bs->attention_bwd_ws_bytes, set);
+    p->attn_in_mlp = set_fits_mlp(region, set, ATTN_SET);
+    if (!p->attn_in_mlp) p->grads += set_total(set, ATTN_SET);
+    score_set_bytes(c, Si, l, z, bs, sc);
+    p->score_in_mlp = set_fits_mlp(region, sc, SCORE_SET);
+    if (!p->score_in_mlp) p->grads += set_total(sc, SCORE_SET);
     p->loss = 4 * S;  // rstdf; xf and dxf alias dok and dh2
     p->tokens = 4 * (S * 3 + S * c->n_layers) + 4 * (size_t)c->head_dim / 2;
     p->total = p->weights + p->lora + p->checkpoints + p->activations + p->grads + p->loss + p->tokens;
@@ -272,26 +336,39 @@ out:
     return rc;
 }
 
-static void carve_acts(Model *m, LayerActs *a, Carve *cv, int S) {
+/* One LayerActs for S rows whose attention holds n of them. */
+static void carve_acts(Model *m, LayerActs *a, Carve *cv, size_t S, size_t n) {
     const ModelConfig *c = &m->cfg;
     size_t as = m->be->act_size, C = c->hidden, Q = (size_t)c->n_heads * c->head_dim;
     size_t KV = (size_t)c->n_kv_heads * c->head_dim, F = c->ffn;
     a->h = carve(cv, as * S * C);
-    a->q = carve(cv, as * S * Q);
-    a->k = carve(cv, as * S * KV);
-    a->v = carve(cv, as * S * KV);
-    a->att = carve(cv, as * S * Q);
+    a->q = carve(cv, as * n * Q);
+    a->k = carve(cv, as * n * KV);
+    a->v = carve(cv, as * n * KV);
+    a->att = carve(cv, as * n * Q);
     a->x1 = carve(cv, as * S * C);
-    a->h2 = keeps_h2(&m->lora) ? carve(cv, as * S * C) : NULL;  // else dh2, set in model_load
-    // g, u, a back to back: from g on, 3 S F activations are one region (the attention
-    // backward's set goes there once they are dead)
-    a->g = carve(cv, as * S * F);
-    a->u = carve(cv, as * S * F);
-    a->a = carve(cv, as * S * F);
-    a->lse = carve(cv, 4 * (size_t)c->n_heads * S);
-    a->rstd1 = carve(cv, 4 * (size_t)S);
-    a->rstd2 = carve(cv, 4 * (size_t)S);
-    for (int t = 0; t < NT; t++) a->t[t] = m->lora.targets[t] ? carve(cv, 4 * (size_t)S * m->lora.r) : NULL;
+    size_t rt = mlp_rows(&m->act, S);
+    // h2: one tile's rows with MLP tiles, else all rows where an adapter needs them (else dh2,
+    // set in model_load)
+    a->h2 = m->tiles > 1 ? carve(cv, as * rt * C) : keeps_h2(&m->lora) ? carve(cv, as * S * C) : NULL;
+    // g, u, a back to back (rt rows: S or one tile): one region, where the attention
+    // backward's set (and LeMo's scoring set, and the dense view) go while they are dead
+    a->g = carve(cv, as * rt * F);
+    a->u = carve(cv, as * rt * F);
+    a->a = carve(cv, as * rt * F);
+    a->lse = carve(cv, 4 * (size_t)c->n_heads * n);
+    a->rstd1 = carve(cv, 4 * S);
+    a->rstd2 = carve(cv, 4 * S);
+    for (int t = 0; t < NT; t++)
+        a->t[t] = m->lora.targets[t] ? carve(cv, 4 * (t <= TARGET_O ? n : S) * m->lora.r) : NULL;
+}
+
+/* LeMo's scoring set, carved from cv (a layer's g, u, a region, or the gradient block);
+ * sizes from score_set_bytes (a piece of 0 bytes is NULL). */
+static void carve_score_set(LayerActs *a, Carve *cv, const size_t b[SCORE_SET]) {
+    void *p[SCORE_SET];
+    for (int i = 0; i < SCORE_SET; i++) p[i] = b[i] ? carve(cv, b[i]) : NULL;
+    a->sq = p[0], a->sk = p[1], a->st = p[2], a->score = p[3], a->score_ws = p[4], a->select_ws = p[5];
 }
 
 /* The attention backward's set, carved from cv (a layer's g, u, a region, or the gradient
@@ -323,7 +400,7 @@ static void lora_init(Model *m, uint64_t seed) {
 }
 
 Model *model_load(const Backend *be, const char *dir, const RopeScaling *rope_override, int S_max,
-                  const LoraSpec *lora, const ActPolicy *act, uint64_t seed, Err *e) {
+                  const LoraSpec *lora, const ActPolicy *act, const LemoSpec *lemo, uint64_t seed, Err *e) {
     Model *m = calloc(1, sizeof *m);
     m->be = be;
     if (model_config_load(dir, &m->cfg, e)) goto fail;
@@ -336,8 +413,25 @@ Model *model_load(const Backend *be, const char *dir, const RopeScaling *rope_ov
         goto fail;
     }
     if (act_policy_check(act, c->n_layers, e)) goto fail;
+    if (c->n_layers < 1 || c->n_layers > JOB_MAX_LAYERS) {
+        err_set(e, "model %s has %d layers; at most %d are supported", dir, c->n_layers, JOB_MAX_LAYERS);
+        goto fail;
+    }
+    if (lemo && lemo->on && lemo->n_layers != c->n_layers) {  // lemo_resolve was given another model
+        err_set_at(e, "lemo.keep", 0, "the LeMo schedule has %d layers but model %s has %d", lemo->n_layers, dir,
+                   c->n_layers);
+        goto fail;
+    }
     m->S_max = S_max;
-    m->act = (ActPolicy){.all = act->all, .n = c->n_layers};
+    if (lemo) m->lemo = *lemo;
+    m->lemo.n_layers = c->n_layers;
+    m->rows = malloc(sizeof(int) * c->n_layers);
+    m->profile = calloc(3 * (size_t)c->n_layers, sizeof(double));
+    m->profile_select = calloc((size_t)c->n_layers, sizeof(double));
+    m->n_kept = malloc(sizeof(int) * c->n_layers);
+    for (int l = 0; l < c->n_layers; l++) m->rows[l] = m->n_kept[l] = lemo_rows(&m->lemo, l, S_max);
+    m->act = (ActPolicy){.all = act->all, .n = c->n_layers, .mlp_tiles = act_tiles(act)};
+    m->tiles = act_tiles(act);
     for (int l = 0; l < c->n_layers; l++) m->act.layer[l] = (unsigned char)act_layer(act, l);
     m->lora = *lora;
     m->lora_scale = lora->alpha / lora->r;
@@ -356,12 +450,17 @@ Model *model_load(const Backend *be, const char *dir, const RopeScaling *rope_ov
             off += (long)sl->N * lora->r;
         }
     m->n_lora = off;
-    model_plan(c, S_max, lora, act, be->act_size, be->attention_bwd_ws_bytes, &m->plan);
-    ActCounts cnt = act_counts(act, c->n_layers);
+    BackendSizes bs = backend_sizes(be);
+    model_plan(c, S_max, lora, act, &m->lemo, &bs, &m->plan);
+    size_t ev[EVAL_SET], region = mlp_region(c, act, S_max, be->act_size);
+    eval_set_bytes(c, S_max, lora, be->act_size, ev);
+    int eval_in_mlp = set_fits_mlp(region, ev, EVAL_SET);
+    ActCounts cnt = act_counts(act, &m->lemo, c->n_layers, S_max, eval_in_mlp);
     int n_acts = m->n_acts = cnt.kept + cnt.shared;
     size_t sizes[7] = {padded(m->plan.weights, 16 * (c->n_layers + 2)), padded(m->plan.lora, 4),
                        padded(m->plan.checkpoints, 1), padded(m->plan.activations, 32 * n_acts + 2),
-                       padded(m->plan.grads, 4 + ATTN_SET), padded(m->plan.loss, 1), padded(m->plan.tokens, 5)};
+                       padded(m->plan.grads, 4 + ATTN_SET + SCORE_SET), padded(m->plan.loss, 1),
+                       padded(m->plan.tokens, 5)};
     for (int i = 0; i < 7; i++) {
         m->blocks[i] = be->alloc(sizes[i]);
         if (!m->blocks[i]) {
@@ -391,7 +490,8 @@ Model *model_load(const Backend *be, const char *dir, const RopeScaling *rope_ov
         if (!input_in_slot(act, (int)L, (int)j) && (j < L || !final_in_shared(act, (int)L)))
             m->xin[j] = (char *)m->resid + own++ * S * C * as;
         if (j < L && input_to_host(act, (int)L, (int)j)) m->host_off[2 * j] = hx, hx += S * C * as;
-        if (j < L && att_to_host(act, (int)L, (int)j)) m->host_off[2 * j + 1] = ha, ha += att_slot_bytes(c, S, as);
+        if (j < L && att_to_host(act, (int)L, (int)j))
+            m->host_off[2 * j + 1] = ha, ha += att_slot_bytes(c, (size_t)m->rows[j], as);
     }
     for (size_t j = 0; j <= L; j++)
         if (input_in_slot(act, (int)L, (int)j)) m->xin[j] = (char *)m->resid + (own + j % 2) * S * C * as;
@@ -402,19 +502,39 @@ Model *model_load(const Backend *be, const char *dir, const RopeScaling *rope_ov
     }
     cv = (Carve){m->blocks[3], 0, sizes[3]};
     m->acts = calloc(n_acts, sizeof *m->acts);
+    m->eval_acts = calloc(n_acts, sizeof *m->eval_acts);
     m->layer_acts = malloc(sizeof *m->layer_acts * L);
-    size_t set[ATTN_SET];
+    size_t set[ATTN_SET], sc[SCORE_SET];
     attn_set_bytes(c, S_max, as, be->attention_bwd_ws_bytes, set);
-    for (int i = 0; i < n_acts; i++) {
-        LayerActs *a = &m->acts[i];
-        carve_acts(m, a, &cv, S_max);
-        if (m->plan.attn_in_mlp) {  // model_plan checked that it fits
-            Carve mlp = {a->g, 0, 3 * as * S * F};
-            carve_attn_set(a, &mlp, set);
-        }
-    }
+    score_set_bytes(c, S_max, lora, &m->lemo, &bs, sc);
     for (size_t l = 0, k = 0; l < L; l++)  // kept layers own acts[0..kept-1]; the rest share the last
         m->layer_acts[l] = m->act.layer[l] == ACT_KEEP ? &m->acts[k++] : &m->acts[n_acts - 1];
+    for (int i = 0; i < n_acts; i++) {
+        LayerActs *a = &m->acts[i];
+        size_t rows = S;  // the shared set holds every row; a kept layer's own set its kept rows
+        for (size_t l = 0; l < L; l++)
+            if (m->layer_acts[l] == a && m->act.layer[l] == ACT_KEEP) rows = (size_t)m->rows[l];
+        carve_acts(m, a, &cv, S, rows);
+        if (rows < S && eval_in_mlp) {  // the dense view for evaluations (eval_set_bytes)
+            LayerActs *v = &m->eval_acts[i];
+            *v = *a;
+            Carve mlp = {a->g, 0, region};
+            void *p[EVAL_SET];
+            for (int j = 0; j < EVAL_SET; j++) p[j] = ev[j] ? carve(&mlp, ev[j]) : NULL;
+            v->q = p[0], v->k = p[1], v->v = p[2], v->att = p[3], v->lse = p[4];
+            for (int t = 0; t <= TARGET_O; t++) v->t[t] = p[5 + t];
+        }
+        // both sets fit there (model_plan checked), and live at different times: scoring
+        // before the MLP's forward, the attention backward after the MLP's backward
+        if (m->plan.attn_in_mlp) {
+            Carve mlp = {a->g, 0, region};
+            carve_attn_set(a, &mlp, set);
+        }
+        if (m->plan.score_in_mlp) {
+            Carve mlp = {a->g, 0, region};
+            carve_score_set(a, &mlp, sc);
+        }
+    }
     if (final_in_shared(act, (int)L)) m->xin[L] = m->acts[n_acts - 1].h;
     if (cnt.att_pair) {
         size_t Q = (size_t)c->n_heads * c->head_dim;
@@ -427,13 +547,21 @@ Model *model_load(const Backend *be, const char *dir, const RopeScaling *rope_ov
     m->dx = carve(&cv, as * S * C);
     m->dh2 = carve(&cv, as * S * C);
     m->dok = carve(&cv, as * S * C);
-    m->da = lora->targets[TARGET_DOWN] ? carve(&cv, as * S * F) : NULL;
+    m->da = lora->targets[TARGET_DOWN] ? carve(&cv, as * mlp_rows(act, S) * F) : NULL;
     if (!m->plan.attn_in_mlp) {
         carve_attn_set(&m->acts[0], &cv, set);
         for (int i = 1; i < n_acts; i++) {
             LayerActs *a = &m->acts[i];
             a->datt = m->acts[0].datt, a->dq = m->acts[0].dq, a->dk = m->acts[0].dk, a->dv = m->acts[0].dv;
             a->attn_ws = m->acts[0].attn_ws;
+        }
+    }
+    if (!m->plan.score_in_mlp) {
+        carve_score_set(&m->acts[0], &cv, sc);
+        for (int i = 1; i < n_acts; i++) {
+            LayerActs *a = &m->acts[i], *z = &m->acts[0];
+            a->sq = z->sq, a->sk = z->sk, a->st = z->st, a->score = z->score;
+            a->score_ws = z->score_ws, a->select_ws = z->select_ws;
         }
     }
     for (int i = 0; i < n_acts; i++) {
@@ -472,11 +600,20 @@ void model_free(Model *m) {
     if (m->host_resid) m->be->host_free(m->host_resid);
     free(m->xin);
     free(m->host_off);
+    free(m->rows);
+    free(m->profile);
+    free(m->profile_select);
+    free(m->n_kept);
     free(m->layer_acts);
     free(m->layers);
     free(m->slots);
     free(m->acts);
+    free(m->eval_acts);
     free(m);
+}
+
+size_t model_layer_act_bytes(const Model *m, int l) {
+    return acts_bytes(&m->cfg, (size_t)m->S_max, (size_t)m->rows[l], &m->lora, &m->act, m->be->act_size);
 }
 
 void model_zero_grads(Model *m) { m->be->zero(m->lora_grads, 4 * m->n_lora); }
@@ -498,30 +635,149 @@ typedef struct {
     Model *m;
     int l, train;
     uint64_t seed;
+    int select;               // > 0: this forward picks the layer's kept rows, `select` blocks
+    uint64_t lemo_seed;       // the window's seed of the random scores
 } Ctx;
 
-/* out (+)= in W^T (+ bias) (+ LoRA of target t). */
-static void linear_fwd(Ctx *x, LayerActs *a, int t, void *out, const void *in, const void *w,
-                       const void *bias, int S, int accumulate) {
+/* out (+)= in W^T (+ bias) (+ LoRA of target t) over S rows that start at row r0 of the
+ * layer's rows (an MLP tile; 0 otherwise): the LoRA A output goes to its rows of a->t[t], and
+ * the dropout mask is the whole tensor's (lora_dropout_seed_at). */
+static void linear_fwd_at(Ctx *x, LayerActs *a, int t, void *out, const void *in, const void *w,
+                          const void *bias, int S, int r0, int accumulate) {
     Model *m = x->m;
     const LoraSlot *sl = &m->slots[x->l * NT + t];
     m->be->matmul_forward(out, in, w, bias, S, sl->K, sl->N, accumulate);
     if (sl->a >= 0)
-        m->be->lora_forward(out, a->t[t], in, m->lora_params + sl->a, m->lora_params + sl->b, S, sl->K, sl->N,
-                            m->lora.r, m->lora_scale, x->train ? m->lora.dropout : 0.0f,
-                            drop_seed(x->seed, x->l, t));
+        m->be->lora_forward(out, a->t[t] + (size_t)r0 * m->lora.r, in, m->lora_params + sl->a,
+                            m->lora_params + sl->b, S, sl->K, sl->N, m->lora.r, m->lora_scale,
+                            x->train ? m->lora.dropout : 0.0f,
+                            lora_dropout_seed_at(drop_seed(x->seed, x->l, t), (uint64_t)r0 * sl->K));
+}
+static void linear_fwd(Ctx *x, LayerActs *a, int t, void *out, const void *in, const void *w,
+                       const void *bias, int S, int accumulate) {
+    linear_fwd_at(x, a, t, out, in, w, bias, S, 0, accumulate);
 }
 
-/* din += dout W (+ LoRA input grad); LoRA weight grads accumulate. */
-static void linear_bwd(Ctx *x, LayerActs *a, int t, void *din, const void *dout, const void *in,
-                       const void *w, int S) {
+/* din += dout W (+ LoRA input grad); LoRA weight grads accumulate; rows from r0 as above. */
+static void linear_bwd_at(Ctx *x, LayerActs *a, int t, void *din, const void *dout, const void *in,
+                          const void *w, int S, int r0) {
     Model *m = x->m;
     const LoraSlot *sl = &m->slots[x->l * NT + t];
     m->be->matmul_backward(din, dout, w, S, sl->K, sl->N);
     if (sl->a >= 0)
-        m->be->lora_backward(din, m->lora_grads + sl->a, m->lora_grads + sl->b, dout, in, a->t[t],
-                             m->lora_params + sl->a, m->lora_params + sl->b, S, sl->K, sl->N, m->lora.r,
-                             m->lora_scale, x->train ? m->lora.dropout : 0.0f, drop_seed(x->seed, x->l, t));
+        m->be->lora_backward(din, m->lora_grads + sl->a, m->lora_grads + sl->b, dout, in,
+                             a->t[t] + (size_t)r0 * m->lora.r, m->lora_params + sl->a, m->lora_params + sl->b, S,
+                             sl->K, sl->N, m->lora.r, m->lora_scale, x->train ? m->lora.dropout : 0.0f,
+                             lora_dropout_seed_at(drop_seed(x->seed, x->l, t), (uint64_t)r0 * sl->K));
+}
+static void linear_bwd(Ctx *x, LayerActs *a, int t, void *din, const void *dout, const void *in,
+                       const void *w, int S) {
+    linear_bwd_at(x, a, t, din, dout, in, w, S, 0);
+}
+
+/* The MLP over row tiles (m->tiles > 1), forward: per tile h2 = rmsnorm(x1), g, u, a and
+ * out = x1 + a Wd^T for its rows; g, u, a, h2 hold one tile. Nothing of it is kept but the
+ * LoRA A outputs and rstd2: the backward recomputes each tile (mlp_backward_tiled). */
+static void mlp_forward_tiled(Ctx *x, LayerActs *a, void *xout, int S) {
+    Model *m = x->m;
+    const Backend *be = m->be;
+    const ModelConfig *c = &m->cfg;
+    const LayerWeights *w = &m->layers[x->l];
+    size_t as = be->act_size, C = c->hidden;
+    int rt = act_tile_rows(&m->act, S);
+    for (int r0 = 0; r0 < S; r0 += rt) {
+        int rows = S - r0 < rt ? S - r0 : rt;
+        const char *x1 = (const char *)a->x1 + as * r0 * C;
+        char *out = (char *)xout + as * r0 * C;
+        be->rmsnorm_forward(a->h2, a->rstd2 + r0, x1, w->mlp_norm, rows, (int)C, c->norm_eps);
+        linear_fwd_at(x, a, TARGET_GATE, a->g, a->h2, w->wg, NULL, rows, r0, 0);
+        linear_fwd_at(x, a, TARGET_UP, a->u, a->h2, w->wu, NULL, rows, r0, 0);
+        be->swiglu_forward(a->a, a->g, a->u, (size_t)rows * c->ffn);
+        be->copy_device(out, x1, as * rows * C);
+        linear_fwd_at(x, a, TARGET_DOWN, out, a->a, w->wd, NULL, rows, r0, 1);
+    }
+}
+
+/* The MLP's backward over row tiles: per tile the forward again (h2, g, u; with a down_proj
+ * adapter a and its LoRA A output, through dok, dead here, as a discarded output), then
+ * dL/da, the SwiGLU backward, dL/dh2 into dh2's rows and the norm's backward into dx's rows.
+ * m->dx holds dL/d(layer output) on entry and dL/dx1 on exit, as the untiled path leaves it. */
+static void mlp_backward_tiled(Ctx *x, LayerActs *a, int S) {
+    Model *m = x->m;
+    const Backend *be = m->be;
+    const ModelConfig *c = &m->cfg;
+    const LayerWeights *w = &m->layers[x->l];
+    size_t as = be->act_size, C = c->hidden, F = c->ffn;
+    int rt = act_tile_rows(&m->act, S), down = m->slots[x->l * NT + TARGET_DOWN].a >= 0;
+    void *da = m->da ? m->da : a->a;
+    for (int r0 = 0; r0 < S; r0 += rt) {
+        int rows = S - r0 < rt ? S - r0 : rt;
+        const char *x1 = (const char *)a->x1 + as * r0 * C;
+        char *dx = (char *)m->dx + as * r0 * C, *dh2 = (char *)m->dh2 + as * r0 * C;
+        be->rmsnorm_forward(a->h2, a->rstd2 + r0, x1, w->mlp_norm, rows, (int)C, c->norm_eps);
+        linear_fwd_at(x, a, TARGET_GATE, a->g, a->h2, w->wg, NULL, rows, r0, 0);
+        linear_fwd_at(x, a, TARGET_UP, a->u, a->h2, w->wu, NULL, rows, r0, 0);
+        if (down) {  // a and the down adapter's A output (its output discarded into dok)
+            const LoraSlot *sl = &m->slots[x->l * NT + TARGET_DOWN];
+            be->swiglu_forward(a->a, a->g, a->u, (size_t)rows * F);
+            be->zero(m->dok, as * rows * C);
+            be->lora_forward(m->dok, a->t[TARGET_DOWN] + (size_t)r0 * m->lora.r, a->a, m->lora_params + sl->a,
+                             m->lora_params + sl->b, rows, sl->K, sl->N, m->lora.r, m->lora_scale,
+                             x->train ? m->lora.dropout : 0.0f,
+                             lora_dropout_seed_at(drop_seed(x->seed, x->l, TARGET_DOWN), (uint64_t)r0 * sl->K));
+        }
+        be->zero(da, as * (size_t)rows * F);
+        linear_bwd_at(x, a, TARGET_DOWN, da, dx, a->a, w->wd, rows, r0);
+        be->swiglu_backward(da, a->u, da, a->g, a->u, (size_t)rows * F);
+        be->zero(dh2, as * rows * C);
+        linear_bwd_at(x, a, TARGET_GATE, dh2, da, a->h2, w->wg, rows, r0);
+        linear_bwd_at(x, a, TARGET_UP, dh2, a->u, a->h2, w->wu, rows, r0);
+        be->rmsnorm_backward(dx, dh2, x1, w->mlp_norm, a->rstd2 + r0, rows, (int)C);
+    }
+}
+
+/* q or k of every row for LeMo's exact scores: out (S, N) = h W^T (+ bias) + LoRA, pre-RoPE,
+ * as the layer's own projection computes it (the current adapter, no dropout). */
+static void score_proj(Ctx *x, LayerActs *a, int t, void *out, const void *w, const void *bias, int S) {
+    Model *m = x->m;
+    const LoraSlot *sl = &m->slots[x->l * NT + t];
+    m->be->matmul_forward(out, a->h, w, bias, S, sl->K, sl->N, 0);
+    if (sl->a >= 0)
+        m->be->lora_forward(out, a->st, a->h, m->lora_params + sl->a, m->lora_params + sl->b, S, sl->K, sl->N,
+                            m->lora.r, m->lora_scale, 0.0f, 0);
+}
+
+/* With a profile clock (model.h): wait for the device, then the caller's clock; else 0. */
+static double profile_mark(Model *m) {
+    if (!m->profile_clock) return 0;
+    m->be->sync();
+    return m->profile_clock();
+}
+
+/* LeMo's selection for layer l (DESIGN section 8 steps 2-3): block scores from the layer's
+ * normed input a->h (exact: from its q, k of every row) or the random control, then the
+ * top `select` blocks into idx (select * block rows, ascending), all on the device. */
+static void layer_select(Ctx *x, LayerActs *a, int *idx, int S) {
+    Model *m = x->m;
+    const Backend *be = m->be;
+    const ModelConfig *c = &m->cfg;
+    const LayerWeights *w = &m->layers[x->l];
+    int B = m->lemo.block, nb = S / B;
+    if (m->lemo.scores == LEMO_SCORES_EXACT) {
+        score_proj(x, a, TARGET_Q, a->sq, w->wq, w->bq, S);
+        score_proj(x, a, TARGET_K, a->sk, w->wk, w->bk, S);
+        be->lemo_block_scores(a->score, a->sq, a->sk, S, c->n_heads, c->n_kv_heads, c->head_dim, B, a->score_ws);
+    } else {
+        be->lemo_random_scores(a->score, nb, lemo_layer_seed(x->lemo_seed, x->l));
+    }
+    be->lemo_select_blocks(idx, a->score, nb, x->select, B, a->select_ws);
+}
+
+/* layer_select, timed into the profile's selection column (model.h) when there is a clock. */
+static void layer_select_timed(Ctx *x, LayerActs *a, int *idx, int S) {
+    double t0 = profile_mark(x->m);
+    layer_select(x, a, idx, S);
+    if (x->m->profile_clock) x->m->profile_select[x->l] += profile_mark(x->m) - t0;
 }
 
 /* Layer l forward: x (S, C) -> out (S, C); idx (n) kept rows on the device. xout NULL: a
@@ -539,6 +795,7 @@ static void layer_forward(Ctx *x, LayerActs *a, const void *xin, void *xout, con
     int dense = idx == m->iota;
 
     be->rmsnorm_forward(a->h, a->rstd1, xin, w->attn_norm, S, C, c->norm_eps);
+    if (x->select) layer_select_timed(x, a, (int *)idx, S);
     const void *hk = a->h;
     if (!dense) {
         be->gather_rows(a->hk, a->h, idx, n, C);
@@ -558,6 +815,10 @@ static void layer_forward(Ctx *x, LayerActs *a, const void *xin, void *xout, con
     be->copy_device(a->x1, xin, as * S * C);
     if (dense) be->add_inplace(a->x1, m->dok, (size_t)S * C);
     else be->scatter_add_rows(a->x1, m->dok, idx, n, C);
+    if (m->tiles > 1) {  // a recompute skips the tiled MLP: its backward recomputes each tile
+        if (xout) mlp_forward_tiled(x, a, xout, S);
+        return;
+    }
     be->rmsnorm_forward(a->h2, a->rstd2, a->x1, w->mlp_norm, S, C, c->norm_eps);
     linear_fwd(x, a, TARGET_GATE, a->g, a->h2, w->wg, NULL, S, 0);
     linear_fwd(x, a, TARGET_UP, a->u, a->h2, w->wu, NULL, S, 0);
@@ -584,14 +845,18 @@ static void layer_backward(Ctx *x, LayerActs *a, const void *xin, const int *idx
     // MLP branch. Without a down_proj adapter `a` is dead here, so dL/da goes into it. The
     // swiglu backward runs in place (every element is read before it is written): dgate over
     // da, dup over u; neither g nor u is read again in this step.
-    void *da = m->da ? m->da : a->a;
-    be->zero(da, as * (size_t)S * F);
-    linear_bwd(x, a, TARGET_DOWN, da, m->dx, a->a, w->wd, S);
-    be->swiglu_backward(da, a->u, da, a->g, a->u, (size_t)S * F);
-    be->zero(m->dh2, as * (size_t)S * C);
-    linear_bwd(x, a, TARGET_GATE, m->dh2, da, a->h2, w->wg, S);
-    linear_bwd(x, a, TARGET_UP, m->dh2, a->u, a->h2, w->wu, S);
-    be->rmsnorm_backward(m->dx, m->dh2, a->x1, w->mlp_norm, a->rstd2, S, C);
+    if (m->tiles > 1) {
+        mlp_backward_tiled(x, a, S);
+    } else {
+        void *da = m->da ? m->da : a->a;
+        be->zero(da, as * (size_t)S * F);
+        linear_bwd(x, a, TARGET_DOWN, da, m->dx, a->a, w->wd, S);
+        be->swiglu_backward(da, a->u, da, a->g, a->u, (size_t)S * F);
+        be->zero(m->dh2, as * (size_t)S * C);
+        linear_bwd(x, a, TARGET_GATE, m->dh2, da, a->h2, w->wg, S);
+        linear_bwd(x, a, TARGET_UP, m->dh2, a->u, a->h2, w->wu, S);
+        be->rmsnorm_backward(m->dx, m->dh2, a->x1, w->mlp_norm, a->rstd2, S, C);
+    }
 
     // attention branch: only the kept rows received the attention output. From here on g,
     // u, a, da and dh2 are dead: a->datt .. a->attn_ws may live in g, u, a, dh2 takes dL/dh
@@ -625,9 +890,8 @@ static void layer_backward(Ctx *x, LayerActs *a, const void *xin, const int *idx
     be->rmsnorm_backward(m->dx, dh, xin, w->attn_norm, a->rstd1, S, C);
 }
 
-double model_step(Model *m, const int32_t *inputs, const int32_t *targets, int S, const int *const *kept,
-                  const int *n_kept, int backward, int train, float grad_scale, uint64_t dropout_seed,
-                  long *count) {
+double model_step(Model *m, const int32_t *inputs, const int32_t *targets, int S, const LemoSelect *sel,
+                  int backward, int train, float grad_scale, uint64_t dropout_seed, long *count) {
     const Backend *be = m->be;
     const ModelConfig *c = &m->cfg;
     int C = c->hidden, L = c->n_layers;
@@ -636,14 +900,32 @@ double model_step(Model *m, const int32_t *inputs, const int32_t *targets, int S
 
     be->copy_to_device(m->tok_in, inputs, 4 * (size_t)S);
     be->copy_to_device(m->tok_tgt, targets, 4 * (size_t)S);
+    // each layer's kept rows: all of them (iota), a given list, or the schedule's choice,
+    // made in the layer's forward below (select[l] blocks) and reused by its recompute and
+    // backward; a forward-only step runs every layer in buffers of S rows
     const int *idx[L];
-    int n[L];
+    int n[L], select[L];
+    int sched = sel && sel->mode == LEMO_SEL_SCHEDULE && m->lemo.on && S % m->lemo.block == 0;
     for (int l = 0; l < L; l++) {
-        int dense = !kept || !kept[l];
-        n[l] = dense ? S : n_kept[l];
-        idx[l] = dense ? m->iota : m->kept + (size_t)l * m->S_max;
-        if (!dense) be->copy_to_device(m->kept + (size_t)l * m->S_max, kept[l], 4 * (size_t)n_kept[l]);
+        int *kl = m->kept + (size_t)l * m->S_max;
+        select[l] = 0;
+        n[l] = S;
+        idx[l] = m->iota;
+        if (sel && sel->mode == LEMO_SEL_GIVEN && sel->kept && sel->kept[l]) {
+            if (sel->n_kept[l] > (backward ? m->rows[l] : S) || sel->n_kept[l] < 1) abort();  // a caller's bug
+            n[l] = sel->n_kept[l];
+            idx[l] = kl;
+            be->copy_to_device(kl, sel->kept[l], 4 * (size_t)n[l]);
+        } else if (sched && lemo_rows(&m->lemo, l, S) < S) {
+            n[l] = lemo_rows(&m->lemo, l, S);
+            select[l] = n[l] / m->lemo.block;
+            idx[l] = kl;
+        }
+        m->n_kept[l] = n[l];
     }
+    // a forward-only step attends densely where the layer's own buffers are too small: in
+    // their dense view (eval_acts) or, where that does not fit, the shared set
+    int fwd_only = !backward;
 
     // layer j's input on the device (j == L: the final residual) and on the host; with
     // ACT_OFFLOAD_ATT layer j's attention output and lse in device pair j % 2 and on the host
@@ -655,23 +937,26 @@ double model_step(Model *m, const int32_t *inputs, const int32_t *targets, int S
 #define TO_HOST(j) input_to_host(act, L, j)
 #define ATT_HOST(j) att_to_host(act, L, j)
     size_t att_b = as * (size_t)c->n_heads * c->head_dim;
-    size_t lse_off = align256(att_b * m->S_max);
 #define HATT(j) (host + m->host_off[2 * (j) + 1])
-#define HLSE(j) (HATT(j) + lse_off)
+#define HLSE(j) (HATT(j) + align256(att_b * (size_t)m->rows[j]))
     // the shared activations use the pair in turn when any layer offloads its attention output
     int att_pair = m->att_buf[1] != NULL;
 #define ROTATES(l) (att_pair && act->layer[l] != ACT_KEEP)
     be->embedding_forward(XIN(0), m->tok_in, m->wte, S, C);
     if (backward && TO_HOST(0)) be->copy_async(XHOST(0), XIN(0), SC * as, 0);
     for (int l = 0; l < L; l++) {
-        Ctx x = {m, l, train, dropout_seed};
+        Ctx x = {m, l, train, dropout_seed, select[l], sel ? sel->seed : 0};
         LayerActs *a = m->layer_acts[l];
+        if (fwd_only && n[l] > m->rows[l])
+            a = m->eval_acts[a - m->acts].h ? &m->eval_acts[a - m->acts] : &m->acts[m->n_acts - 1];
         if (IN_SLOT(l + 1)) be->copy_wait((l + 1) % 2);  // the slot written here (layer l-1's input) is out
         if (ROTATES(l)) {
             a->att = m->att_buf[l % 2], a->lse = m->lse_buf[l % 2];
             be->copy_wait(2 + l % 2);  // layer l-2's attention output has left this pair
         }
+        double t0 = profile_mark(m);
         layer_forward(&x, a, XIN(l), XIN(l + 1), idx[l], n[l], S);
+        if (m->profile_clock) m->profile[3 * l] += profile_mark(m) - t0;
         if (backward && l + 1 < L && TO_HOST(l + 1)) be->copy_async(XHOST(l + 1), XIN(l + 1), SC * as, (l + 1) % 2);
         if (backward && ATT_HOST(l)) {
             be->copy_async(HATT(l), a->att, att_b * n[l], 2 + l % 2);
@@ -689,7 +974,7 @@ double model_step(Model *m, const int32_t *inputs, const int32_t *targets, int S
     be->zero(m->dx, as * SC);
     be->rmsnorm_backward(m->dx, m->dxf, xL, m->final_norm, m->rstdf, S, C);
     for (int l = L - 1; l >= 0; l--) {
-        Ctx x = {m, l, train, dropout_seed};
+        Ctx x = {m, l, train, dropout_seed, 0, 0};  // the recompute reuses idx[l]: no rescoring
         LayerActs *a = m->layer_acts[l];
         // bring layer l-1's input (and attention output) into the slot (pair) layer l+1, the
         // final norm or the forward is done with, while this layer computes; then wait for
@@ -708,8 +993,11 @@ double model_step(Model *m, const int32_t *inputs, const int32_t *targets, int S
         // recompute (its output unused, dh2 when it is formed): the forward writes only a's
         // buffers, dok and dh2, all dead here (the final norm's xf, dxf, or layer l+1's dL/dh,
         // dL/dhk and attention set, all consumed)
+        double t0 = profile_mark(m);
         if (act->layer[l] != ACT_KEEP) layer_forward(&x, a, xin, NULL, idx[l], n[l], S);
+        double t1 = profile_mark(m);
         layer_backward(&x, a, xin, idx[l], n[l], S);
+        if (m->profile_clock) m->profile[3 * l + 1] += t1 - t0, m->profile[3 * l + 2] += profile_mark(m) - t1;
     }
 #undef XIN
 #undef XHOST

@@ -108,7 +108,7 @@ static double run_eval(Model *m, const Packed *ev, int max_windows, long *tokens
     size_t n = ev->n < (size_t)max_windows ? ev->n : (size_t)max_windows;
     for (size_t w = 0; w < n; w++) {
         long c = 0;
-        sum += model_step(m, ev->inputs + w * ev->S, ev->targets + w * ev->S, ev->S, NULL, NULL, 0, 0, 0, 0, &c);
+        sum += model_step(m, ev->inputs + w * ev->S, ev->targets + w * ev->S, ev->S, NULL, 0, 0, 0, 0, &c);
         cnt += c;
     }
     *tokens = cnt;
@@ -163,9 +163,22 @@ int trainer_run(const JobConfig *c, Err *e) {
         if (estimate_auto_policy(&planned, !strcmp(be->name, "cuda"), e)) goto out;
         act = &planned.act;
     }
+    ModelConfig mc;
+    LemoSpec lemo;
+    if (model_config_load(c->model, &mc, e) || lemo_resolve(&c->lemo, mc.n_layers, &lemo, e)) goto out;
     if (!(m = model_load(be, c->model, c->has_rope_scaling ? &c->rope_scaling : NULL, c->context_length, &spec,
-                         act, c->seed, e)))
+                         act, &lemo, c->seed, e)))
         goto out;
+    if (lemo.on) {  // what each layer's attention keeps, said once
+        char what[400] = "";
+        int n = 0, sparse = 0;
+        for (int l = 0; l < mc.n_layers && n < (int)sizeof what - 16; l++) {
+            n += snprintf(what + n, sizeof what - n, "%s%.2f", l ? " " : "", (double)m->rows[l] / c->context_length);
+            sparse += m->rows[l] < c->context_length;
+        }
+        progress_log("info", "lemo: %s scores, blocks of %d tokens, %d of %d layers sparse; kept fraction per layer: %s",
+                     lemo_score_names[lemo.scores], lemo.block, sparse, mc.n_layers, what);
+    }
     if (c->act_auto) {
         int per[ACT_N] = {0};
         for (int l = 0; l < m->cfg.n_layers; l++) per[m->act.layer[l]]++;
@@ -231,8 +244,11 @@ int trainer_run(const JobConfig *c, Err *e) {
         for (int i = 0; i < c->grad_accum && total > 0; i++) {
             long cnt;
             uint64_t dseed = mix64(c->seed ^ mix64((uint64_t)step * 4096 + i));
-            sum += model_step(m, train.inputs + win[i] * train.S, train.targets + win[i] * train.S, train.S, NULL,
-                              NULL, 1, 1, 1.0f / (float)total, dseed, &cnt);
+            // LeMo picks each layer's blocks inside the step; random scores draw from this
+            // window's seed, a function of the run's lemo seed, the step and the window
+            LemoSelect sel = {LEMO_SEL_SCHEDULE, mix64(c->lemo.seed ^ mix64((uint64_t)step * 4096 + i) ^ 0x4C654D6Full), NULL, NULL};
+            sum += model_step(m, train.inputs + win[i] * train.S, train.targets + win[i] * train.S, train.S, &sel, 1,
+                              1, 1.0f / (float)total, dseed, &cnt);
         }
         double gnorm = sqrt(be->sumsq(m->lora_grads, m->n_lora));
         if (c->optim.grad_clip > 0 && gnorm > c->optim.grad_clip)
@@ -250,6 +266,12 @@ int trainer_run(const JobConfig *c, Err *e) {
                               "avg_tokens_per_s", (double)(st.tokens - tokens_at_start) / el, "mem_bytes",
                               (json_int_t)be->mem_used(), "elapsed_s", el);
         if (!strcmp(be->name, "cuda")) json_object_set_new(o, "gpu_mem_bytes", json_integer((json_int_t)be->mem_used()));
+        if (lemo.on) {  // the share of tokens each layer's attention kept (DESIGN section 6)
+            json_t *kf = json_array();
+            for (int l = 0; l < m->cfg.n_layers; l++)
+                json_array_append_new(kf, json_real((double)m->n_kept[l] / train.S));
+            json_object_set_new(o, "kept_fraction", kf);
+        }
         progress_emit("step", o);
         if (c->eval_every && step % c->eval_every == 0 && step < st.total_steps) emit_eval(m, &ev, c, step, &last_eval);
         if (c->checkpoint_every && step % c->checkpoint_every == 0 && step < st.total_steps) {

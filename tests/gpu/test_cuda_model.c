@@ -11,7 +11,10 @@
  *   - every LoRA gradient tensor: cosine(gpu, cpu) >= 0.99.
  * The same again with the layer checkpoints offloaded to host memory (ACT_OFFLOAD), with
  * the attention outputs too (ACT_OFFLOAD_ATT: the recompute skips the attention forward), and
- * with a policy per layer that mixes all four.
+ * with a policy per layer that mixes all four. Then LeMo selecting inside the step on both
+ * backends (the default schedule): random scores must pick the same rows, exact ones nearly
+ * the same (bf16 against fp32 scores), and with the CPU's rows the GPU's loss and gradients
+ * must agree as above.
  * It prints the loss pair, the lowest cosine and the GPU step time.
  *
  * Needs a GPU and ../shared/models/refmodel-22m (LEMO_SHARED to point elsewhere);
@@ -59,9 +62,9 @@ static void compare_step_train(Model *mc, Model *mg, const int32_t *in, const in
     long cc = 0, cg = 0;
     model_zero_grads(mc);
     model_zero_grads(mg);
-    double lc = model_step(mc, in, tgt, S_TEST, kept, n_kept, 1, train, 1.0f / S_TEST, 7, &cc);
+    double lc = model_step(mc, in, tgt, S_TEST, &(LemoSelect){LEMO_SEL_GIVEN, 0, kept, n_kept}, 1, train, 1.0f / S_TEST, 7, &cc);
     double t0 = now_s();
-    double lg = model_step(mg, in, tgt, S_TEST, kept, n_kept, 1, train, 1.0f / S_TEST, 7, &cg);
+    double lg = model_step(mg, in, tgt, S_TEST, &(LemoSelect){LEMO_SEL_GIVEN, 0, kept, n_kept}, 1, train, 1.0f / S_TEST, 7, &cg);
     mg->be->sync();
     double dt = now_s() - t0;
     double mc_loss = lc / (cc ? cc : 1), mg_loss = lg / (cg ? cg : 1);
@@ -125,9 +128,9 @@ int main(void) {
     ls.dropout = 0;
     for (int t = 0; t < JOB_MAX_TARGETS; t++) ls.targets[t] = 1;
     Err e;
-    Model *mc = model_load(backend_cpu(), dir, NULL, S_TEST, &ls, &(ActPolicy){.all = ACT_RECOMPUTE}, 42, &e);
+    Model *mc = model_load(backend_cpu(), dir, NULL, S_TEST, &ls, &(ActPolicy){.all = ACT_RECOMPUTE}, NULL, 42, &e);
     CHECK(mc != NULL, "cpu model_load: %s", e.msg);
-    Model *mg = model_load(gpu, dir, NULL, S_TEST, &ls, &(ActPolicy){.all = ACT_RECOMPUTE}, 42, &e);
+    Model *mg = model_load(gpu, dir, NULL, S_TEST, &ls, &(ActPolicy){.all = ACT_RECOMPUTE}, NULL, 42, &e);
     CHECK(mg != NULL, "cuda model_load: %s", e.msg);
     if (!mc || !mg) return check_done("test_cuda_model");
     CHECK(mc->n_lora == mg->n_lora, "LoRA sizes differ: %zu vs %zu", mc->n_lora, mg->n_lora);
@@ -185,7 +188,7 @@ int main(void) {
     for (int pol = ACT_OFFLOAD; pol <= ACT_OFFLOAD_ATT + 1; pol++) {
         const char *pn = pol == ACT_OFFLOAD ? "offload" : pol == ACT_OFFLOAD_ATT ? "offload+attention" : "per-layer mix";
         ActPolicy act = pol <= ACT_OFFLOAD_ATT ? act_uniform(pol) : mixed;
-        Model *mo = model_load(gpu, dir, NULL, S_TEST, &ls, &act, 42, &e);
+        Model *mo = model_load(gpu, dir, NULL, S_TEST, &ls, &act, NULL, 42, &e);
         CHECK(mo != NULL, "cuda model_load (%s): %s", pn, e.msg);
         if (!mo) continue;
         CHECK((pol > ACT_OFFLOAD_ATT || mo->plan.total < mg->plan.total) && mo->plan.host > 0,
@@ -197,10 +200,67 @@ int main(void) {
         snprintf(what, sizeof what, "%s kept blocks", pn);
         compare_step(mc, mo, in, tgt, kept, n_kept, what);
         long c1, c2;
-        double l1 = model_step(mg, in, tgt, S_TEST, NULL, NULL, 1, 0, 1.0f / S_TEST, 7, &c1);
-        double l2 = model_step(mo, in, tgt, S_TEST, NULL, NULL, 1, 0, 1.0f / S_TEST, 7, &c2);
+        double l1 = model_step(mg, in, tgt, S_TEST, NULL, 1, 0, 1.0f / S_TEST, 7, &c1);
+        double l2 = model_step(mo, in, tgt, S_TEST, NULL, 1, 0, 1.0f / S_TEST, 7, &c2);
         CHECK(fabs(l1 - l2) <= 1e-5 * fabs(l1), "%s changes the GPU loss: %.9g vs %.9g", pn, l2, l1);
         model_free(mo);
+    }
+
+    // LeMo selecting inside the step, the artifact's schedule (layers 0, 1 and the last dense,
+    // 40% of the blocks elsewhere): random scores pick the same rows on both backends; exact
+    // scores (bf16 q, k on the GPU) pick nearly the same blocks; with the CPU's rows given to
+    // the GPU, loss and gradients agree as above, kept layers holding only their kept rows
+    for (int scores = 0; scores < LEMO_SCORES_N; scores++) {
+        LemoConfig lc = {.on = 1, .scores = scores, .block = 64, .keep_all = 0.4, .n_dense = -1, .seed = 5};
+        LemoSpec z;
+        CHECK(lemo_resolve(&lc, L, &z, &e) == 0, "lemo_resolve: %s", e.msg);
+        Model *lcpu = model_load(backend_cpu(), dir, NULL, S_TEST, &ls, &(ActPolicy){.all = ACT_RECOMPUTE}, &z, 42, &e);
+        Model *lgpu = model_load(gpu, dir, NULL, S_TEST, &ls, &(ActPolicy){.all = ACT_KEEP}, &z, 42, &e);
+        CHECK(lcpu && lgpu, "LeMo model_load: %s", e.msg);
+        if (!lcpu || !lgpu) break;
+        lcpu->be->copy_device(lcpu->lora_params, mc->lora_params, n * sizeof(float));
+        lgpu->be->copy_device(lgpu->lora_params, mg->lora_params, n * sizeof(float));
+        LemoSelect sel = {LEMO_SEL_SCHEDULE, 1234, NULL, NULL};
+        long c;
+        model_step(lcpu, in, tgt, S_TEST, &sel, 0, 0, 1.0f, 7, &c);
+        model_step(lgpu, in, tgt, S_TEST, &sel, 0, 0, 1.0f, 7, &c);
+        int *rc = malloc(sizeof(int) * S_TEST), *rg = malloc(sizeof(int) * S_TEST);
+        double worst = 1;
+        for (int l = 0; l < L; l++) {
+            CHECK(lcpu->n_kept[l] == lgpu->n_kept[l], "LeMo %s layer %d: kept %d rows on the CPU, %d on the GPU",
+                  lemo_score_names[scores], l, lcpu->n_kept[l], lgpu->n_kept[l]);
+            if (lcpu->n_kept[l] == S_TEST || lcpu->n_kept[l] != lgpu->n_kept[l]) continue;
+            lcpu->be->copy_to_host(rc, lcpu->kept + (size_t)l * S_TEST, sizeof(int) * lcpu->n_kept[l]);
+            lgpu->be->copy_to_host(rg, lgpu->kept + (size_t)l * S_TEST, sizeof(int) * lgpu->n_kept[l]);
+            int same = 0, nk = lcpu->n_kept[l];
+            for (int i = 0, j = 0; i < nk && j < nk;)  // both ascending: count the common rows
+                if (rc[i] == rg[j]) same++, i++, j++;
+                else if (rc[i] < rg[j]) i++;
+                else j++;
+            double share = (double)same / nk;
+            if (share < worst) worst = share;
+            CHECK(rg[0] == 0, "LeMo layer %d: the GPU dropped block 0", l);
+            if (scores == LEMO_SCORES_RANDOM) CHECK(same == nk, "LeMo random layer %d: %d of %d rows agree", l, same, nk);
+            else CHECK(share >= 0.9, "LeMo exact layer %d: only %.1f%% of the kept rows agree", l, 100 * share);
+        }
+        printf("LeMo %s: the GPU's kept rows agree with the CPU's: lowest share %.4f\n", lemo_score_names[scores], worst);
+        free(rc), free(rg);
+        if (scores == LEMO_SCORES_EXACT) {  // the CPU's rows given to the GPU: same rows, compare the numbers
+            int *kb = malloc((size_t)L * S_TEST * sizeof(int)), nk[64];
+            const int *kp[64];
+            for (int l = 0; l < L; l++) {
+                nk[l] = lcpu->n_kept[l];
+                kp[l] = NULL;
+                if (nk[l] == S_TEST) continue;
+                lcpu->be->copy_to_host(kb + (size_t)l * S_TEST, lcpu->kept + (size_t)l * S_TEST, sizeof(int) * nk[l]);
+                kp[l] = kb + (size_t)l * S_TEST;
+            }
+            CHECK(lgpu->plan.activations < mg->plan.activations * 2, "LeMo kept layers: %zu activation bytes",
+                  lgpu->plan.activations);
+            compare_step(lcpu, lgpu, in, tgt, kp, nk, "LeMo exact rows, kept layers");
+            free(kb);
+        }
+        model_free(lcpu), model_free(lgpu);
     }
 
     printf("gpu mem_used %.1f MiB\n", gpu->mem_used() / 1048576.0);

@@ -45,13 +45,13 @@ static void check_model(const char *shared, const char *name) {
     for (int i = 0; i < S; i++) tg[i] = i + 1 < S ? in[i + 1] : -1;
 
     LoraSpec spec = {8, 16.0f, 0.0f, {1, 1, 1, 1, 1, 1, 1}};
-    Model *m = model_load(backend_cpu(), dir, NULL, S, &spec, &(ActPolicy){.all = ACT_RECOMPUTE}, 0, &e);
+    Model *m = model_load(backend_cpu(), dir, NULL, S, &spec, &(ActPolicy){.all = ACT_RECOMPUTE}, NULL, 0, &e);
     CHECK(m != NULL, "%s: %s", name, e.msg);
     if (!m) return;
     fill_lora(m);
     long cnt;
     model_zero_grads(m);
-    double sum = model_step(m, in, tg, S, NULL, NULL, 1, 0, 1.0f / (S - 1), 0, &cnt);
+    double sum = model_step(m, in, tg, S, NULL, 1, 0, 1.0f / (S - 1), 0, &cnt);
     double hf_loss = ((const float *)loss_t->data)[0], loss = sum / cnt;
     CHECK(cnt == S - 1, "%s: %ld targets", name, cnt);
     CHECK_CLOSE(loss, hf_loss, 1e-5, 1e-5, "%s: loss %.7f vs HF %.7f", name, loss, hf_loss);
@@ -59,7 +59,7 @@ static void check_model(const char *shared, const char *name) {
 
     // logits = final-norm output x lm_head^T at the fixture's positions; xf holds the final
     // norm output after a forward-only step (a backward reuses its memory)
-    model_step(m, in, tg, S, NULL, NULL, 0, 0, 1.0f, 0, &cnt);
+    model_step(m, in, tg, S, NULL, 0, 0, 1.0f, 0, &cnt);
     int C = m->cfg.hidden, V = m->cfg.vocab;
     float *xf = malloc(sizeof(float) * (size_t)S * C), *w = malloc(sizeof(float) * (size_t)V * C);
     m->be->download_act(xf, m->xf, (size_t)S * C);
@@ -115,9 +115,9 @@ static void check_model(const char *shared, const char *name) {
     const StTensor *lr = st_find(f, "loss_rope_linear2");
     if (lr) {  // linear RoPE scaling (position interpolation) x2, forward only
         RopeScaling rs = {ROPE_LINEAR, 2.0f, 1, 4, 0};
-        Model *m2 = model_load(backend_cpu(), dir, &rs, S, &spec, &(ActPolicy){.all = ACT_RECOMPUTE}, 0, &e);
+        Model *m2 = model_load(backend_cpu(), dir, &rs, S, &spec, &(ActPolicy){.all = ACT_RECOMPUTE}, NULL, 0, &e);
         fill_lora(m2);
-        double l2 = model_step(m2, in, tg, S, NULL, NULL, 0, 0, 1, 0, &cnt) / cnt;
+        double l2 = model_step(m2, in, tg, S, NULL, 0, 0, 1, 0, &cnt) / cnt;
         double ref = ((const float *)lr->data)[0];
         CHECK_CLOSE(l2, ref, 1e-5, 1e-5, "%s: linear x2 loss %.7f vs HF %.7f", name, l2, ref);
         fprintf(stderr, "%s: rope linear x2 loss %.7f HF %.7f\n", name, l2, ref);

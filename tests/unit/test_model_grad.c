@@ -24,7 +24,7 @@ static int32_t tg[S] = {5, 9, 3, 17, 22, 8, 30, 2, 14, 6, 11, -1};
 
 static double loss_of(Model *m, const int *const *kept, const int *nk, int train) {
     long c;
-    return model_step(m, in, tg, S, kept, nk, 0, train, 1.0f, 1234, &c);
+    return model_step(m, in, tg, S, &(LemoSelect){LEMO_SEL_GIVEN, 0, kept, nk}, 0, train, 1.0f, 1234, &c);
 }
 
 /* Central differences on a sample of LoRA parameters vs the analytic gradient. */
@@ -44,7 +44,7 @@ static void fd_check(const char *what, Model *m, const int *const *kept, const i
 static void grads_of(Model *m, const int *const *kept, const int *nk, int train, float *g, double *loss) {
     long c;
     model_zero_grads(m);
-    *loss = model_step(m, in, tg, S, kept, nk, 1, train, 1.0f, 1234, &c);
+    *loss = model_step(m, in, tg, S, &(LemoSelect){LEMO_SEL_GIVEN, 0, kept, nk}, 1, train, 1.0f, 1234, &c);
     m->be->copy_to_host(g, m->lora_grads, 4 * m->n_lora);
 }
 
@@ -112,8 +112,8 @@ int main(void) {
         int32_t t1[S];
         for (int i = 0; i < S; i++) t1[i] = i == pos ? tg[i] : -1;
         long c;
-        double lk = model_step(m, in, t1, S, ks, nks, 0, 0, 1, 0, &c);
-        double ld = model_step(m, in + 3, t1 + 3, S - 3, NULL, NULL, 0, 0, 1, 0, &c);
+        double lk = model_step(m, in, t1, S, &(LemoSelect){LEMO_SEL_GIVEN, 0, ks, nks}, 0, 0, 1, 0, &c);
+        double ld = model_step(m, in + 3, t1 + 3, S - 3, NULL, 0, 0, 1, 0, &c);
         CHECK_CLOSE(lk, ld, 2e-5, 2e-5, "kept suffix row %d: %.7f vs dense suffix %.7f", pos, lk, ld);
     }
     // changing an eliminated token (row 1, not kept) must not change any kept row's loss
@@ -126,11 +126,11 @@ int main(void) {
         in2[1] = (in[1] + 7) % 32;
         for (int i = 0; i < S; i++) t1[i] = i == pos ? tg[i] : -1;
         long c;
-        double la = model_step(m, in, t1, S, ko, nko, 0, 0, 1, 0, &c);
-        double lb = model_step(m, in2, t1, S, ko, nko, 0, 0, 1, 0, &c);
+        double la = model_step(m, in, t1, S, &(LemoSelect){LEMO_SEL_GIVEN, 0, ko, nko}, 0, 0, 1, 0, &c);
+        double lb = model_step(m, in2, t1, S, &(LemoSelect){LEMO_SEL_GIVEN, 0, ko, nko}, 0, 0, 1, 0, &c);
         CHECK(la == lb, "kept row %d sees eliminated token 1: %.9g vs %.9g", pos, la, lb);
-        double da = model_step(m, in, t1, S, NULL, NULL, 0, 0, 1, 0, &c);
-        double db = model_step(m, in2, t1, S, NULL, NULL, 0, 0, 1, 0, &c);
+        double da = model_step(m, in, t1, S, NULL, 0, 0, 1, 0, &c);
+        double db = model_step(m, in2, t1, S, NULL, 0, 0, 1, 0, &c);
         CHECK(da != db, "dense row %d should see token 1", pos);
     }
     model_free(m);

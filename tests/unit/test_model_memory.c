@@ -42,7 +42,7 @@ static Model *load(const Backend *be, const char *dir, int policy, const int *ta
     memcpy(spec.targets, targets, sizeof spec.targets);
     if (be == backend_cpu()) return tiny_model_load(dir, S, &spec, policy);
     Err e = {0};
-    Model *m = model_load(be, dir, NULL, S, &spec, &(ActPolicy){.all = policy}, 7, &e);
+    Model *m = model_load(be, dir, NULL, S, &spec, &(ActPolicy){.all = policy}, NULL, 7, &e);
     if (!m) {
         fprintf(stderr, "model_load: %s\n", e.msg);
         exit(1);
@@ -117,7 +117,7 @@ static void run(Model *m, const int *const *kept, const int *nk, double loss[3],
     for (int k = 0; k < 3; k++) {
         const int32_t *in = k == 1 ? in2 : in1;
         for (int i = 0; i < S; i++) tg[i] = i + 1 < S ? in[i + 1] : -1;
-        loss[k] = model_step(m, in, tg, S, kept, nk, k < 2, 1, 0.5f, 41 + k, &c);
+        loss[k] = model_step(m, in, tg, S, &(LemoSelect){LEMO_SEL_GIVEN, 0, kept, nk}, k < 2, 1, 0.5f, 41 + k, &c);
     }
     m->be->copy_to_host(g, m->lora_grads, 4 * m->n_lora);
     m->be->download_act(xf, m->xf, (size_t)S * m->cfg.hidden);
@@ -198,7 +198,7 @@ static void plan_7b(void) {
     LoraSpec spec = {(int)R, 16, 0, {1, 1, 1, 1, 0, 0, 0}};
     for (int pol = ACT_RECOMPUTE; pol <= ACT_OFFLOAD; pol++) {
         MemPlan p;
-        model_plan(&mc, (int)Sl, &spec, &(ActPolicy){.all = pol}, as, cuda_attention_bwd_ws, &p);
+        model_plan(&mc, (int)Sl, &spec, &(ActPolicy){.all = pol}, NULL, &(BackendSizes){as, cuda_attention_bwd_ws, cuda_lemo_scores_ws, cuda_lemo_select_ws}, &p);
         size_t layer_w = 2 * C + Q * C + 2 * KV * C + C * Q + 3 * F * C;
         size_t weights = as * (2 * V * C + C + L * layer_w);
         size_t lora = 16 * L * R * ((C + Q) + 2 * (C + KV) + (Q + C));

@@ -37,7 +37,7 @@ static void two_steps(Model *m, const int *const *kept, const int *nk, float *g,
     for (int k = 0; k < 2; k++) {
         const int32_t *in = k ? in2 : in1;
         for (int i = 0; i < S; i++) tg[i] = i + 1 < S ? in[i + 1] : -1;
-        loss[k] = model_step(m, in, tg, S, kept, nk, 1, 1, 1.0f, 55 + k, &c);
+        loss[k] = model_step(m, in, tg, S, &(LemoSelect){LEMO_SEL_GIVEN, 0, kept, nk}, 1, 1, 1.0f, 55 + k, &c);
     }
     m->be->copy_to_host(g, m->lora_grads, 4 * m->n_lora);
 }
@@ -108,7 +108,7 @@ static void mixed_results(const char *dir, const int *targets) {
     Err e = {0};
     ActPolicy five = {.all = ACT_RECOMPUTE, .n = 5};
     LoraSpec spec = {2, 4.0f, 0.0f, {1, 1, 1, 1, 0, 0, 0}};
-    CHECK(model_load(backend_cpu(), dir, NULL, S, &spec, &five, 7, &e) == NULL && !strcmp(e.param, "memory.layers") &&
+    CHECK(model_load(backend_cpu(), dir, NULL, S, &spec, &five, NULL, 7, &e) == NULL && !strcmp(e.param, "memory.layers") &&
               strstr(e.msg, "has 6"),
           "a 5-entry policy for 6 layers: %s (%s)", e.msg, e.param);
 }
@@ -123,25 +123,25 @@ static void mixed_plan(const ModelConfig *mc) {
     size_t Sx = 1024, slot = Sx * mc->hidden * 2;
     size_t pair = (Sx * mc->n_heads * mc->head_dim * 2 + 255) / 256 * 256 + (4 * Sx * mc->n_heads + 255) / 256 * 256;
     MemPlan keep, rec, p;
-    model_plan(mc, (int)Sx, &spec, &(ActPolicy){.all = K}, 2, backend_cpu()->attention_bwd_ws_bytes, &keep);
-    model_plan(mc, (int)Sx, &spec, &(ActPolicy){.all = R}, 2, backend_cpu()->attention_bwd_ws_bytes, &rec);
+    model_plan(mc, (int)Sx, &spec, &(ActPolicy){.all = K}, NULL, &(BackendSizes){2, backend_cpu()->attention_bwd_ws_bytes, backend_cpu()->lemo_scores_ws_bytes, backend_cpu()->lemo_select_ws_bytes}, &keep);
+    model_plan(mc, (int)Sx, &spec, &(ActPolicy){.all = R}, NULL, &(BackendSizes){2, backend_cpu()->attention_bwd_ws_bytes, backend_cpu()->lemo_scores_ws_bytes, backend_cpu()->lemo_select_ws_bytes}, &rec);
     size_t set = keep.activations / mc->n_layers;  // one layer's activation set
     CHECK(set * mc->n_layers == keep.activations && rec.activations == set, "activation sets: %zu keep, %zu recompute",
           keep.activations, rec.activations);
     ActPolicy act = {.all = R, .n = 6};
     memcpy(act.layer, (unsigned char[6]){A, K, O, R, K, A}, 6);  // layer 5 offloads: its output in the pair
-    model_plan(mc, (int)Sx, &spec, &act, 2, backend_cpu()->attention_bwd_ws_bytes, &p);
+    model_plan(mc, (int)Sx, &spec, &act, NULL, &(BackendSizes){2, backend_cpu()->attention_bwd_ws_bytes, backend_cpu()->lemo_scores_ws_bytes, backend_cpu()->lemo_select_ws_bytes}, &p);
     // own inputs: layers 1, 3, 4; the pair; host: inputs 0 and 2, attention output 0
     CHECK(p.checkpoints == 5 * slot, "mix A K O R K A: %zu checkpoint bytes, want %zu", p.checkpoints, 5 * slot);
     CHECK(p.host == 2 * slot + pair, "mix A K O R K A: %zu host bytes, want %zu", p.host, 2 * slot + pair);
     CHECK(p.activations == 3 * set + pair, "mix A K O R K A: %zu activation bytes, want %zu", p.activations,
           3 * set + pair);
     memcpy(act.layer, (unsigned char[6]){O, O, O, O, O, R}, 6);  // the final residual in the shared h
-    model_plan(mc, (int)Sx, &spec, &act, 2, backend_cpu()->attention_bwd_ws_bytes, &p);
+    model_plan(mc, (int)Sx, &spec, &act, NULL, &(BackendSizes){2, backend_cpu()->attention_bwd_ws_bytes, backend_cpu()->lemo_scores_ws_bytes, backend_cpu()->lemo_select_ws_bytes}, &p);
     CHECK(p.checkpoints == 3 * slot && p.host == 5 * slot && p.activations == set,
           "mix O O O O O R: %zu checkpoint, %zu host, %zu activation bytes", p.checkpoints, p.host, p.activations);
     memcpy(act.layer, (unsigned char[6]){O, O, O, O, O, K}, 6);  // kept last: the final residual on its own
-    model_plan(mc, (int)Sx, &spec, &act, 2, backend_cpu()->attention_bwd_ws_bytes, &p);
+    model_plan(mc, (int)Sx, &spec, &act, NULL, &(BackendSizes){2, backend_cpu()->attention_bwd_ws_bytes, backend_cpu()->lemo_scores_ws_bytes, backend_cpu()->lemo_select_ws_bytes}, &p);
     CHECK(p.checkpoints == 4 * slot && p.activations == 2 * set, "mix O O O O O K: %zu checkpoint, %zu activation bytes",
           p.checkpoints, p.activations);
 }
@@ -191,8 +191,8 @@ int main(void) {
     CHECK(model_config_load(cfg, &mc, &e) == 0, "config: %s", e.msg);
     LoraSpec spec = {8, 16, 0, {1, 1, 1, 1, 0, 0, 0}};
     MemPlan rec, off;
-    model_plan(&mc, 1024, &spec, &(ActPolicy){.all = ACT_RECOMPUTE}, 2, backend_cpu()->attention_bwd_ws_bytes, &rec);
-    model_plan(&mc, 1024, &spec, &(ActPolicy){.all = ACT_OFFLOAD}, 2, backend_cpu()->attention_bwd_ws_bytes, &off);
+    model_plan(&mc, 1024, &spec, &(ActPolicy){.all = ACT_RECOMPUTE}, NULL, &(BackendSizes){2, backend_cpu()->attention_bwd_ws_bytes, backend_cpu()->lemo_scores_ws_bytes, backend_cpu()->lemo_select_ws_bytes}, &rec);
+    model_plan(&mc, 1024, &spec, &(ActPolicy){.all = ACT_OFFLOAD}, NULL, &(BackendSizes){2, backend_cpu()->attention_bwd_ws_bytes, backend_cpu()->lemo_scores_ws_bytes, backend_cpu()->lemo_select_ws_bytes}, &off);
     size_t slot = (size_t)1024 * mc.hidden * 2;
     // recomputed, the last layer's output lives in the shared activations' h: 3 layer inputs
     CHECK(rec.checkpoints == 3 * slot && rec.host == 0, "recompute plan: %zu checkpoint bytes, %zu host", rec.checkpoints,
@@ -202,7 +202,7 @@ int main(void) {
     CHECK(rec.total - off.total == slot, "offload saves %zu device bytes, want %zu", rec.total - off.total, slot);
     // with the attention outputs: one more (S, Q) + (NH, S) pair on the device, L-1 on the host
     MemPlan oa;
-    model_plan(&mc, 1024, &spec, &(ActPolicy){.all = ACT_OFFLOAD_ATT}, 2, backend_cpu()->attention_bwd_ws_bytes, &oa);
+    model_plan(&mc, 1024, &spec, &(ActPolicy){.all = ACT_OFFLOAD_ATT}, NULL, &(BackendSizes){2, backend_cpu()->attention_bwd_ws_bytes, backend_cpu()->lemo_scores_ws_bytes, backend_cpu()->lemo_select_ws_bytes}, &oa);
     size_t pair = ((size_t)1024 * mc.n_heads * mc.head_dim * 2 + 255) / 256 * 256 + ((size_t)4 * 1024 * mc.n_heads + 255) / 256 * 256;
     CHECK(oa.total - off.total == pair && oa.host - off.host == (size_t)(mc.n_layers - 1) * pair,
           "offload_attention plan: %zu more device bytes, %zu more host, want %zu and %zu", oa.total - off.total,
@@ -210,7 +210,7 @@ int main(void) {
     // a down_proj adapter needs its own (S, F) gradient buffer; without one the layer's `a` serves
     MemPlan dn;
     spec.targets[TARGET_DOWN] = 1;
-    model_plan(&mc, 1024, &spec, &(ActPolicy){.all = ACT_RECOMPUTE}, 2, backend_cpu()->attention_bwd_ws_bytes, &dn);
+    model_plan(&mc, 1024, &spec, &(ActPolicy){.all = ACT_RECOMPUTE}, NULL, &(BackendSizes){2, backend_cpu()->attention_bwd_ws_bytes, backend_cpu()->lemo_scores_ws_bytes, backend_cpu()->lemo_select_ws_bytes}, &dn);
     CHECK(dn.grads - rec.grads == (size_t)1024 * mc.ffn * 2, "down_proj gradient buffer: %zu bytes",
           dn.grads - rec.grads);
     tiny_model_remove(dir), tiny_model_remove(dir6);

@@ -98,12 +98,14 @@ static inline int llama7b_config_write(const char *dir) {
     return fclose(f);
 }
 
-/* Loads a tiny model on the CPU with LoRA spec and an activation policy per layer; PEFT
+/* Loads a tiny model on the CPU with LoRA spec, an activation policy per layer and a LeMo
+ * schedule (NULL: dense); PEFT
  * starts B at zero, so B gets seeded values here to make every path carry gradient. Exits
  * on failure. */
-static inline Model *tiny_model_load_act(const char *dir, int S, const LoraSpec *spec, const ActPolicy *act) {
+static inline Model *tiny_model_load_lemo(const char *dir, int S, const LoraSpec *spec, const ActPolicy *act,
+                                          const LemoSpec *lemo) {
     Err e = {0};
-    Model *m = model_load(backend_cpu(), dir, NULL, S, spec, act, 7, &e);
+    Model *m = model_load(backend_cpu(), dir, NULL, S, spec, act, lemo, 7, &e);
     if (!m) { fprintf(stderr, "model_load: %s\n", e.msg); exit(1); }
     float *p = malloc(sizeof(float) * m->n_lora);
     unsigned long long seed = 99;
@@ -118,6 +120,11 @@ static inline Model *tiny_model_load_act(const char *dir, int S, const LoraSpec 
     return m;
 }
 
+/* The same, dense. */
+static inline Model *tiny_model_load_act(const char *dir, int S, const LoraSpec *spec, const ActPolicy *act) {
+    return tiny_model_load_lemo(dir, S, spec, act, NULL);
+}
+
 /* The same with one activation policy (ACT_*) for every layer. */
 static inline Model *tiny_model_load(const char *dir, int S, const LoraSpec *spec, int policy) {
     ActPolicy act = act_uniform(policy);
@@ -129,7 +136,7 @@ static inline Model *tiny_model_load(const char *dir, int S, const LoraSpec *spe
 static inline float *tiny_step_grads(Model *m, const int32_t *in, const int32_t *tg, int S, const int *const *kept,
                                      const int *nk, int train, uint64_t drop_seed, long *count) {
     model_zero_grads(m);
-    model_step(m, in, tg, S, kept, nk, 1, train, 1.0f, drop_seed, count);
+    model_step(m, in, tg, S, &(LemoSelect){LEMO_SEL_GIVEN, 0, kept, nk}, 1, train, 1.0f, drop_seed, count);
     float *g = malloc(4 * m->n_lora);
     m->be->copy_to_host(g, m->lora_grads, 4 * m->n_lora);
     return g;
@@ -163,10 +170,10 @@ static inline int tiny_fd_disagreements(Model *m, const float *g, const int32_t 
         float orig = p[i], h = 1e-2f;
         p[i] = orig + h;
         m->be->copy_to_device(m->lora_params, p, 4 * n);
-        double lp = model_step(m, in, tg, S, kept, nk, 0, train, 1.0f, drop_seed, &c);
+        double lp = model_step(m, in, tg, S, &(LemoSelect){LEMO_SEL_GIVEN, 0, kept, nk}, 0, train, 1.0f, drop_seed, &c);
         p[i] = orig - h;
         m->be->copy_to_device(m->lora_params, p, 4 * n);
-        double lm = model_step(m, in, tg, S, kept, nk, 0, train, 1.0f, drop_seed, &c);
+        double lm = model_step(m, in, tg, S, &(LemoSelect){LEMO_SEL_GIVEN, 0, kept, nk}, 0, train, 1.0f, drop_seed, &c);
         p[i] = orig;
         double fd = (lp - lm) / (2 * h);
         // fp32 forward: noise ~ 1e-7 * |L| / h plus O(h^2) curvature

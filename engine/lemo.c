@@ -1,0 +1,50 @@
+/* lemo.c: LeMo's per-layer schedule (lemo.h). */
+#include "lemo.h"
+
+#include <math.h>
+#include <string.h>
+
+int lemo_blocks_kept(float keep, int nb) {
+    int k = (int)lround((double)keep * nb);
+    return k < 1 ? 1 : k > nb ? nb : k;
+}
+
+int lemo_rows(const LemoSpec *s, int l, int S) {
+    if (!s || !s->on || s->keep[l] >= 1.0f || S % s->block) return S;
+    int nb = S / s->block;
+    return lemo_blocks_kept(s->keep[l], nb) * s->block;
+}
+
+uint64_t lemo_layer_seed(uint64_t window_seed, int l) {
+    uint64_t z = window_seed + 0x9E3779B97F4A7C15ull * (uint64_t)(l + 1);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+int lemo_resolve(const LemoConfig *z, int L, LemoSpec *o, Err *e) {
+    memset(o, 0, sizeof *o);
+    o->n_layers = L;
+    o->block = z->block;
+    o->scores = z->scores;
+    o->seed = z->seed;
+    for (int l = 0; l < L; l++) o->keep[l] = 1.0f;
+    if (!z->on) return 0;
+    if (z->n_keep && z->n_keep != L)
+        return err_set_at(e, "lemo.keep", 0, "'lemo.keep' gives %d fractions but the model has %d layers: give one "
+                          "per layer, or one for all", z->n_keep, L);
+    for (int l = 0; l < L; l++) o->keep[l] = (float)(z->n_keep ? z->keep[l] : z->keep_all);
+    if (z->n_dense >= 0) {
+        for (int i = 0; i < z->n_dense; i++) {
+            if (z->dense[i] >= L)
+                return err_set_at(e, "lemo.dense_layers", 0, "'lemo.dense_layers[%d]' is %d but the model has %d layers",
+                                  i, z->dense[i], L);
+            o->keep[z->dense[i]] = 1.0f;
+        }
+    } else if (!z->n_keep) {  // the artifact's schedule: the first layers and the last dense
+        for (int l = 0; l < L; l++)
+            if (l < L / 2 - 1 || l == L - 1) o->keep[l] = 1.0f;
+    }
+    for (int l = 0; l < L; l++) o->on |= o->keep[l] < 1.0f;
+    return 0;
+}

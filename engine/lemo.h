@@ -1,0 +1,38 @@
+/* lemo.h: LeMo's schedule, the part of token elimination that is policy, not arithmetic.
+ *
+ * A job's "lemo" key (LemoConfig, job_config.h) becomes, once the model's depth is known, one
+ * keep fraction per layer (LemoSpec): the fraction of token blocks that layer's attention
+ * keeps; 1 = dense. The default is the authors' artifact's schedule: layers l < L/2 - 1 and
+ * the last layer dense, the others keep 0.4. A layer keeping k of nb blocks keeps k * block
+ * rows, k = round(keep * nb) within [1, nb]; block 0 (the attention sink) is always one of
+ * them. The selection itself (which blocks) happens inside the step, layer by layer, from the
+ * layer's own input (model.c); the scores and the top-k are backend ops (backend.h). */
+#ifndef LEMO_LEMO_H
+#define LEMO_LEMO_H
+
+#include <stdint.h>
+
+#include "err.h"
+#include "job_config.h"
+
+typedef struct {
+    int on;                          // some layer keeps less than all its blocks
+    int scores;                      // LEMO_SCORES_*
+    int block;                       // rows per block
+    int n_layers;
+    float keep[JOB_MAX_LAYERS];      // per layer; 1 = dense
+    uint64_t seed;                   // random scores: mixed with step and layer (lemo_layer_seed)
+} LemoSpec;
+
+/* The per-layer schedule of config z for a model of L layers; an error names the key
+ * (lemo.keep with the wrong count, lemo.dense_layers out of range). z->on == 0: dense. */
+int lemo_resolve(const LemoConfig *z, int L, LemoSpec *out, Err *e);
+/* Blocks a layer keeping `keep` of nb blocks keeps: round(keep * nb) within [1, nb]. */
+int lemo_blocks_kept(float keep, int nb);
+/* Rows layer l attends over in an S-row window: S when dense (spec NULL, off, keep 1 or
+ * S not a whole number of blocks), else its kept blocks times the block size. */
+int lemo_rows(const LemoSpec *spec, int l, int S);
+/* The random scores' seed of one layer in one window: distinct streams from one window seed. */
+uint64_t lemo_layer_seed(uint64_t window_seed, int l);
+
+#endif
