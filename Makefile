@@ -11,13 +11,15 @@
 CC      ?= cc
 BUILD   ?= build
 OPT     ?= -O2
-CFLAGS  += -std=c11 $(OPT) -g -Wall -Wextra -D_GNU_SOURCE -fopenmp -Iengine -Ikernels -Iserver \
+# engine/ has a folder per responsibility (README: Source layout); each is on the include path
+ENGINE_DIRS := $(patsubst %/,%,$(wildcard engine/*/))
+CFLAGS  += -std=c11 $(OPT) -g -Wall -Wextra -D_GNU_SOURCE -fopenmp $(addprefix -I,$(ENGINE_DIRS)) -Ikernels -Iserver \
            -I/usr/include/x86_64-linux-gnu/openblas-pthread
 LDLIBS  += -fopenmp -lmicrohttpd -ljansson -lsqlite3 -lcurl -lpcre2-8 -lopenblas -lm -lpthread -ldl
 
-SRC      := $(wildcard engine/*.c kernels/cpu/*.c server/*.c)
+SRC      := $(wildcard engine/*/*.c kernels/cpu/*.c server/*.c)
 OBJ      := $(SRC:%.c=$(BUILD)/obj/%.o)
-LIB_OBJ  := $(filter-out $(BUILD)/obj/engine/main.o,$(OBJ))
+LIB_OBJ  := $(filter-out $(BUILD)/obj/engine/commands/main.o,$(OBJ))
 TEST_SRC := $(wildcard tests/unit/test_*.c tests/integration/test_*.c)
 TESTS    := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 
@@ -29,7 +31,7 @@ ifeq ($(NO_CUDA),)
 ifneq ($(CU_SRC),)
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 NVFLAGS  ?= -O3 -std=c++17 -lineinfo -gencode=arch=compute_90a,code=sm_90a -gencode=arch=compute_90,code=compute_90 \
-            -Xcompiler -fPIC -Iengine -Ikernels
+            -Xcompiler -fPIC -Ikernels
 CU_OBJ   := $(CU_SRC:%.cu=$(BUILD)/obj/%.o)
 OBJ      += $(CU_OBJ)
 CFLAGS   += -DLEMO_CUDA -I$(CUDA_HOME)/include
@@ -63,7 +65,7 @@ $(BUILD)/liblemo.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/lemo: $(BUILD)/obj/engine/main.o $(BUILD)/liblemo.a
+$(BUILD)/lemo: $(BUILD)/obj/engine/commands/main.o $(BUILD)/liblemo.a
 	$(CC) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/liblemo_cuda.so: $(CU_OBJ)

@@ -7,12 +7,12 @@ cd "$(dirname "$0")/.."
 secs=${FUZZ_SECONDS:-20}
 out=build-fuzz
 mkdir -p "$out/obj"
-flags="-std=c11 -O1 -g -D_GNU_SOURCE -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -fopenmp=libgomp -Iengine -Ikernels -Iserver -I/usr/include/x86_64-linux-gnu/openblas-pthread"
+flags="-std=c11 -O1 -g -D_GNU_SOURCE -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -fopenmp=libgomp $(for d in engine/*/; do printf -- '-I%s ' "${d%/}"; done) -Ikernels -Iserver -I/usr/include/x86_64-linux-gnu/openblas-pthread"
 libs="-lmicrohttpd -ljansson -lsqlite3 -lcurl -lpcre2-8 -lopenblas -lm -lpthread -lgomp"
 objs=()
-for src in engine/*.c kernels/cpu/*.c server/*.c; do
+for src in engine/*/*.c kernels/cpu/*.c server/*.c; do
     [ -f "$src" ] || continue
-    [ "$src" = engine/main.c ] && continue
+    [ "$src" = engine/commands/main.c ] && continue
     o="$out/obj/${src//\//_}.o"
     if [ ! -f "$o" ] || [ "$src" -nt "$o" ]; then clang $flags -c "$src" -o "$o"; fi
     objs+=("$o")

@@ -1,5 +1,5 @@
 /* srv_util.h: small helpers shared by the server's modules: clocks, random ids, child processes,
- * text buffers. Files go through engine/fsutil.h. */
+ * text buffers. Files go through engine/core/fsutil.h. */
 #ifndef LEMO_SRV_UTIL_H
 #define LEMO_SRV_UTIL_H
 

@@ -20,6 +20,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* loss.c: the scratch the ops hold beside the memory plan */
+size_t cpu_scratch_bytes(int S, int V, int R, int n, const int *K, const int *N, float p);
+
 /* rows.c */
 void cpu_embedding_forward(void *out, const int *tok, const void *wte, int S, int C);
 void cpu_add_inplace(void *a, const void *b, size_t n);

@@ -16,6 +16,13 @@
 
 #define CE_CHUNK 128  // rows per chunk: (128, 32000) fp32 logits = 16 MB
 
+/* The CPU ops' scratch beside the plan (Backend.scratch_bytes): the fused loss's (CE_CHUNK, V)
+ * fp32 logits per chunk; the other ops' per-call scratch is smaller. */
+size_t cpu_scratch_bytes(int S, int V, int R, int n, const int *K, const int *N, float p) {
+    (void)S, (void)R, (void)n, (void)K, (void)N, (void)p;
+    return (size_t)CE_CHUNK * V * sizeof(float);
+}
+
 /* Sum over counted rows (target in [0,V); -1 = not counted) of -log softmax(x W^T)[target];
  * *count = counted rows; dx (S,C), if not NULL, WRITTEN with grad_scale * d(sum)/dx.
  * x (S,C), w (V,C), target (S). */

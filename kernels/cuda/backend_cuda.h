@@ -1,6 +1,6 @@
 /* backend_cuda.h: what the CUDA backend offers beyond the Backend table (C callable).
  *
- * backend_cuda() itself is declared in engine/backend.h. These extras serve the
+ * backend_cuda() itself is declared in kernels/backend.h. These extras serve the
  * benchmark and the trainer's memory report: the peak of mem_used since the last
  * reset, and the device's name; and the attention backward's and the LeMo ops' workspace
  * sizes and the LoRA products' chunk of rows, which the estimate needs without the backend. */
@@ -65,11 +65,44 @@ static inline size_t cuda_lemo_select_ws(int nb) {
  * this device (needs backend_cuda() first); at most cuda_lemo_select_cub_bound(nb). */
 size_t cuda_lemo_select_cub_bytes(int nb);
 
-/* The CUDA backend's sizes (engine/backend.h's BackendSizes) for the memory plan, without
+/* cuBLAS's workspace, which the backend allocates once (cuda_backend.cu), and the device memory
+ * the CUDA context and cuBLAS take beside what the backend tracks (device used - tracked on an
+ * H100 and an H200, CUDA 13). */
+#define CUDA_CUBLAS_WORKSPACE ((size_t)32 << 20)
+#define CUDA_CONTEXT_BYTES ((size_t)606 << 20)
+
+static inline size_t cuda_round_up(size_t a, size_t b) { return (a + b - 1) / b * b; }
+
+/* The ops' scratch block (cuda_scratch) for a window (Backend.scratch_bytes): sized by its
+ * largest user, the fused loss's chunk of fp32 logits + bf16 dlogits within 256 MiB plus S
+ * fp32 row losses (cuda_loss.cu); a LoRA product's bf16 copies of A, B, t and dt for cuBLAS
+ * and, with dropout, a chunk of drop(x) rows (cuda_matmul.cu); or the gradient norm's 256
+ * partial sums (cuda_optim.cu); grown to 1.25x the request, in MiB steps, as cuda_scratch
+ * grows it. */
+static inline size_t cuda_scratch_bytes(int Si, int Vi, int Ri, int n, const int *Ks, const int *Ns, float p) {
+    size_t S = (size_t)Si, V = (size_t)Vi, R = (size_t)Ri;
+    size_t rows = ((size_t)256 << 20) / (V * 6);
+    rows = rows < 64 ? 64 : rows / 64 * 64;
+    if (rows > S) rows = S;
+    size_t need = cuda_round_up(rows * V * 4, 256) + cuda_round_up(rows * V * 2, 256) + cuda_round_up(4 * S, 256);
+    for (int i = 0; i < n; i++) {
+        size_t K = (size_t)Ks[i], N = (size_t)Ns[i];
+        size_t drop = p > 0 ? cuda_round_up((size_t)cuda_lora_chunk_rows(Si, (int)K) * K * 2, 256) : 0;
+        size_t fwd = cuda_round_up(R * K * 2, 256) + cuda_round_up(N * R * 2, 256) + cuda_round_up(S * R * 2, 256) + drop;
+        size_t bwd = fwd + cuda_round_up(S * R * 2, 256);
+        if (bwd > need) need = bwd;
+    }
+    if (256 * sizeof(double) > need) need = 256 * sizeof(double);
+    need += need / 4;
+    return cuda_round_up(need, (size_t)1 << 20);
+}
+
+/* The CUDA backend's sizes (kernels/backend.h's BackendSizes) for the memory plan, without
  * loading the backend: cuda_lemo_scores_ws and cuda_lemo_select_ws are the LeMo ops'
  * workspace sizes, defined above like cuda_attention_bwd_ws. */
 static inline BackendSizes cuda_backend_sizes(void) {
-    BackendSizes s = {2, cuda_attention_bwd_ws, cuda_lemo_scores_ws, cuda_lemo_select_ws};
+    BackendSizes s = {2, cuda_attention_bwd_ws, cuda_lemo_scores_ws, cuda_lemo_select_ws, cuda_scratch_bytes,
+                      CUDA_CONTEXT_BYTES + CUDA_CUBLAS_WORKSPACE};
     return s;
 }
 

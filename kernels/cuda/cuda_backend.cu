@@ -264,6 +264,8 @@ static const Backend cuda_backend_table = {
     .lemo_random_scores = cuda_lemo_random_scores,
     .lemo_select_blocks = cuda_lemo_select_blocks,
     .lemo_select_ws_bytes = cuda_lemo_select_ws_bytes,
+    .scratch_bytes = cuda_scratch_bytes,
+    .runtime_bytes = CUDA_CONTEXT_BYTES + CUDA_CUBLAS_WORKSPACE,
     .sumsq = cuda_sumsq,
     .scale = cuda_scale,
     .adamw = cuda_adamw,
@@ -277,7 +279,6 @@ static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static const char *g_why;  // NULL once set up
 static char g_why_buf[256];
 
-#define CUBLAS_WORKSPACE (32u << 20)
 
 /* Device 0 checked and prepared; sets g_why on failure. */
 static void cuda_setup(void) {
@@ -316,13 +317,13 @@ static void cuda_setup(void) {
         g_why = g_why_buf;
         return;
     }
-    void *ws = cuda_alloc(CUBLAS_WORKSPACE);
+    void *ws = cuda_alloc(CUDA_CUBLAS_WORKSPACE);
     if (!ws) {
         snprintf(g_why_buf, sizeof g_why_buf, "no device memory for the cuBLAS workspace");
         g_why = g_why_buf;
         return;
     }
-    CUBLAS_CHECK(cublasSetWorkspace(g_cublas, ws, CUBLAS_WORKSPACE));
+    CUBLAS_CHECK(cublasSetWorkspace(g_cublas, ws, CUDA_CUBLAS_WORKSPACE));
     if ((e = cudaStreamCreateWithFlags(&g_copy_stream, cudaStreamNonBlocking)) != cudaSuccess ||
         (e = cudaEventCreateWithFlags(&g_issued, cudaEventDisableTiming)) != cudaSuccess) {
         snprintf(g_why_buf, sizeof g_why_buf, "copy stream: %s", cudaGetErrorString(e));

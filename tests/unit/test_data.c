@@ -1,4 +1,4 @@
-/* test_data.c: JSONL datasets (engine/data.c, engine/chat_template.c).
+/* test_data.c: JSONL datasets (engine/training/data.c, engine/tokenizer/chat_template.c).
  *
  * Every malformed line is rejected by the validator and the loader with the same message,
  * line and field; loss masks are checked token by token on two tiny tokenizers built here

@@ -1,4 +1,4 @@
-/* test_estimate.c: the job estimate (engine/estimate.c) for a Llama-2-7B shape, from its
+/* test_estimate.c: the job estimate (engine/training/estimate.c) for a Llama-2-7B shape, from its
  * config.json alone (no weights). The device peak is the memory plan plus the runtime and
  * the ops' scratch, and the breakdown adds up to it; on CUDA the plan holds the attention
  * backward's workspace (its fp32 dQ accumulator, in the layers' dead MLP buffers), so the
@@ -141,7 +141,8 @@ int main(void) {
 
         // the plan carries the attention workspace; the gradient block is dx, dh2, dok
         MemPlan p;
-        model_plan(&mc, S, &spec, &(ActPolicy){.all = ACT_RECOMPUTE}, NULL, &(BackendSizes){2, cuda_attention_bwd_ws, cuda_lemo_scores_ws, cuda_lemo_select_ws}, &p);
+        BackendSizes cuda_sizes = cuda_backend_sizes();
+        model_plan(&mc, S, &spec, &(ActPolicy){.all = ACT_RECOMPUTE}, NULL, &cuda_sizes, &p);
         CHECK(p.attn_in_mlp && p.grads == (size_t)3 * S * mc.hidden * 2, "S %d: gradient block %zu bytes", S, p.grads);
         CHECK(num(ck, "breakdown.activations") == p.activations + p.grads, "S %d: activations %zu, plan %zu", S,
               num(ck, "breakdown.activations"), p.activations + p.grads);
@@ -206,7 +207,8 @@ int main(void) {
     json_t *cpu = estimate(4096, 0, "cpu", mem);
     if (cpu) {
         MemPlan p;
-        model_plan(&mc, 4096, &spec, &(ActPolicy){.all = ACT_RECOMPUTE}, NULL, &(BackendSizes){4, backend_cpu()->attention_bwd_ws_bytes, backend_cpu()->lemo_scores_ws_bytes, backend_cpu()->lemo_select_ws_bytes}, &p);
+        BackendSizes cpu_sizes = backend_sizes(backend_cpu());
+        model_plan(&mc, 4096, &spec, &(ActPolicy){.all = ACT_RECOMPUTE}, NULL, &cpu_sizes, &p);
         CHECK(num(cpu, "peak_bytes") > p.total, "cpu peak %zu below its plan %zu", num(cpu, "peak_bytes"), p.total);
         CHECK(num(cpu, "breakdown.activations") == p.activations + p.grads, "cpu activations %zu",
               num(cpu, "breakdown.activations"));

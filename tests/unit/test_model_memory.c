@@ -1,4 +1,4 @@
-/* test_model_memory.c: the memory plan's buffer reuse (model.c's header). The attention
+/* test_model_memory.c: the memory plan's buffer reuse (engine/model/model_internal.h). The attention
  * backward's set (datt, dq, dk, dv and the backend's workspace) lives in a layer's dead
  * g, u, a when it fits there, else in the gradient block; dL/dh and dL/dhk reuse dh2 and
  * dok; the final norm's xf, dxf alias dok, dh2. Checked here:
@@ -196,9 +196,10 @@ static void plan_7b(void) {
     size_t Sl = 65536, as = 2, C = mc.hidden, Q = (size_t)mc.n_heads * mc.head_dim;
     size_t KV = (size_t)mc.n_kv_heads * mc.head_dim, F = mc.ffn, V = mc.vocab, L = mc.n_layers, R = 8;
     LoraSpec spec = {(int)R, 16, 0, {1, 1, 1, 1, 0, 0, 0}};
+    BackendSizes cuda_sizes = cuda_backend_sizes();
     for (int pol = ACT_RECOMPUTE; pol <= ACT_OFFLOAD; pol++) {
         MemPlan p;
-        model_plan(&mc, (int)Sl, &spec, &(ActPolicy){.all = pol}, NULL, &(BackendSizes){as, cuda_attention_bwd_ws, cuda_lemo_scores_ws, cuda_lemo_select_ws}, &p);
+        model_plan(&mc, (int)Sl, &spec, &(ActPolicy){.all = pol}, NULL, &cuda_sizes, &p);
         size_t layer_w = 2 * C + Q * C + 2 * KV * C + C * Q + 3 * F * C;
         size_t weights = as * (2 * V * C + C + L * layer_w);
         size_t lora = 16 * L * R * ((C + Q) + 2 * (C + KV) + (Q + C));

@@ -16,6 +16,9 @@
 
 #define S 12
 
+/* The CPU backend's workspace sizes with bf16 activations: plans of CUDA's element size. */
+static BackendSizes cpu_sizes_bf16;
+
 static int32_t in1[S] = {1, 5, 9, 3, 17, 22, 8, 30, 2, 14, 6, 11};
 static int32_t in2[S] = {4, 4, 19, 7, 1, 0, 31, 12, 12, 5, 28, 3};
 
@@ -123,25 +126,27 @@ static void mixed_plan(const ModelConfig *mc) {
     size_t Sx = 1024, slot = Sx * mc->hidden * 2;
     size_t pair = (Sx * mc->n_heads * mc->head_dim * 2 + 255) / 256 * 256 + (4 * Sx * mc->n_heads + 255) / 256 * 256;
     MemPlan keep, rec, p;
-    model_plan(mc, (int)Sx, &spec, &(ActPolicy){.all = K}, NULL, &(BackendSizes){2, backend_cpu()->attention_bwd_ws_bytes, backend_cpu()->lemo_scores_ws_bytes, backend_cpu()->lemo_select_ws_bytes}, &keep);
-    model_plan(mc, (int)Sx, &spec, &(ActPolicy){.all = R}, NULL, &(BackendSizes){2, backend_cpu()->attention_bwd_ws_bytes, backend_cpu()->lemo_scores_ws_bytes, backend_cpu()->lemo_select_ws_bytes}, &rec);
+    cpu_sizes_bf16 = backend_sizes(backend_cpu());
+    cpu_sizes_bf16.act_size = 2;
+    model_plan(mc, (int)Sx, &spec, &(ActPolicy){.all = K}, NULL, &cpu_sizes_bf16, &keep);
+    model_plan(mc, (int)Sx, &spec, &(ActPolicy){.all = R}, NULL, &cpu_sizes_bf16, &rec);
     size_t set = keep.activations / mc->n_layers;  // one layer's activation set
     CHECK(set * mc->n_layers == keep.activations && rec.activations == set, "activation sets: %zu keep, %zu recompute",
           keep.activations, rec.activations);
     ActPolicy act = {.all = R, .n = 6};
     memcpy(act.layer, (unsigned char[6]){A, K, O, R, K, A}, 6);  // layer 5 offloads: its output in the pair
-    model_plan(mc, (int)Sx, &spec, &act, NULL, &(BackendSizes){2, backend_cpu()->attention_bwd_ws_bytes, backend_cpu()->lemo_scores_ws_bytes, backend_cpu()->lemo_select_ws_bytes}, &p);
+    model_plan(mc, (int)Sx, &spec, &act, NULL, &cpu_sizes_bf16, &p);
     // own inputs: layers 1, 3, 4; the pair; host: inputs 0 and 2, attention output 0
     CHECK(p.checkpoints == 5 * slot, "mix A K O R K A: %zu checkpoint bytes, want %zu", p.checkpoints, 5 * slot);
     CHECK(p.host == 2 * slot + pair, "mix A K O R K A: %zu host bytes, want %zu", p.host, 2 * slot + pair);
     CHECK(p.activations == 3 * set + pair, "mix A K O R K A: %zu activation bytes, want %zu", p.activations,
           3 * set + pair);
     memcpy(act.layer, (unsigned char[6]){O, O, O, O, O, R}, 6);  // the final residual in the shared h
-    model_plan(mc, (int)Sx, &spec, &act, NULL, &(BackendSizes){2, backend_cpu()->attention_bwd_ws_bytes, backend_cpu()->lemo_scores_ws_bytes, backend_cpu()->lemo_select_ws_bytes}, &p);
+    model_plan(mc, (int)Sx, &spec, &act, NULL, &cpu_sizes_bf16, &p);
     CHECK(p.checkpoints == 3 * slot && p.host == 5 * slot && p.activations == set,
           "mix O O O O O R: %zu checkpoint, %zu host, %zu activation bytes", p.checkpoints, p.host, p.activations);
     memcpy(act.layer, (unsigned char[6]){O, O, O, O, O, K}, 6);  // kept last: the final residual on its own
-    model_plan(mc, (int)Sx, &spec, &act, NULL, &(BackendSizes){2, backend_cpu()->attention_bwd_ws_bytes, backend_cpu()->lemo_scores_ws_bytes, backend_cpu()->lemo_select_ws_bytes}, &p);
+    model_plan(mc, (int)Sx, &spec, &act, NULL, &cpu_sizes_bf16, &p);
     CHECK(p.checkpoints == 4 * slot && p.activations == 2 * set, "mix O O O O O K: %zu checkpoint, %zu activation bytes",
           p.checkpoints, p.activations);
 }
@@ -191,8 +196,10 @@ int main(void) {
     CHECK(model_config_load(cfg, &mc, &e) == 0, "config: %s", e.msg);
     LoraSpec spec = {8, 16, 0, {1, 1, 1, 1, 0, 0, 0}};
     MemPlan rec, off;
-    model_plan(&mc, 1024, &spec, &(ActPolicy){.all = ACT_RECOMPUTE}, NULL, &(BackendSizes){2, backend_cpu()->attention_bwd_ws_bytes, backend_cpu()->lemo_scores_ws_bytes, backend_cpu()->lemo_select_ws_bytes}, &rec);
-    model_plan(&mc, 1024, &spec, &(ActPolicy){.all = ACT_OFFLOAD}, NULL, &(BackendSizes){2, backend_cpu()->attention_bwd_ws_bytes, backend_cpu()->lemo_scores_ws_bytes, backend_cpu()->lemo_select_ws_bytes}, &off);
+    cpu_sizes_bf16 = backend_sizes(backend_cpu());
+    cpu_sizes_bf16.act_size = 2;
+    model_plan(&mc, 1024, &spec, &(ActPolicy){.all = ACT_RECOMPUTE}, NULL, &cpu_sizes_bf16, &rec);
+    model_plan(&mc, 1024, &spec, &(ActPolicy){.all = ACT_OFFLOAD}, NULL, &cpu_sizes_bf16, &off);
     size_t slot = (size_t)1024 * mc.hidden * 2;
     // recomputed, the last layer's output lives in the shared activations' h: 3 layer inputs
     CHECK(rec.checkpoints == 3 * slot && rec.host == 0, "recompute plan: %zu checkpoint bytes, %zu host", rec.checkpoints,
@@ -202,7 +209,7 @@ int main(void) {
     CHECK(rec.total - off.total == slot, "offload saves %zu device bytes, want %zu", rec.total - off.total, slot);
     // with the attention outputs: one more (S, Q) + (NH, S) pair on the device, L-1 on the host
     MemPlan oa;
-    model_plan(&mc, 1024, &spec, &(ActPolicy){.all = ACT_OFFLOAD_ATT}, NULL, &(BackendSizes){2, backend_cpu()->attention_bwd_ws_bytes, backend_cpu()->lemo_scores_ws_bytes, backend_cpu()->lemo_select_ws_bytes}, &oa);
+    model_plan(&mc, 1024, &spec, &(ActPolicy){.all = ACT_OFFLOAD_ATT}, NULL, &cpu_sizes_bf16, &oa);
     size_t pair = ((size_t)1024 * mc.n_heads * mc.head_dim * 2 + 255) / 256 * 256 + ((size_t)4 * 1024 * mc.n_heads + 255) / 256 * 256;
     CHECK(oa.total - off.total == pair && oa.host - off.host == (size_t)(mc.n_layers - 1) * pair,
           "offload_attention plan: %zu more device bytes, %zu more host, want %zu and %zu", oa.total - off.total,
@@ -210,7 +217,7 @@ int main(void) {
     // a down_proj adapter needs its own (S, F) gradient buffer; without one the layer's `a` serves
     MemPlan dn;
     spec.targets[TARGET_DOWN] = 1;
-    model_plan(&mc, 1024, &spec, &(ActPolicy){.all = ACT_RECOMPUTE}, NULL, &(BackendSizes){2, backend_cpu()->attention_bwd_ws_bytes, backend_cpu()->lemo_scores_ws_bytes, backend_cpu()->lemo_select_ws_bytes}, &dn);
+    model_plan(&mc, 1024, &spec, &(ActPolicy){.all = ACT_RECOMPUTE}, NULL, &cpu_sizes_bf16, &dn);
     CHECK(dn.grads - rec.grads == (size_t)1024 * mc.ffn * 2, "down_proj gradient buffer: %zu bytes",
           dn.grads - rec.grads);
     tiny_model_remove(dir), tiny_model_remove(dir6);

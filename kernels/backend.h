@@ -103,7 +103,7 @@ struct Backend {
      * of attention_bwd_ws_bytes(S, NH, NKV, HS) bytes (or more), 256-byte aligned, disjoint
      * from every other argument; its contents on entry do not matter and on exit are
      * undefined. The op keeps no S-sized scratch of its own, so the caller can place this one
-     * in memory that is dead at that point of its step (model.c: a layer's MLP buffers). */
+     * in memory that is dead at that point of its step (the model: a layer's MLP buffers). */
     void (*attention_backward)(void *dq, void *dk, void *dv, const void *dout, const void *out,
                                const float *lse, const void *q, const void *k, const void *v,
                                int S, int NH, int NKV, int HS, void *ws);
@@ -154,6 +154,14 @@ struct Backend {
     void (*lemo_select_blocks)(int *idx, const float *score, int nb, int k, int B, void *ws);
     size_t (*lemo_select_ws_bytes)(int nb);
 
+    /* --- what the memory plan adds for the backend itself (lemo estimate) ---
+     * scratch_bytes: the device scratch the ops hold beside the plan for a window of S rows,
+     * vocabulary V and LoRA rank R on n adapted linear layers of widths K[i] -> N[i] (with LoRA
+     * dropout p); runtime_bytes: what the backend holds once loaded (CUDA: its context and
+     * cuBLAS's workspace; CPU: the process, libraries and OpenBLAS's buffers). */
+    size_t (*scratch_bytes)(int S, int V, int R, int n, const int *K, const int *N, float p);
+    size_t runtime_bytes;
+
     /* --- fp32 optimizer-side ops (LoRA parameters) --- */
     double (*sumsq)(const float *g, size_t n);      // sum of squares, fp64 on host
     void (*scale)(float *g, size_t n, float s);      // g *= s
@@ -188,9 +196,12 @@ typedef struct {
     size_t (*attention_bwd_ws_bytes)(int S, int NH, int NKV, int HS);
     size_t (*lemo_scores_ws_bytes)(int S, int B);
     size_t (*lemo_select_ws_bytes)(int nb);
+    size_t (*scratch_bytes)(int S, int V, int R, int n, const int *K, const int *N, float p);
+    size_t runtime_bytes;
 } BackendSizes;
 static inline BackendSizes backend_sizes(const Backend *be) {
-    BackendSizes s = {be->act_size, be->attention_bwd_ws_bytes, be->lemo_scores_ws_bytes, be->lemo_select_ws_bytes};
+    BackendSizes s = {be->act_size,           be->attention_bwd_ws_bytes, be->lemo_scores_ws_bytes,
+                      be->lemo_select_ws_bytes, be->scratch_bytes,         be->runtime_bytes};
     return s;
 }
 

@@ -7,7 +7,7 @@
  * lifetimes do not overlap share memory: the attention backward's gradients and the
  * backend's workspace for it live in the layer's MLP activations, dead by then, when they
  * fit there; the final norm's output and gradient live in two gradient buffers that are
- * dead around the loss (model.c says which and why). The activation policy (ActPolicy,
+ * dead around the loss (model_internal.h says which and why). The activation policy (ActPolicy,
  * ACT_* in job_config.h), layer by layer, picks what a layer keeps for its backward:
  * everything (ACT_KEEP: the layer has its own activation buffers); only its input residual,
  * the layer being recomputed right before its backward (ACT_RECOMPUTE); or that input in

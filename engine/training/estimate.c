@@ -4,9 +4,9 @@
  * Memory is model_plan's exact byte count for each category (the trainer allocates exactly
  * these, once; the attention backward's workspace, on CUDA its fp32 dQ accumulator, is part
  * of the plan) plus what the runtime itself holds: on the CPU the process baseline and the
- * tokenized dataset; on CUDA the context, the cuBLAS workspace and the ops' scratch block
- * (the largest of the fused loss's chunk and the LoRA products' bf16 copies, grown
- * with the headroom cuda_scratch gives it). With offloaded layer checkpoints their
+ * tokenized dataset; on CUDA the context, the cuBLAS workspace and the ops' scratch block.
+ * Each backend says its own sizes (BackendSizes: workspaces, scratch, runtime; CUDA's from
+ * kernels/cuda/backend_cuda.h in plain C, so no GPU or CUDA library is needed here). With offloaded layer checkpoints their
  * pinned host memory is reported apart (host_bytes), not in the device peak, and must fit
  * this machine's memory too: `fits` and the largest context account for both. Time is the step's FLOPs
  * over a throughput: on the CPU measured here with a short sgemm; on CUDA the rates an H100
@@ -25,10 +25,6 @@
 #include "cuda/backend_cuda.h"  // cuda_backend_sizes: plain C, no GPU or CUDA library needed
 #include "model.h"
 
-#define CUDA_CONTEXT_BYTES ((size_t)606 << 20)  // context + cuBLAS's own: device used - tracked, H100, CUDA 13
-#define CUBLAS_WORKSPACE_BYTES ((size_t)32 << 20) // kernels/cuda/cuda_backend.cu
-#define CUDA_RUNTIME_BYTES (CUDA_CONTEXT_BYTES + CUBLAS_WORKSPACE_BYTES)
-#define CPU_RUNTIME_BYTES ((size_t)16 << 20)    // process, libraries, OpenBLAS buffers, stacks
 // CUDA rates in training, from `make bench` (bench/RESULTS.md, 2026-11-27): the linear layers
 // through cuBLAS bf16 (H100), our attention forward and backward, both on wgmma (H200: the
 // forward 651 / 590 TFLOP/s at 16K / 64K tokens, the backward 340 / 344)
@@ -105,36 +101,14 @@ static double window_seconds(const ModelConfig *c, double S, const ActPolicy *ac
     return f.gemm / (0.9 * cpu_rate) + (f.att_fwd + f.att_bwd) / (0.35 * cpu_rate);
 }
 
-static size_t round_up(size_t a, size_t b) { return (a + b - 1) / b * b; }
-
-/* The ops' scratch. CPU: the fused loss's (128, V) fp32 logits per chunk (kernels/cpu/loss.c).
- * CUDA: one block (cuda_scratch) sized by its largest user: the fused loss's chunk of fp32
- * logits + bf16 dlogits within 256 MiB plus S fp32 row losses (cuda_loss.cu); a LoRA
- * product's scratch (cuda_matmul.cu): bf16 copies of A, B, t and dt for cuBLAS and, with
- * dropout, a chunk of drop(x) rows; or the gradient norm's partial sums
- * (cuda_optim.cu). The block grows to 1.25x the request, in MiB steps. The attention
- * backward's workspace is the caller's (model_plan), not in here. */
-static size_t scratch_bytes(const ModelConfig *mc, const LoraSpec *l, size_t S, int cuda) {
-    if (!cuda) return (size_t)128 * mc->vocab * 4;
-    size_t rows = ((size_t)256 << 20) / ((size_t)mc->vocab * 6);
-    rows = rows < 64 ? 64 : rows / 64 * 64;
-    if (rows > S) rows = S;
-    size_t need = round_up(rows * mc->vocab * 4, 256) + round_up(rows * mc->vocab * 2, 256) + round_up(4 * S, 256);
-    size_t C = mc->hidden, Q = (size_t)mc->n_heads * mc->head_dim, KV = (size_t)mc->n_kv_heads * mc->head_dim;
-    size_t F = mc->ffn, R = l->r;
-    size_t ins[JOB_MAX_TARGETS] = {C, C, C, Q, C, C, F}, outs[JOB_MAX_TARGETS] = {Q, KV, KV, C, F, F, C};
-    for (int t = 0; t < JOB_MAX_TARGETS; t++) {
-        if (!l->targets[t]) continue;
-        size_t K = ins[t], N = outs[t];
-        size_t drop = l->dropout > 0 ? round_up((size_t)cuda_lora_chunk_rows((int)S, (int)K) * K * 2, 256) : 0;
-        size_t fwd = round_up(R * K * 2, 256) + round_up(N * R * 2, 256) + round_up(S * R * 2, 256) + drop;
-        size_t bwd = fwd + round_up(S * R * 2, 256);
-        if (fwd > need) need = fwd;
-        if (bwd > need) need = bwd;
-    }
-    if (256 * sizeof(double) > need) need = 256 * sizeof(double);  // SUMSQ_BLOCKS partials
-    need += need / 4;
-    return round_up(need, (size_t)1 << 20);
+/* The backend's scratch beside the plan (Backend.scratch_bytes) for this job's LoRA. */
+static size_t scratch_for(const ModelConfig *mc, const LoraSpec *l, int S, const BackendSizes *bs) {
+    int K[JOB_MAX_TARGETS], N[JOB_MAX_TARGETS], n = 0;
+    int C = mc->hidden, Q = mc->n_heads * mc->head_dim, KV = mc->n_kv_heads * mc->head_dim, F = mc->ffn;
+    const int ins[JOB_MAX_TARGETS] = {C, C, C, Q, C, C, F}, outs[JOB_MAX_TARGETS] = {Q, KV, KV, C, F, F, C};
+    for (int t = 0; t < JOB_MAX_TARGETS; t++)
+        if (l->targets[t]) K[n] = ins[t], N[n++] = outs[t];
+    return bs->scratch_bytes(S, mc->vocab, l->r, n, K, N, l->dropout);
 }
 
 /* The job's LeMo schedule for this model (dense when the config's layer count is off: the
@@ -152,9 +126,10 @@ static LemoSpec lemo_for(const ModelConfig *mc, const JobConfig *jc) {
 
 /* The plan for S tokens on the CPU (fp32) or CUDA (bf16), with that backend's workspaces
  * (CUDA's from backend_cuda.h, without loading the backend). */
+static BackendSizes sizes_for(int cuda) { return cuda ? cuda_backend_sizes() : backend_sizes(backend_cpu()); }
 static void plan_for(const ModelConfig *mc, const LoraSpec *spec, const JobConfig *jc, const ActPolicy *act, int S,
                      int cuda, MemPlan *p) {
-    BackendSizes bs = cuda ? cuda_backend_sizes() : backend_sizes(backend_cpu());
+    BackendSizes bs = sizes_for(cuda);
     LemoSpec z = lemo_for(mc, jc);
     model_plan(mc, S, spec, act, &z, &bs, p);
 }
@@ -165,7 +140,8 @@ static size_t peak_for(const ModelConfig *mc, const JobConfig *jc, int S, int cu
     MemPlan p;
     plan_for(mc, &spec, jc, &jc->act, S, cuda, &p);
     // on the CPU the offloaded checkpoints live in the same memory as everything else
-    return p.total + scratch_bytes(mc, &spec, S, cuda) + (cuda ? CUDA_RUNTIME_BYTES : CPU_RUNTIME_BYTES + data_bytes + p.host);
+    BackendSizes bs = sizes_for(cuda);
+    return p.total + scratch_for(mc, &spec, S, &bs) + bs.runtime_bytes + (cuda ? 0 : data_bytes + p.host);
 }
 
 /* Host bytes a CUDA job holds besides the device: pinned offloaded checkpoints and the packed
@@ -176,7 +152,7 @@ static size_t host_for(const ModelConfig *mc, const JobConfig *jc, int S, int cu
     memcpy(spec.targets, jc->lora.targets, sizeof spec.targets);
     MemPlan p;
     plan_for(mc, &spec, jc, &jc->act, S, cuda, &p);
-    return p.host + data_bytes + CPU_RUNTIME_BYTES;
+    return p.host + data_bytes + backend_cpu()->runtime_bytes;
 }
 
 /* memory.auto: the fastest policy, layer by layer, that fits. A base policy for every layer:
@@ -348,6 +324,7 @@ int estimate_job(const JobConfig *jc_in, const char *device, size_t device_mem, 
     memcpy(spec.targets, jc->lora.targets, sizeof spec.targets);
     MemPlan p;
     plan_for(&mc, &spec, jc, &jc->act, S, cuda, &p);
+    BackendSizes bs = sizes_for(cuda);
     *out = json_pack(
         "{s:s, s:I, s:s, s:I, s:b, s:I, s:b, s:i, s:i, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I}, s:I, s:I, s:f, s:f, "
         "s:f}",
@@ -356,9 +333,9 @@ int estimate_job(const JobConfig *jc_in, const char *device, size_t device_mem, 
         (json_int_t)host_mem, "fits", peak <= budget && host <= host_budget, "context_length", S,
         "max_context_length", lo * 256, "breakdown", "weights", (json_int_t)p.weights, "lora_and_optimizer",
         (json_int_t)p.lora, "layer_checkpoints", (json_int_t)p.checkpoints, "activations",
-        (json_int_t)(p.activations + p.grads), "loss_chunk", (json_int_t)(p.loss + scratch_bytes(&mc, &spec, S, cuda)),
+        (json_int_t)(p.activations + p.grads), "loss_chunk", (json_int_t)(p.loss + scratch_for(&mc, &spec, S, &bs)),
         "tokens_and_data", (json_int_t)(p.tokens + (cuda ? 0 : data_bytes)), "runtime",
-        (json_int_t)(cuda ? CUDA_RUNTIME_BYTES : CPU_RUNTIME_BYTES), "host_bytes", (json_int_t)p.host,
+        (json_int_t)bs.runtime_bytes, "host_bytes", (json_int_t)p.host,
         "tokens", (json_int_t)tokens, "steps", steps, "est_seconds", secs, "tokens_per_s", tokens / secs);
     // how many layers follow each activation policy (memory.layers may mix them)
     int per[ACT_N] = {0};

@@ -6,7 +6,7 @@
  * the last layer dense, the others keep 0.4. A layer keeping k of nb blocks keeps k * block
  * rows, k = round(keep * nb) within [1, nb]; block 0 (the attention sink) is always one of
  * them. The selection itself (which blocks) happens inside the step, layer by layer, from the
- * layer's own input (model.c); the scores and the top-k are backend ops (backend.h). */
+ * layer's own input (model_layer.c); the scores and the top-k are backend ops (backend.h). */
 #ifndef LEMO_LEMO_H
 #define LEMO_LEMO_H
 
