@@ -31,10 +31,11 @@
  * a shared layer never writes a buffer whose copy is in flight. In backward layer l's inputs
  * are dead above it, so the slot (or pair buffer) layer l+1 used takes layer l-1's copy.
  *
- * Memory reuse (model_plan, model_load). A layer's activation buffers and the sets that live
- * in its dead MLP buffers are declared in tables (model_plan.c: rows, width, dtype, the
- * condition for each; the span each set is live): the plan's byte counts and the carve-up
- * walk the same tables. Within one step the buffers below are live only over the spans
+ * Memory reuse (model_plan, model_load). A layer's activation buffers, the sets that live in
+ * its dead MLP buffers and the window's gradient, loss and token buffers are declared in
+ * tables (model_plan.c: rows, width, dtype, the condition for each; the span each set is
+ * live): the plan's byte counts and the carve-up walk the same tables. The layer inputs
+ * (checkpoints) are counted by the policy's placement (model_act_counts). Within one step the buffers below are live only over the spans
  * given, so the plan lets them share memory:
  *   - a layer's g, u, a (3 S F activations, carved contiguously) are read for the last
  *     time by the gate and up projections' backward (so is da, when it is separate); from
@@ -120,24 +121,25 @@ static inline int att_to_host(const ActPolicy *act, int L, int j) {
 
 /* What sizes a buffer: the rows it holds of an S-row window whose attention runs over n of
  * them, and its row width; ROWS_WS: a backend workspace, its bytes from the backend. */
-typedef enum { ROWS_ALL, ROWS_KEPT, ROWS_TILE, ROWS_H2, ROWS_BLOCKS, ROWS_WS } BufRows;
-typedef enum { W_C, W_Q, W_KV, W_F, W_NH, W_ONE, W_R, W_WS_ATTN, W_WS_SCORES, W_WS_SELECT } BufWidth;
+typedef enum { ROWS_ALL, ROWS_KEPT, ROWS_TILE, ROWS_H2, ROWS_BLOCKS, ROWS_ONE, ROWS_WS } BufRows;
+typedef enum { W_C, W_Q, W_KV, W_F, W_NH, W_ONE, W_R, W_L, W_HS2, W_WS_ATTN, W_WS_SCORES, W_WS_SELECT } BufWidth;
 /* When it exists: always; h2 of its own (MLP tiles, or a gate/up adapter); an adapter on
  * target `target`; a LeMo schedule; exact scores; exact scores with a q or k adapter. */
 typedef enum { IF_ALWAYS, IF_H2, IF_ADAPTER, IF_LEMO, IF_EXACT, IF_EXACT_QK } BufIf;
 typedef struct {
     const char *name;
-    size_t field;             // offsetof(LayerActs, pointer)
+    size_t field;             // offsetof(LayerActs, pointer), or of Model for the window's sets
     BufRows rows;
     BufWidth width;
-    int fp32;                 // 1: fp32; 0: the backend's activation dtype
+    int fp32;                 // 1: fp32 or int32 (4 bytes); 0: the backend's activation dtype
     BufIf when;
     int target;               // IF_ADAPTER's target
 } BufSpec;
 /* A set of buffers carved together: the layer's own activations (SET_LAYER, g, u, a adjacent:
  * the MLP region), and three sets that live while that region is dead and so go there when
- * they fit (else once, in the gradient block, for every layer). */
-enum { SET_LAYER, SET_ATTN_BWD, SET_SCORE, SET_EVAL, SET_N };
+ * they fit (else once, in the gradient block, for every layer); then the window's own buffers
+ * in Model, one set per allocation: the gradient block, the loss's, the tokens'. */
+enum { SET_LAYER, SET_ATTN_BWD, SET_SCORE, SET_EVAL, SET_GRADS, SET_LOSS, SET_TOKENS, SET_N };
 typedef struct {
     const char *name;
     const BufSpec *bufs;

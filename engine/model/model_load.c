@@ -19,13 +19,14 @@ static void *carve(Carve *cv, size_t bytes) {
 }
 static size_t padded(size_t bytes, int pieces) { return bytes + 256 * (size_t)pieces; }
 
-/* Set `set` of the tables (model_plan.c) carved from cv into a's pointers, in table order; a
- * buffer that does not exist is NULL. */
-static void carve_set(LayerActs *a, int set, Carve *cv, const BufCtx *x) {
+/* Set `set` of the tables (model_plan.c) carved from cv into the pointers of `base` (a
+ * LayerActs, or the Model for the window's sets), in table order; a buffer that does not
+ * exist is NULL. */
+static void carve_set(void *base, int set, Carve *cv, const BufCtx *x) {
     size_t b[SET_MAX_BUFS];
     int n = model_set_bytes(set, x, b);
     for (int i = 0; i < n; i++)
-        *(void **)((char *)a + model_sets[set].bufs[i].field) = b[i] ? carve(cv, b[i]) : NULL;
+        *(void **)((char *)base + model_sets[set].bufs[i].field) = b[i] ? carve(cv, b[i]) : NULL;
 }
 /* a's pointers of set `set` become from's (one set for every layer). */
 static void copy_set(LayerActs *a, const LayerActs *from, int set) {
@@ -191,7 +192,7 @@ Model *model_load(const Backend *be, const char *dir, const RopeScaling *rope_ov
     m->adam_v = carve(&cv, 4 * m->n_lora);
     lora_init(m, seed);
 
-    size_t as = be->act_size, S = S_max, C = c->hidden, F = c->ffn, L = c->n_layers;
+    size_t as = be->act_size, S = S_max, C = c->hidden, L = c->n_layers;
     // layer inputs: their own device buffers in layer order, then the offloaded pair; host
     // copies of offloaded inputs, then of attention outputs, in layer order
     m->resid = m->blocks[2];
@@ -252,10 +253,7 @@ Model *model_load(const Backend *be, const char *dir, const RopeScaling *rope_ov
         m->lse_buf[1] = carve(&cv, 4 * S * c->n_heads);
     }
     cv = (Carve){m->blocks[4], 0, sizes[4]};
-    m->dx = carve(&cv, as * S * C);
-    m->dh2 = carve(&cv, as * S * C);
-    m->dok = carve(&cv, as * S * C);
-    m->da = lora->targets[TARGET_DOWN] ? carve(&cv, as * mlp_rows(act, S) * F) : NULL;
+    carve_set(m, SET_GRADS, &cv, &bx);
     // sets that do not fit the MLP region: once in the gradient block, for every layer
     static const int shared_sets[2] = {SET_ATTN_BWD, SET_SCORE};
     for (int k = 0; k < 2; k++) {
@@ -270,13 +268,9 @@ Model *model_load(const Backend *be, const char *dir, const RopeScaling *rope_ov
     m->xf = m->dok;
     m->dxf = m->dh2;
     cv = (Carve){m->blocks[5], 0, sizes[5]};
-    m->rstdf = carve(&cv, 4 * S);
+    carve_set(m, SET_LOSS, &cv, &bx);
     cv = (Carve){m->blocks[6], 0, sizes[6]};
-    m->tok_in = carve(&cv, 4 * S);
-    m->tok_tgt = carve(&cv, 4 * S);
-    m->iota = carve(&cv, 4 * S);
-    m->kept = carve(&cv, 4 * S * c->n_layers);
-    m->inv_freq = carve(&cv, 4 * (size_t)c->head_dim / 2);
+    carve_set(m, SET_TOKENS, &cv, &bx);
 
     int *iota = malloc(sizeof(int) * S);
     for (size_t i = 0; i < S; i++) iota[i] = (int)i;

@@ -53,6 +53,20 @@ static const BufSpec eval_bufs[] = {
     BUF(t[TARGET_Q], ROWS_ALL, W_R, 1, IF_ADAPTER, TARGET_Q), BUF(t[TARGET_K], ROWS_ALL, W_R, 1, IF_ADAPTER, TARGET_K),
     BUF(t[TARGET_V], ROWS_ALL, W_R, 1, IF_ADAPTER, TARGET_V), BUF(t[TARGET_O], ROWS_ALL, W_R, 1, IF_ADAPTER, TARGET_O),
 };
+/* The window's buffers (fields of Model). */
+#define WBUF(f, r, w, fp, when, t) {#f, offsetof(Model, f), r, w, fp, when, t}
+static const BufSpec grads_bufs[] = {
+    WBUF(dx, ROWS_ALL, W_C, 0, IF_ALWAYS, 0),    // dL/d(residual), down the layers
+    WBUF(dh2, ROWS_ALL, W_C, 0, IF_ALWAYS, 0),   // dL/dh2, then dL/dh; hk, h2, dxf in their spans
+    WBUF(dok, ROWS_ALL, W_C, 0, IF_ALWAYS, 0),   // o_proj's output; gathered dx rows, dL/dhk; xf
+    WBUF(da, ROWS_TILE, W_F, 0, IF_ADAPTER, TARGET_DOWN),  // else the layer's own `a`
+};
+static const BufSpec loss_bufs[] = {WBUF(rstdf, ROWS_ALL, W_ONE, 1, IF_ALWAYS, 0)};
+static const BufSpec token_bufs[] = {
+    WBUF(tok_in, ROWS_ALL, W_ONE, 1, IF_ALWAYS, 0), WBUF(tok_tgt, ROWS_ALL, W_ONE, 1, IF_ALWAYS, 0),
+    WBUF(iota, ROWS_ALL, W_ONE, 1, IF_ALWAYS, 0),   WBUF(kept, ROWS_ALL, W_L, 1, IF_ALWAYS, 0),
+    WBUF(inv_freq, ROWS_ONE, W_HS2, 1, IF_ALWAYS, 0),
+};
 #define N_OF(a) (int)(sizeof a / sizeof a[0])
 const SetSpec model_sets[SET_N] = {
     {"layer", layer_bufs, N_OF(layer_bufs), "a layer's forward to its backward (the shared set: each layer's turn)"},
@@ -62,6 +76,9 @@ const SetSpec model_sets[SET_N] = {
      "the layer's first forward from its input norm to the selection, before the MLP writes g"},
     {"dense view", eval_bufs, N_OF(eval_bufs),
      "a forward-only step's q, k, v projections to o_proj, before the MLP writes g"},
+    {"gradients", grads_bufs, N_OF(grads_bufs), "the whole step (each buffer's turns in model_internal.h)"},
+    {"loss", loss_bufs, N_OF(loss_bufs), "the final norm's forward to its backward"},
+    {"tokens", token_bufs, N_OF(token_bufs), "the whole step"},
 };
 
 static int buf_exists(const BufSpec *b, const BufCtx *x) {
@@ -93,6 +110,7 @@ static size_t buf_bytes(const BufSpec *b, const BufCtx *x) {
                   : b->rows == ROWS_TILE   ? mlp_rows(x->act, S)
                   : b->rows == ROWS_H2     ? (act_tiles(x->act) > 1 ? mlp_rows(x->act, S) : S)
                   : b->rows == ROWS_BLOCKS ? S / x->z->block
+                  : b->rows == ROWS_ONE    ? 1
                                            : 0;
     size_t width = b->width == W_C    ? (size_t)c->hidden
                    : b->width == W_Q  ? (size_t)c->n_heads * c->head_dim
@@ -100,6 +118,8 @@ static size_t buf_bytes(const BufSpec *b, const BufCtx *x) {
                    : b->width == W_F  ? (size_t)c->ffn
                    : b->width == W_NH ? (size_t)c->n_heads
                    : b->width == W_R  ? (size_t)x->l->r
+                   : b->width == W_L  ? (size_t)c->n_layers
+                   : b->width == W_HS2 ? (size_t)c->head_dim / 2
                                       : 1;
     return rows * width * (b->fp32 ? 4 : x->bs->act_size);
 }
@@ -182,7 +202,7 @@ ActCounts model_act_counts(const ActPolicy *act, const LemoSpec *z, int L, int S
 
 void model_plan(const ModelConfig *c, int Si, const LoraSpec *l, const ActPolicy *act, const LemoSpec *z,
                 const BackendSizes *bs, MemPlan *p) {
-    size_t S = Si, C = c->hidden, F = c->ffn, as = bs->act_size;
+    size_t S = Si, C = c->hidden, as = bs->act_size;
     int L = c->n_layers;
     BufCtx x = {c, l, act, z, bs, S, S};
     memset(p, 0, sizeof *p);
@@ -203,13 +223,13 @@ void model_plan(const ModelConfig *c, int Si, const LoraSpec *l, const ActPolicy
     if (n.att_pair) p->activations += model_att_slot_bytes(c, S, as);  // the pair's second buffer
     // dx, dh2, dok; (S, F) gradient scratch only for a down_proj adapter: otherwise dL/da
     // goes into the layer's own `a`, and swiglu's backward runs in place (model_layer.c)
-    p->grads = as * (S * C * 3 + (l->targets[TARGET_DOWN] ? mlp_rows(act, S) * F : 0));
+    p->grads = model_set_total(SET_GRADS, &x);
     p->attn_in_mlp = model_set_fits_mlp(SET_ATTN_BWD, &x);
     if (!p->attn_in_mlp) p->grads += model_set_total(SET_ATTN_BWD, &x);
     p->score_in_mlp = model_set_fits_mlp(SET_SCORE, &x);
     if (!p->score_in_mlp) p->grads += model_set_total(SET_SCORE, &x);
-    p->loss = 4 * S;  // rstdf; xf and dxf alias dok and dh2
-    p->tokens = 4 * (S * 3 + S * c->n_layers) + 4 * (size_t)c->head_dim / 2;
+    p->loss = model_set_total(SET_LOSS, &x);  // rstdf; xf and dxf alias dok and dh2
+    p->tokens = model_set_total(SET_TOKENS, &x);
     p->total = p->weights + p->lora + p->checkpoints + p->activations + p->grads + p->loss + p->tokens;
 }
 

@@ -284,8 +284,10 @@ static int parse_lemo(json_t *o, LemoConfig *z, Err *e) {
             if (!strcmp(v, lemo_score_names[i])) z->scores = i;
         if (z->scores < 0) return err_set_at(e, "lemo.scores", 0, "'lemo.scores' must be \"exact\" or \"random\"");
     }
-    if (get_int(o, "block", "lemo.block", &z->block, 16, 256, e)) return -1;
-    if (z->block % 16) return err_set_at(e, "lemo.block", 0, "'lemo.block' must be a multiple of 16, got %d", z->block);
+    // the sizes both backends implement (the CUDA scoring kernel is built for these)
+    if (get_int(o, "block", "lemo.block", &z->block, 32, 128, e)) return -1;
+    if (z->block != 32 && z->block != 64 && z->block != 128)
+        return err_set_at(e, "lemo.block", 0, "'lemo.block' must be 32, 64 or 128 tokens, got %d", z->block);
     json_t *k = json_object_get(o, "keep");
     if (k && json_is_array(k)) {
         size_t i, n = json_array_size(k);

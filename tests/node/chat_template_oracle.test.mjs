@@ -8,7 +8,7 @@
 // to exactly the trained assistant turns and their end tokens.
 // Skips (exit 77) when the library is not built.
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -27,7 +27,9 @@ if (!existsSync(lib)) {
 const bin = join(build, "tests/tools/chat_ids");
 mkdirSync(dirname(bin), { recursive: true });
 const cc = process.env.CC || "cc";
-const base = ["-std=c11", "-O1", "-D_GNU_SOURCE", "-fopenmp", `-I${root}/engine`, join(root, "tests/tools/chat_ids.c"), lib, "-o", bin];
+// the engine's folders are each on the include path, as the Makefile puts them
+const incs = readdirSync(join(root, "engine"), { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => `-I${join(root, "engine", d.name)}`);
+const base = ["-std=c11", "-O1", "-D_GNU_SOURCE", "-fopenmp", ...incs, `-I${root}/kernels`, join(root, "tests/tools/chat_ids.c"), lib, "-o", bin];
 try {
   execFileSync(cc, [...base, "-ljansson", "-lpcre2-8", "-lm", "-lpthread"], { stdio: "pipe" });
 } catch {

@@ -125,7 +125,9 @@ export function writeDataset(file, nDocs = 24, chars = 1500) {
         docs.push(text.slice(off, off + chars));
     }
   } else {
-    for (const f of ['README.md', ...fs.readdirSync(path.join(repoRoot, 'engine')).map((n) => `engine/${n}`)]) {
+    const sources = fs.readdirSync(path.join(repoRoot, 'engine'), { withFileTypes: true }).filter((d) => d.isDirectory())
+      .flatMap((d) => fs.readdirSync(path.join(repoRoot, 'engine', d.name)).map((n) => `engine/${d.name}/${n}`));
+    for (const f of ['README.md', ...sources]) {
       const p = path.join(repoRoot, f);
       if (!fs.statSync(p).isFile()) continue;
       const text = fs.readFileSync(p, 'utf8');

@@ -5,6 +5,7 @@
 
 #include "check.h"
 #include "job_config.h"
+#include "lemo.h"
 
 static void bad(const char *json, const char *param) {
     JobConfig c;
@@ -92,6 +93,47 @@ int main(void) {
     bad("{" BASE ",\"memory\":{\"layers\":[1]}}", "memory.layers");
     bad("{" BASE ",\"memory\":{\"offload_attention\":true}}", "memory.offload_attention");
     bad("{" BASE ",\"memory\":{\"offload\":true,\"offload_attention\":1}}", "memory.offload_attention");
+
+    // LeMo: the default schedule, a fraction per layer, dense layers, the round trip, the errors
+    CHECK(job_config_parse("{" BASE ",\"context_length\":2048,\"lemo\":{}}", &c, &e) == 0, "lemo {}: %s", e.msg);
+    LemoSpec z;
+    CHECK(c.lemo.on && lemo_resolve(&c.lemo, 32, &z, &e) == 0 && z.on && z.block == 64 && z.scores == LEMO_SCORES_EXACT &&
+              z.seed == c.seed, "lemo defaults: %s", e.msg);
+    int sched_ok = 1;
+    for (int l = 0; l < 32; l++) sched_ok &= z.keep[l] == (l < 15 || l == 31 ? 1.0f : 0.4f);
+    CHECK(sched_ok, "the default schedule: layers 0-14 and 31 dense, 0.4 elsewhere");
+    CHECK(lemo_rows(&z, 15, 65536) == 410 * 64 && lemo_rows(&z, 0, 65536) == 65536 && lemo_rows(&z, 15, 100) == 100,
+          "kept rows: %d, %d, %d", lemo_rows(&z, 15, 65536), lemo_rows(&z, 0, 65536), lemo_rows(&z, 15, 100));
+    CHECK(lemo_resolve(&c.lemo, 6, &z, &e) == 0 && z.keep[0] == 1 && z.keep[1] == 1 && z.keep[2] == 0.4f &&
+              z.keep[4] == 0.4f && z.keep[5] == 1, "the default schedule of 6 layers");
+    CHECK(job_config_parse("{" BASE ",\"context_length\":256,\"lemo\":{\"keep\":[1,0.5,0.25],\"scores\":\"random\","
+                           "\"block\":32,\"seed\":9}}", &c, &e) == 0 && lemo_resolve(&c.lemo, 3, &z, &e) == 0 &&
+              z.keep[0] == 1 && z.keep[1] == 0.5f && z.keep[2] == 0.25f && z.block == 32 && z.seed == 9 &&
+              z.scores == LEMO_SCORES_RANDOM, "lemo per layer: %s", e.msg);
+    CHECK(lemo_resolve(&c.lemo, 4, &z, &e) == -1 && !strcmp(e.param, "lemo.keep"), "3 fractions for 4 layers");
+    char *rt = job_config_to_json(&c);
+    JobConfig lc;
+    CHECK(rt && job_config_parse(rt, &lc, &e) == 0 && lemo_resolve(&lc.lemo, 3, &z, &e) == 0 && z.keep[2] == 0.25f &&
+              z.seed == 9, "lemo round trip: %s", e.msg);
+    free(rt);
+    CHECK(job_config_parse("{" BASE ",\"context_length\":2048,\"lemo\":{\"keep\":0.5,\"dense_layers\":[3]}}", &c, &e) == 0 &&
+              lemo_resolve(&c.lemo, 6, &z, &e) == 0 && z.keep[0] == 0.5f && z.keep[3] == 1 && z.keep[5] == 0.5f,
+          "dense_layers replace the default ones");
+    CHECK(lemo_resolve(&c.lemo, 3, &z, &e) == -1 && !strcmp(e.param, "lemo.dense_layers"), "dense layer 3 of 3");
+    CHECK(job_config_parse("{" BASE ",\"lemo\":{\"keep\":1}}", &c, &e) == 0 && lemo_resolve(&c.lemo, 6, &z, &e) == 0 &&
+              !z.on, "keep 1 is dense");
+    bad("{" BASE ",\"lemo\":{\"keep\":0}}", "lemo.keep");
+    bad("{" BASE ",\"lemo\":{\"keep\":1.5}}", "lemo.keep");
+    bad("{" BASE ",\"lemo\":{\"keep\":[0.5,\"half\"]}}", "lemo.keep");
+    bad("{" BASE ",\"lemo\":{\"scores\":\"predictor\"}}", "lemo.scores");
+    bad("{" BASE ",\"lemo\":{\"block\":48}}", "lemo.block");
+    bad("{" BASE ",\"lemo\":{\"dense_layers\":[-1]}}", "lemo.dense_layers");
+    bad("{" BASE ",\"lemo\":{\"seed\":\"x\"}}", "lemo.seed");
+    bad("{" BASE ",\"lemo\":{\"ratio\":0.4}}", "lemo.ratio");
+    bad("{" BASE ",\"lemo\":true}", "lemo");
+    bad("{" BASE ",\"context_length\":1000,\"lemo\":{}}", "context_length");
+    bad("{" BASE ",\"memory\":{\"mlp_tiles\":0}}", "memory.mlp_tiles");
+    bad("{" BASE ",\"memory\":{\"auto\":true,\"mlp_tiles\":4}}", "memory.auto");
 
     bad("{" BASE ",\"learning_rate\":1}", "learning_rate");
     bad("{" BASE ",\"context_length\":\"long\"}", "context_length");

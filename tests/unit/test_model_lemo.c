@@ -13,7 +13,8 @@
  *     dense evaluation of a model whose kept layers hold only their kept rows equals the dense
  *     model's;
  *   - the MLP in row tiles (memory.mlp_tiles) equals the untiled MLP within fp32 rounding, with
- *     dropout, under every policy, and passes finite differences. */
+ *     dropout, under every policy, and passes finite differences;
+ *   - `lemo estimate` prices a LeMo job as the model allocates it. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,7 @@
 
 #include "check.h"
 #include "cpu/cpu_ops.h"
+#include "estimate.h"
 #include "model.h"
 #include "tiny_model.h"
 
@@ -306,6 +308,46 @@ int main(void) {
             }
         }
         model_free(u), free(g0), free(g);
+    }
+
+    // 8. the estimate prices LeMo as the trainer runs it: its activations are the loaded model's
+    //    plan (kept layers holding their kept rows), and the allocation is that plan
+    {
+        char train[600], cfg[1400];
+        snprintf(train, sizeof train, "%s/train.jsonl", dir);
+        FILE *f = fopen(train, "w");
+        fprintf(f, "{\"text\": \"a b c\"}\n");
+        fclose(f);
+        snprintf(cfg, sizeof cfg, "{\"model\":\"%s\",\"train_file\":\"%s\",\"output_dir\":\"%s/out\",\"context_length\":%d,"
+                 "\"lora\":{\"r\":2,\"alpha\":4,\"target_modules\":[\"q\",\"k\",\"v\",\"o\",\"gate\",\"up\",\"down\"]},"
+                 "\"memory\":{\"checkpointing\":false},\"lemo\":{\"keep\":0.5,\"block\":32,\"dense_layers\":[0]}}",
+                 dir, train, dir, 4 * 32);
+        JobConfig jc;
+        Err e;
+        CHECK(job_config_parse(cfg, &jc, &e) == 0, "config: %s", e.msg);
+        json_t *est = NULL;
+        CHECK(estimate_job(&jc, "cpu", 0, &est, &e) == 0, "estimate: %s", e.msg);
+        LemoSpec z;
+        CHECK(lemo_resolve(&jc.lemo, L, &z, &e) == 0 && z.on, "resolve: %s", e.msg);
+        LoraSpec ls = {2, 4.0f, 0, {1, 1, 1, 1, 1, 1, 1}};
+        size_t before = backend_cpu()->mem_used();
+        Model *m = tiny_model_load_lemo(dir, 4 * 32, &ls, &jc.act, &z);
+        size_t used = backend_cpu()->mem_used() - before;
+        json_t *bd = json_object_get(est, "breakdown"), *lm = json_object_get(est, "lemo");
+        size_t act = (size_t)json_integer_value(json_object_get(bd, "activations"));
+        CHECK(act == m->plan.activations + m->plan.grads, "estimate's activations %zu, the model's plan %zu", act,
+              m->plan.activations + m->plan.grads);
+        CHECK(used >= m->plan.total && used <= m->plan.total + m->plan.total / 50 + 65536,
+              "allocated %zu bytes for a plan of %zu", used, m->plan.total);
+        CHECK(lm && json_array_size(json_object_get(lm, "kept_fraction")) == (size_t)L &&
+                  json_real_value(json_array_get(json_object_get(lm, "kept_fraction"), 1)) == 0.5,
+              "the estimate's kept_fraction");
+        Model *d = tiny_model_load(dir, 4 * 32, &ls, ACT_KEEP);
+        CHECK(m->plan.activations < d->plan.activations, "LeMo's kept layers: %zu bytes, dense %zu", m->plan.activations,
+              d->plan.activations);
+        model_free(m), model_free(d);
+        json_decref(est);
+        unlink(train);
     }
 
     tiny_model_remove(dir);
