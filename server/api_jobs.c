@@ -43,11 +43,11 @@ static int env_file(void *ctx, const char *id, char *path, size_t cap) {
 
 /* Runs `EXE estimate CONFIG` and collects its stdout (up to 1 MiB); returns its exit status,
  * -1 if it could not run, -2 on timeout. */
-static int run_estimate(Server *srv, const char *config, char *out, size_t cap) {
+static int run_estimate(Server *srv, const char *config, int memory_only, char *out, size_t cap) {
     int p[2];
     if (pipe2(p, O_CLOEXEC)) return -1;
     int nullfd = open("/dev/null", O_RDWR | O_CLOEXEC);
-    char *argv[] = {srv->exe, "estimate", (char *)config, NULL};
+    char *argv[] = {srv->exe, "estimate", (char *)config, memory_only ? "--memory-only" : NULL, NULL};
     pid_t pid = srv_spawn(argv, NULL, nullfd, p[1], nullfd);
     close(p[1]);
     if (nullfd >= 0) close(nullfd);
@@ -79,6 +79,47 @@ static int run_estimate(Server *srv, const char *config, char *out, size_t cap) 
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+/* `lemo estimate` of the job config at cfg (soft: memory and fit only, for job creation): its
+ * JSON object in *est (0), or an HTTP error
+ * already answered (its status returned in *answered, -1). A config the estimate refuses is a
+ * 400 naming its field; an estimate that cannot run or times out is a 500 / 504 unless
+ * `soft`, which returns 1 with nothing answered (job creation then goes ahead without it). */
+static int estimate_config(Req *r, const char *cfg, int soft, json_t **est, int *answered) {
+    static const size_t cap = 1 << 20;
+    *est = NULL;
+    char *out = malloc(cap);
+    int rc = out ? run_estimate(r->srv, cfg, soft, out, cap) : -1;
+    json_t *last = NULL;
+    for (char *line = rc >= 0 ? strtok(out, "\n") : NULL; line; line = strtok(NULL, "\n")) {
+        json_t *x = json_loads(line, 0, NULL);  // the last line holding a JSON object is the answer
+        if (json_is_object(x)) { json_decref(last); last = x; }
+        else json_decref(x);
+    }
+    free(out);
+    json_t *eo = last ? json_object_get(last, "error") : NULL;
+    int ret = -1;
+    if (rc == -1 || rc == 127 || rc == -2 || (!last && soft)) {
+        if (soft) ret = 1;
+        else if (rc == -2)
+            *answered = http_error(r, 504, "server_error", "estimate_timeout", NULL, "`lemo estimate` took longer than %d s",
+                                   ESTIMATE_TIMEOUT_S);
+        else *answered = http_error(r, 500, "server_error", "estimate_unavailable", NULL, "cannot run `lemo estimate`");
+    } else if (!last) {
+        *answered = http_error(r, 500, "server_error", "estimate_failed", NULL, "`lemo estimate` printed no result (exit %d)", rc);
+    } else if (rc != 0 || eo) {
+        const char *m = json_string_value(json_object_get(eo, "message"));
+        const char *p = json_string_value(json_object_get(eo, "param"));
+        *answered = http_error(r, 400, "invalid_request_error", "invalid_config", p && *p ? p : NULL, "%s",
+                               m ? m : "the estimate failed");
+    } else {
+        *est = last;
+        last = NULL;
+        ret = 0;
+    }
+    json_decref(last);
+    return ret;
+}
+
 /* POST /v1/fine_tuning/jobs?dry_run=true: the trainer's memory/time estimate for this request. */
 static int jobs_dry_run(Req *r) {
     char dir[PATH_MAX], cfg[PATH_MAX + 16];
@@ -98,43 +139,19 @@ static int jobs_dry_run(Req *r) {
     char *txt = json_dumps(spec.config, JSON_INDENT(1));
     int wrote = txt && fs_write_atomic(cfg, txt, strlen(txt), NULL) == 0;
     free(txt);
-    static const size_t cap = 1 << 20;
-    char *out = wrote ? malloc(cap) : NULL;
-    int rc = out ? run_estimate(r->srv, cfg, out, cap) : -1;
-    fs_remove_tree(dir);
-    int res;
-    if (rc == -1 || rc == 127) {
-        res = http_error(r, 500, "server_error", "estimate_unavailable", NULL, "cannot run `lemo estimate`");
-    } else if (rc == -2) {
-        res = http_error(r, 504, "server_error", "estimate_timeout", NULL, "`lemo estimate` took longer than %d s",
-                         ESTIMATE_TIMEOUT_S);
-    } else {
-        /* the last line holding a JSON object is the answer */
-        json_t *est = NULL;
-        for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
-            json_t *x = json_loads(line, 0, NULL);
-            if (json_is_object(x)) { json_decref(est); est = x; }
-            else json_decref(x);
-        }
-        json_t *eo = est ? json_object_get(est, "error") : NULL;
-        if (!est) {
-            res = http_error(r, 500, "server_error", "estimate_failed", NULL, "`lemo estimate` printed no result (exit %d)", rc);
-        } else if (rc != 0 || eo) {
-            const char *m = json_string_value(json_object_get(eo, "message"));
-            const char *p = json_string_value(json_object_get(eo, "param"));
-            res = http_error(r, 400, "invalid_request_error", "invalid_config", p && *p ? p : NULL, "%s",
-                             m ? m : "the estimate failed");
-        } else {
-            json_t *o = json_object();
-            json_object_set_new(o, "object", json_string("fine_tuning.job.estimate"));
-            json_object_set_new(o, "model", json_string(spec.model));
-            json_object_update(o, est);
-            json_object_set(o, "hyperparameters", json_object_get(spec.request, "hyperparameters"));
-            res = http_json(r, 200, o);
-        }
-        json_decref(est);
+    json_t *est = NULL;
+    int res = 0;
+    if (!wrote) res = http_500(r, "cannot write the estimate's config in %s", dir);
+    else if (estimate_config(r, cfg, 0, &est, &res) == 0) {
+        json_t *o = json_object();
+        json_object_set_new(o, "object", json_string("fine_tuning.job.estimate"));
+        json_object_set_new(o, "model", json_string(spec.model));
+        json_object_update(o, est);
+        json_object_set(o, "hyperparameters", json_object_get(spec.request, "hyperparameters"));
+        res = http_json(r, 200, o);
     }
-    free(out);
+    fs_remove_tree(dir);
+    json_decref(est);
     job_spec_free(&spec);
     return res;
 }
@@ -165,6 +182,38 @@ int api_jobs_create(Req *r) {
     if (!cfg || !req || fs_mkdirs(dir, NULL) || fs_write_atomic(cfg_path, cfg, strlen(cfg), NULL)) {
         res = http_500(r, "cannot write the job's config in %s", dir);
         goto out;
+    }
+    // refuse what cannot run: a job its own estimate says does not fit (?force=true overrides)
+    if (!http_query_bool(r, "force")) {
+        json_t *est = NULL;
+        int answered = 0, er = estimate_config(r, cfg_path, 1, &est, &answered);
+        if (er < 0) {
+            fs_remove_tree(dir);
+            res = answered;
+            goto out;
+        }
+        if (er == 0 && json_is_false(json_object_get(est, "fits"))) {
+            fs_remove_tree(dir);
+            double gib = 1073741824.0;
+            char why[300];
+            if (json_is_true(json_object_get(est, "device_fits")))
+                snprintf(why, sizeof why, "its offloaded activations need %.1f GiB of pinned host memory, more than this "
+                         "host's %.1f GiB can give", json_number_value(json_object_get(est, "host_bytes")) / gib,
+                         json_number_value(json_object_get(est, "host_mem_bytes")) / gib);
+            else
+                snprintf(why, sizeof why, "it needs %.1f GiB of %s memory where %.1f GiB are there",
+                         json_number_value(json_object_get(est, "peak_bytes")) / gib,
+                         json_string_value(json_object_get(est, "device")) ?: "device",
+                         json_number_value(json_object_get(est, "device_mem_bytes")) / gib);
+            res = http_error_with(r, 400, "invalid_request_error", "job_does_not_fit", "hyperparameters.context_length",
+                                  est, "The job does not fit: %s; the largest context that fits is %lld tokens. Lower "
+                                  "hyperparameters.context_length, choose hyperparameters.memory \"offload\" or "
+                                  "\"auto\", or add ?force=true to queue it anyway", why,
+                                  (long long)json_integer_value(json_object_get(est, "max_context_length")));
+            json_decref(est);
+            goto out;
+        }
+        json_decref(est);
     }
     snprintf(j.model, sizeof j.model, "%s", spec.model);
     snprintf(j.training_file, sizeof j.training_file, "%s", spec.training_file);

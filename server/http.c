@@ -140,6 +140,18 @@ int http_error(Req *r, unsigned status, const char *type, const char *code, cons
     return http_json(r, status, error_obj(type, code, param, msg, 0));
 }
 
+int http_error_with(Req *r, unsigned status, const char *type, const char *code, const char *param, json_t *estimate,
+                    const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    json_t *o = error_obj(type, code, param, msg, 0);
+    if (estimate) json_object_set(json_object_get(o, "error"), "estimate", estimate);
+    return http_json(r, status, o);
+}
+
 int http_500(Req *r, const char *fmt, ...) {
     char msg[1024];
     va_list ap;

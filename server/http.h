@@ -69,6 +69,9 @@ int http_json(Req *r, unsigned status, json_t *obj);   // steals obj
 int http_json_text(Req *r, unsigned status, StrBuf *b);
 int http_error(Req *r, unsigned status, const char *type, const char *code, const char *param,
                const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+/* The same with the job estimate that led to it as error.estimate (borrowed). */
+int http_error_with(Req *r, unsigned status, const char *type, const char *code, const char *param, json_t *estimate,
+                    const char *fmt, ...) __attribute__((format(printf, 7, 8)));
 /* A 500 server_error (something on this side failed). */
 int http_500(Req *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* A 400 invalid_request_error from an Err (param and line taken from it). */

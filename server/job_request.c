@@ -309,6 +309,25 @@ int job_request_resolve(const char *body, size_t len, const JobEnv *env, JobSpec
              "{\"type\": \"linear\", \"factor\": 4}");
         goto fail;
     }
+    // beyond the positions the model was trained on, RoPE must be told what to do: scaled, or
+    // {"type": "none"} to train there as the model is (then no override reaches the trainer)
+    json_t *rt = rope ? json_object_get(rope, "type") : NULL;
+    if (!rt && rope) rt = json_object_get(rope, "rope_type");
+    int rope_none = rt && json_is_string(rt) && !strcmp(json_string_value(rt), "none");
+    if (rope_none && json_object_size(rope) > 1) {
+        json_decref(targets);
+        FAIL("invalid_value", "hyperparameters.rope_scaling", "'hyperparameters.rope_scaling' {\"type\": \"none\"} takes "
+             "no other field");
+        goto fail;
+    }
+    if (!rope && max_pos > 0 && ctx > max_pos) {
+        json_decref(targets);
+        FAIL("context_beyond_model", "hyperparameters.context_length", "'hyperparameters.context_length' %ld is beyond "
+             "the %d positions model %s was trained on: give 'hyperparameters.rope_scaling', e.g. {\"type\": "
+             "\"linear\", \"factor\": %ld}, or {\"type\": \"none\"} to train there without scaling", ctx, max_pos,
+             out->model, (ctx + max_pos - 1) / max_pos);
+        goto fail;
+    }
 
     // where a layer's activations wait for its backward (job_config.h's ACT_*): one policy
     // for every layer, or an array of one per layer (the trainer checks its length)
@@ -369,7 +388,7 @@ int job_request_resolve(const char *body, size_t len, const JobEnv *env, JobSpec
                                                dropout, "target_modules", targets));
     json_object_set_new(cfg, "optimizer", json_pack("{s:f, s:f, s:I, s:f}", "lr", lr, "weight_decay", wd,
                                                     "warmup_steps", (json_int_t)warmup, "grad_clip", clip));
-    if (rope) json_object_set(cfg, "rope_scaling", rope);
+    if (rope && !rope_none) json_object_set(cfg, "rope_scaling", rope);
     json_object_set_new(cfg, "resume_from", json_string("auto"));
     json_object_set_new(cfg, "device", json_string("auto"));
     json_t *mem_cfg = mem_auto ? json_pack("{s:b}", "auto", 1)

@@ -12,15 +12,18 @@ static void usage(FILE *f) {
             "  fits, and the estimated tokens and duration of the job, as one JSON object.\n"
             "  --device D       auto, cpu or cuda (default: the config's device, else auto)\n"
             "  --device-mem N   memory available in bytes (default: detected; GPU via nvidia-smi)\n"
+            "  --memory-only    memory and fit only, no duration (skips the CPU's 0.2 s speed probe)\n"
             "  --help           this text\n");
 }
 
 int cmd_estimate(int argc, char **argv) {
     const char *path = NULL, *device = NULL;
     size_t mem = 0;
+    int flags = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
+        if (!strcmp(a, "--memory-only")) { flags |= ESTIMATE_MEMORY_ONLY; continue; }
         if ((!strcmp(a, "--device") || !strcmp(a, "--device-mem")) && i + 1 < argc) {
             const char *v = argv[++i];
             if (!strcmp(a, "--device")) {
@@ -48,7 +51,7 @@ int cmd_estimate(int argc, char **argv) {
     JobConfig c;
     Err e = {0};
     json_t *out = NULL;
-    if (job_config_load(path, &c, &e) || estimate_job(&c, device ? device : c.device, mem, &out, &e)) {
+    if (job_config_load(path, &c, &e) || estimate_job(&c, device ? device : c.device, mem, flags, &out, &e)) {
         json_t *err = json_pack("{s:{s:s, s:s}}", "error", "message", e.msg, "param", e.param);
         char *s = json_dumps(err, JSON_COMPACT);
         puts(s);
@@ -58,6 +61,11 @@ int cmd_estimate(int argc, char **argv) {
         return 2;
     }
     char *s = json_dumps(out, JSON_COMPACT | JSON_REAL_PRECISION(6));
+    if (!s) {  // a number JSON cannot hold (not finite): a bug of the estimate, said so
+        fprintf(stderr, "lemo estimate: the estimate holds a value JSON cannot write\n");
+        json_decref(out);
+        return 70;
+    }
     puts(s);
     free(s);
     json_decref(out);

@@ -269,7 +269,7 @@ int estimate_auto_policy(JobConfig *jc, int cuda, Err *e) {
     return 0;
 }
 
-int estimate_job(const JobConfig *jc_in, const char *device, size_t device_mem, json_t **out, Err *e) {
+int estimate_job(const JobConfig *jc_in, const char *device, size_t device_mem, int flags, json_t **out, Err *e) {
     ModelConfig mc;
     if (model_config_load(jc_in->model, &mc, e) || act_policy_check(&jc_in->act, mc.n_layers, e)) return -1;
     JobConfig auto_jc, frugal_jc;  // memory.auto: the chosen policy; the most frugal for the largest context
@@ -317,8 +317,10 @@ int estimate_job(const JobConfig *jc_in, const char *device, size_t device_mem, 
     double steps = jc->max_steps ? jc->max_steps : ceil(jc->epochs * windows / jc->grad_accum);
     double tokens = steps * jc->grad_accum * S;
     LemoSpec z = lemo_for(&mc, jc);
-    double secs = steps * jc->grad_accum * window_seconds(&mc, S, &jc->act, &z, jc->lora.targets[TARGET_DOWN], cuda,
-                                                            cuda ? 0 : cpu_flops());
+    double secs = flags & ESTIMATE_MEMORY_ONLY
+                      ? 0
+                      : steps * jc->grad_accum * window_seconds(&mc, S, &jc->act, &z, jc->lora.targets[TARGET_DOWN],
+                                                                cuda, cuda ? 0 : cpu_flops());
 
     LoraSpec spec = {jc->lora.r, jc->lora.alpha, jc->lora.dropout, {0}};
     memcpy(spec.targets, jc->lora.targets, sizeof spec.targets);
@@ -336,7 +338,10 @@ int estimate_job(const JobConfig *jc_in, const char *device, size_t device_mem, 
         (json_int_t)(p.activations + p.grads), "loss_chunk", (json_int_t)(p.loss + scratch_for(&mc, &spec, S, &bs)),
         "tokens_and_data", (json_int_t)(p.tokens + (cuda ? 0 : data_bytes)), "runtime",
         (json_int_t)bs.runtime_bytes, "host_bytes", (json_int_t)p.host,
-        "tokens", (json_int_t)tokens, "steps", steps, "est_seconds", secs, "tokens_per_s", tokens / secs);
+        "tokens", (json_int_t)tokens, "steps", steps, "est_seconds", secs, "tokens_per_s", secs > 0 ? tokens / secs : 0.0);
+    if (flags & ESTIMATE_MEMORY_ONLY)
+        for (const char *const *k = (const char *const[]){"tokens", "steps", "est_seconds", "tokens_per_s", NULL}; *k; k++)
+            json_object_del(*out, *k);
     // how many layers follow each activation policy (memory.layers may mix them)
     int per[ACT_N] = {0};
     for (int l = 0; l < mc.n_layers; l++) per[act_layer(&jc->act, l)]++;

@@ -16,7 +16,10 @@
  * memory_layers (layers per activation policy)}. With memory.auto the figures are those of
  * the policy the trainer would pick (memory_layers says which) and the largest context is
  * that of the most frugal policy it may pick. */
-int estimate_job(const JobConfig *jc, const char *device, size_t device_mem, json_t **out, Err *e);
+int estimate_job(const JobConfig *jc, const char *device, size_t device_mem, int flags, json_t **out, Err *e);
+/* estimate_job's flags: ESTIMATE_MEMORY_ONLY skips the duration (on the CPU a 0.2 s sgemm probe):
+ * tokens, steps, est_seconds and tokens_per_s are then absent. */
+#define ESTIMATE_MEMORY_ONLY 1
 /* memory.auto: sets jc->act to the fastest policy, layer by layer, that fits this machine: the
  * CUDA device's free memory (cuda) or physical memory, and the host's for pinned offloads. 0,
  * or -1 with e set (unreadable model config, no device memory to read). */

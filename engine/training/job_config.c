@@ -188,12 +188,17 @@ static int parse_rope(json_t *o, JobConfig *c, Err *e) {
     json_t *t = json_object_get(o, "type");
     if (!t) t = json_object_get(o, "rope_type");
     const char *ts = t && json_is_string(t) ? json_string_value(t) : NULL;
+    if (ts && !strcmp(ts, "none")) {  // the model's own positions as they are: no override
+        if (json_object_size(o) > 1)
+            return err_set_at(e, "rope_scaling", 0, "'rope_scaling' {\"type\": \"none\"} takes no other field");
+        return 0;
+    }
     RopeScaling *r = &c->rope_scaling;
     memset(r, 0, sizeof *r);
     if (ts && !strcmp(ts, "linear")) r->type = ROPE_LINEAR;
     else if (ts && !strcmp(ts, "llama3")) r->type = ROPE_LLAMA3;
     else if (ts && !strcmp(ts, "default")) r->type = ROPE_DEFAULT;
-    else return err_set_at(e, "rope_scaling.type", 0, "'rope_scaling.type' must be \"linear\", \"llama3\" or \"default\"");
+    else return err_set_at(e, "rope_scaling.type", 0, "'rope_scaling.type' must be \"linear\", \"llama3\", \"default\" or \"none\"");
     r->factor = 1;
     r->low_freq_factor = 1;
     r->high_freq_factor = 4;

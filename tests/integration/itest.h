@@ -357,7 +357,11 @@ static inline void it_config_only_model(const ITServer *s, char *models, size_t 
     mkdir(models, 0755);
     mkdir(mdir, 0755);
     snprintf(cfg, sizeof cfg, "%s/config.json", mdir);
-    it_write_file(cfg, "{\"model_type\": \"llama\", \"max_position_embeddings\": 512}\n");
+    // the whole config (the estimate reads it), no weights: nothing can train from it
+    it_write_file(cfg, "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", \"hidden_size\": 64, "
+                       "\"intermediate_size\": 172, \"num_hidden_layers\": 2, \"num_attention_heads\": 4, "
+                       "\"num_key_value_heads\": 4, \"vocab_size\": 512, \"max_position_embeddings\": 512, "
+                       "\"rms_norm_eps\": 1e-5, \"rope_theta\": 10000.0, \"tie_word_embeddings\": true}\n");
 }
 
 /* A small text dataset in the stories260K domain: n lines of {"text": ...}. */

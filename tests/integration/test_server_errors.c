@@ -76,6 +76,57 @@ int main(void) {
     expect("both lr forms", "POST", "/v1/fine_tuning/jobs", JOB("{\"learning_rate\": 0.001, \"learning_rate_multiplier\": 2}"), 400, NULL);
     expect("n_epochs and max_steps", "POST", "/v1/fine_tuning/jobs", JOB("{\"n_epochs\": 2, \"max_steps\": 5}"), 400, NULL);
     expect("context_length range", "POST", "/v1/fine_tuning/jobs", JOB("{\"context_length\": 1}"), 400, "hyperparameters.context_length");
+    // beyond the model's 512 trained positions: RoPE scaling (or an explicit none) is asked for
+    expect("context beyond the model", "POST", "/v1/fine_tuning/jobs", JOB("{\"context_length\": 2048}"), 400,
+           "hyperparameters.context_length");
+    {
+        JOB("{\"context_length\": 2048}");
+        ITResp rr = it_req(&s, "POST", "/v1/fine_tuning/jobs", h, body, (long)strlen(body));
+        CHECK(strstr(rr.body, "\\\"factor\\\": 4") && strstr(rr.body, "512"), "the error suggests factor 4: %s", rr.body);
+        it_free(&rr);
+        const char *ok[] = {"{\"context_length\": 2048, \"rope_scaling\": {\"type\": \"linear\", \"factor\": 4}}",
+                            "{\"context_length\": 2048, \"rope_scaling\": {\"type\": \"none\"}}"};
+        for (int i = 0; i < 2; i++) {
+            JOB(ok[i]);
+            rr = it_req(&s, "POST", "/v1/fine_tuning/jobs", h, body, (long)strlen(body));
+            CHECK(rr.status == 200, "%s: %ld %s", ok[i], rr.status, rr.body);
+            char id[64] = "", path[128];
+            it_str(&rr, "id", id, sizeof id);
+            it_free(&rr);
+            snprintf(path, sizeof path, "/v1/fine_tuning/jobs/%s/cancel", id);  // it has done its part
+            rr = it_req(&s, "POST", path, h, NULL, 0);
+            it_free(&rr);
+        }
+    }
+    // a job its own estimate says cannot fit this machine: refused with the estimate, unless forced
+    {
+        const char *huge = "{\"context_length\": 4194304, \"rope_scaling\": {\"type\": \"linear\", \"factor\": 1024}, "
+                           "\"memory\": \"keep\", \"target_modules\": \"all\"}";
+        JOB(huge);
+        ITResp rr = it_req(&s, "POST", "/v1/fine_tuning/jobs", h, body, (long)strlen(body));
+        json_t *j = it_json(&rr), *err = json_object_get(j, "error");
+        json_t *est = json_object_get(err, "estimate");
+        CHECK(rr.status == 400 && !strcmp(json_string_value(json_object_get(err, "code")) ?: "", "job_does_not_fit") &&
+                  !strcmp(json_string_value(json_object_get(err, "param")) ?: "", "hyperparameters.context_length") &&
+                  json_is_false(json_object_get(est, "fits")) &&
+                  json_integer_value(json_object_get(est, "max_context_length")) < 4194304 &&
+                  strstr(json_string_value(json_object_get(err, "message")) ?: "", "force=true"),
+              "a job that does not fit: %ld %.400s", rr.status, rr.body);
+        json_decref(j);
+        it_free(&rr);
+        CHECK(it_healthy(&s), "healthy after the refusal");
+        rr = it_req(&s, "POST", "/v1/fine_tuning/jobs?force=true", h, body, (long)strlen(body));
+        CHECK(rr.status == 200, "forced: %ld %.300s", rr.status, rr.body);
+        char id[64] = "", path[128];
+        it_str(&rr, "id", id, sizeof id);
+        it_free(&rr);
+        snprintf(path, sizeof path, "/v1/fine_tuning/jobs/%s/cancel", id);
+        rr = it_req(&s, "POST", path, h, NULL, 0);
+        it_free(&rr);
+    }
+    expect("rope none with a factor", "POST", "/v1/fine_tuning/jobs",
+           JOB("{\"context_length\": 2048, \"rope_scaling\": {\"type\": \"none\", \"factor\": 2}}"), 400,
+           "hyperparameters.rope_scaling");
     expect("batch_size float", "POST", "/v1/fine_tuning/jobs", JOB("{\"batch_size\": 1.5}"), 400, "hyperparameters.batch_size");
     expect("target_modules bad name", "POST", "/v1/fine_tuning/jobs", JOB("{\"target_modules\": [\"q_proj\", \"xx\"]}"), 400, "hyperparameters.target_modules");
     expect("target_modules empty", "POST", "/v1/fine_tuning/jobs", JOB("{\"target_modules\": []}"), 400, "hyperparameters.target_modules");

@@ -46,7 +46,7 @@ static json_t *estimate_mem(int S, const char *memory, const char *device, size_
     json_t *out = NULL;
     int rc = job_config_parse(text, &jc, &e);
     CHECK(rc == 0, "job config: %s", e.msg);
-    if (!rc) rc = estimate_job(&jc, device, mem, &out, &e);
+    if (!rc) rc = estimate_job(&jc, device, mem, 0, &out, &e);
     CHECK(rc == 0 && out, "estimate: %s", e.msg);
     return rc ? NULL : out;
 }

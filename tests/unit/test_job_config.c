@@ -135,6 +135,10 @@ int main(void) {
     bad("{" BASE ",\"memory\":{\"mlp_tiles\":0}}", "memory.mlp_tiles");
     bad("{" BASE ",\"memory\":{\"auto\":true,\"mlp_tiles\":4}}", "memory.auto");
 
+    CHECK(job_config_parse("{" BASE ",\"rope_scaling\":{\"type\":\"none\"}}", &c, &e) == 0 && !c.has_rope_scaling,
+          "rope_scaling none: %s", e.msg);
+    bad("{" BASE ",\"rope_scaling\":{\"type\":\"none\",\"factor\":2}}", "rope_scaling");
+
     bad("{" BASE ",\"learning_rate\":1}", "learning_rate");
     bad("{" BASE ",\"context_length\":\"long\"}", "context_length");
     bad("{" BASE ",\"context_length\":1}", "context_length");
