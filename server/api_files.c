@@ -16,6 +16,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "fsutil.h"
 #include "api.h"
@@ -183,11 +184,8 @@ static json_t *file_json(const FileRow *f) {
                      (json_int_t)f->n_examples);
 }
 
-/* Validates a complete temp file and, if good, renames it into place and records it. */
-static int file_commit(Req *r, const char *tmp, const char *filename, const char *purpose, int64_t bytes) {
-    if (strcmp(purpose, "fine-tune"))
-        return http_error(r, 400, "invalid_request_error", "invalid_purpose", "purpose",
-                          "'purpose' must be \"fine-tune\", got \"%s\"", purpose);
+/* Validates a complete, plain temp file and, if good, renames it into place and records it. */
+static int file_commit_plain(Req *r, const char *tmp, const char *filename, const char *purpose, int64_t bytes) {
     if (bytes == 0)
         return http_error(r, 400, "invalid_request_error", "invalid_file", "file", "The file %s is empty", filename);
     int fd = open(tmp, O_RDONLY | O_CLOEXEC);
@@ -195,9 +193,14 @@ static int file_commit(Req *r, const char *tmp, const char *filename, const char
     void *map = mmap(NULL, (size_t)bytes, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (map == MAP_FAILED) return http_500(r, "cannot map the upload");
-    long n_ex = 0;
+    long n_ex = 0, lines = 0, chars = 0;
     Err e = {0};
     int bad = data_validate_jsonl(map, (size_t)bytes, filename, &n_ex, &e);
+    for (const unsigned char *c = map, *end = c + bytes; c < end; c++) {
+        lines += *c == '\n';
+        chars += (*c & 0xC0) != 0x80;  // UTF-8 lead bytes: one a code point (the validator checked the encoding)
+    }
+    if (bytes > 0 && ((const char *)map)[bytes - 1] != '\n') lines++;  // a last line without its newline
     munmap(map, (size_t)bytes);
     if (bad) return http_error_from(r, 400, "invalid_file", &e);
     FileRow f;
@@ -215,7 +218,70 @@ static int file_commit(Req *r, const char *tmp, const char *filename, const char
         unlink(dst);
         return http_500(r, "%s", e.msg);
     }
-    return http_json(r, 200, file_json(&f));
+    json_t *o = file_json(&f);
+    json_object_set_new(o, "lines", json_integer(lines));
+    json_object_set_new(o, "characters", json_integer(chars));
+    return http_json(r, 200, o);
+}
+
+/* A gzip upload (.jsonl.gz, by its magic bytes) decompressed with zlib into a new temp file
+ * (its path in out, its size in *bytes), at most the upload limit once decompressed; 0, or -1
+ * with the HTTP error answered in *res. Not gzip: 1, nothing done. */
+static int gunzip_upload(Req *r, const char *tmp, const char *filename, char *out, size_t cap, int64_t *bytes,
+                         int *res) {
+    unsigned char magic[2] = {0};
+    int fd = open(tmp, O_RDONLY | O_CLOEXEC);
+    ssize_t got = fd >= 0 ? read(fd, magic, 2) : -1;
+    if (fd >= 0) close(fd);
+    if (got != 2 || magic[0] != 0x1f || magic[1] != 0x8b) return 1;
+    gzFile gz = gzopen(tmp, "rb");
+    int ofd = upload_tmp(r->srv, out, cap);
+    if (!gz || ofd < 0) {
+        if (gz) gzclose(gz);
+        if (ofd >= 0) close(ofd), unlink(out);
+        *res = http_500(r, "cannot decompress the upload");
+        return -1;
+    }
+    char buf[1 << 16];
+    int64_t total = 0;
+    int n, bad = 0;
+    while ((n = gzread(gz, buf, sizeof buf)) > 0 && !bad) {
+        total += n;
+        if (total > r->srv->max_upload_bytes) bad = 2;
+        else if (write(ofd, buf, (size_t)n) != n) bad = 3;
+    }
+    int zerr = 0;
+    if (n < 0) gzerror(gz, &zerr), bad = bad ? bad : 1;
+    gzclose(gz);
+    if (!bad && fsync(ofd)) bad = 3;
+    close(ofd);
+    if (bad) {
+        unlink(out);
+        *res = bad == 2 ? http_error(r, 413, "invalid_request_error", "file_too_large", "file",
+                                     "%s is larger than the upload limit of %lld bytes once decompressed "
+                                     "(--max-upload-bytes)", filename, (long long)r->srv->max_upload_bytes)
+               : bad == 3 ? http_500(r, "cannot store the decompressed upload")
+                          : http_error(r, 400, "invalid_request_error", "invalid_file", "file",
+                                       "%s looks like gzip but does not decompress (zlib error %d)", filename, zerr);
+        return -1;
+    }
+    *bytes = total;
+    return 0;
+}
+
+/* Validates a complete temp file (decompressed first when it is gzip) and, if good, renames it
+ * into place and records it; the reply adds the file's lines and characters (code points). */
+static int file_commit(Req *r, const char *tmp_in, const char *filename, const char *purpose, int64_t bytes) {
+    if (strcmp(purpose, "fine-tune"))
+        return http_error(r, 400, "invalid_request_error", "invalid_purpose", "purpose",
+                          "'purpose' must be \"fine-tune\", got \"%s\"", purpose);
+    char unz[PATH_MAX];
+    int res = 0, gz = bytes > 0 ? gunzip_upload(r, tmp_in, filename, unz, sizeof unz, &bytes, &res) : 1;
+    if (gz < 0) return res;
+    const char *tmp = gz == 0 ? unz : tmp_in;
+    res = file_commit_plain(r, tmp, filename, purpose, bytes);
+    if (gz == 0) unlink(unz);  // no-op once committed (renamed)
+    return res;
 }
 
 typedef struct { int fd; int64_t bytes, max; int too_big; } Fetch;

@@ -90,7 +90,8 @@ static int estimate_config(Req *r, const char *cfg, int soft, json_t **est, int 
     char *out = malloc(cap);
     int rc = out ? run_estimate(r->srv, cfg, soft, out, cap) : -1;
     json_t *last = NULL;
-    for (char *line = rc >= 0 ? strtok(out, "\n") : NULL; line; line = strtok(NULL, "\n")) {
+    char *save = NULL;  // strtok_r: requests run on several threads
+    for (char *line = rc >= 0 ? strtok_r(out, "\n", &save) : NULL; line; line = strtok_r(NULL, "\n", &save)) {
         json_t *x = json_loads(line, 0, NULL);  // the last line holding a JSON object is the answer
         if (json_is_object(x)) { json_decref(last); last = x; }
         else json_decref(x);

@@ -107,8 +107,15 @@ static int get_string(const json_t *obj, const char *key, const char *param, con
     return 0;
 }
 
+/* Whether s (n bytes) is empty or only whitespace: nothing to train on. */
+static int blank_text(const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n') return 0;
+    return 1;
+}
+
 /* Fills doc->msgs from the "messages" array; checks roles, content, weight and that some
- * assistant turn carries loss. */
+ * assistant turn carries loss (an empty trained assistant turn is an error). */
 static int parse_messages(const json_t *arr, const char *name, long line, Doc *doc, Err *e) {
     if (!json_is_array(arr)) return line_err(e, name, line, "messages", "expected an array, got %s", json_kind(arr));
     size_t n = json_array_size(arr);
@@ -154,6 +161,10 @@ static int parse_messages(const json_t *arr, const char *name, long line, Doc *d
         if (cm->role == CHAT_ASSISTANT) {
             n_assistant++;
             n_trained += cm->weight;
+            snprintf(param, sizeof param, "messages[%zu].content", i);
+            if (cm->weight && blank_text(cm->content, cm->len))
+                return line_err(e, name, line, param, "empty assistant turn: there is nothing to train on (give it text, "
+                                "or weight 0)");
         }
     }
     if (n_assistant == 0) return line_err(e, name, line, "messages", "no assistant message: there is nothing to train on");
@@ -186,11 +197,14 @@ static int parse_line(const char *name, long line, const char *buf, size_t len, 
     if (json_object_get(v, "prompt") || json_object_get(v, "completion")) {
         doc->kind = DOC_COMPLETION;
         if (get_string(v, "prompt", "prompt", name, line, &doc->prompt, &doc->prompt_len, e) != 0) return -1;
+        // an empty completion still trains the EOS after the prompt (stopping there)
         return get_string(v, "completion", "completion", name, line, &doc->completion, &doc->completion_len, e);
     }
     if (json_object_get(v, "text")) {
         doc->kind = DOC_TEXT;
-        return get_string(v, "text", "text", name, line, &doc->text, &doc->text_len, e);
+        if (get_string(v, "text", "text", name, line, &doc->text, &doc->text_len, e)) return -1;
+        if (blank_text(doc->text, doc->text_len)) return line_err(e, name, line, "text", "empty: there is nothing to train on");
+        return 0;
     }
     return line_err(e, name, line, "", "expected a \"text\", \"prompt\" and \"completion\", or \"messages\" key");
 }

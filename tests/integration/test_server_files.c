@@ -2,6 +2,8 @@
  * validator's line+field errors, list with cursors, retrieve, content, delete, import by URL
  * (from the server itself, allowed by --import-internal; refused without it), and the size
  * limit (413) for each upload path. */
+#include <zlib.h>
+
 #include "itest.h"
 
 int main(void) {
@@ -207,6 +209,59 @@ int main(void) {
     CHECK(access(stored, F_OK) != 0, "deleted file removed from disk");
     snprintf(stored, sizeof stored, "%s/files/%s.jsonl", s.data, id1);
     CHECK(access(stored, F_OK) == 0, "stored file at files/ID.jsonl");
+
+    /* a gzip upload (.jsonl.gz) is decompressed and validated like a plain one; the reply counts
+     * lines and characters (code points); a corrupt one and one too large once decompressed are
+     * refused */
+    {
+        const char *txt = "{\"text\": \"caf\u00e9 au lait\"}\n{\"text\": \"two\"}";  // no final newline
+        char gzpath[600];
+        snprintf(gzpath, sizeof gzpath, "%s/t.jsonl.gz", s.dir);
+        gzFile g = gzopen(gzpath, "wb");
+        gzwrite(g, txt, (unsigned)strlen(txt));
+        gzclose(g);
+        FILE *fz = fopen(gzpath, "rb");
+        char gzb[4096];
+        size_t gzn = fread(gzb, 1, sizeof gzb, fz);
+        fclose(fz);
+        r = it_req(&s, "POST", "/v1/files?filename=t.jsonl.gz&purpose=fine-tune", oct, gzb, (long)gzn);
+        json_t *gj = it_json(&r);
+        CHECK(r.status == 200 && json_integer_value(json_object_get(gj, "n_examples")) == 2 &&
+                  json_integer_value(json_object_get(gj, "bytes")) == (json_int_t)strlen(txt) &&
+                  json_integer_value(json_object_get(gj, "lines")) == 2 &&
+                  json_integer_value(json_object_get(gj, "characters")) == (json_int_t)strlen(txt) - 1,
+              "gzip upload: %ld %s", r.status, r.body);
+        char gid[64];
+        snprintf(gid, sizeof gid, "%s", json_string_value(json_object_get(gj, "id")) ?: "");
+        json_decref(gj);
+        it_free(&r);
+        snprintf(path, sizeof path, "/v1/files/%s/content", gid);
+        r = it_get(&s, path);
+        CHECK(r.status == 200 && r.len == strlen(txt) && !memcmp(r.body, txt, strlen(txt)),
+              "the stored content is the decompressed text: %.200s", r.body);
+        it_free(&r);
+        gzb[gzn / 2] ^= 0x5a;  // a corrupt stream
+        r = it_req(&s, "POST", "/v1/files?filename=c.jsonl.gz&purpose=fine-tune", oct, gzb, (long)gzn);
+        it_err_field(&r, "code", param, sizeof param);
+        CHECK(r.status == 400, "corrupt gzip: %ld %s", r.status, r.body);
+        it_free(&r);
+        g = gzopen(gzpath, "wb");  // 30,000 bytes of text: under the 20,000-byte limit compressed, over it after
+        for (int i = 0; i < 1000; i++) gzputs(g, "{\"text\": \"aaaaaaaaaaaaaaaa\"}\n");
+        gzclose(g);
+        fz = fopen(gzpath, "rb");
+        gzn = fread(gzb, 1, sizeof gzb, fz);
+        fclose(fz);
+        r = it_req(&s, "POST", "/v1/files?filename=big.jsonl.gz&purpose=fine-tune", oct, gzb, (long)gzn);
+        CHECK(r.status == 413, "a gzip bomb past the limit: %ld %s", r.status, r.body);
+        it_free(&r);
+        r = it_upload(&s, "plain.jsonl", txt, strlen(txt), "fine-tune", NULL);
+        gj = it_json(&r);
+        CHECK(json_integer_value(json_object_get(gj, "lines")) == 2 &&
+                  json_integer_value(json_object_get(gj, "characters")) == (json_int_t)strlen(txt) - 1,
+              "plain upload counts: %s", r.body);
+        json_decref(gj);
+        it_free(&r);
+    }
 
     CHECK(it_healthy(&s), "healthy at the end");
     it_stop(&s, SIGTERM);

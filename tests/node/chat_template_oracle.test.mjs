@@ -33,7 +33,7 @@ const base = ["-std=c11", "-O1", "-D_GNU_SOURCE", "-fopenmp", ...incs, `-I${root
 try {
   execFileSync(cc, [...base, "-ljansson", "-lpcre2-8", "-lm", "-lpthread"], { stdio: "pipe" });
 } catch {
-  execFileSync(cc, [...base, "-lmicrohttpd", "-ljansson", "-lsqlite3", "-lcurl", "-lpcre2-8", "-lopenblas", "-lm", "-lpthread"], { stdio: "inherit" });
+  execFileSync(cc, [...base, "-lmicrohttpd", "-ljansson", "-lsqlite3", "-lcurl", "-lpcre2-8", "-lopenblas", "-lz", "-lm", "-lpthread"], { stdio: "inherit" });
 }
 
 let failures = 0, checks = 0;

@@ -180,6 +180,13 @@ static const BadLine bad_lines[] = {
     {"{\"text\": \"\xed\xa0\x80\"}", "", "invalid UTF-8"},      // surrogate
     {"{\"text\": \"\xf4\x90\x80\x80\"}", "", "invalid UTF-8"},  // above U+10FFFF
     {"{\"text\": \"\\ud800\"}", "", "invalid JSON"},            // escaped lone surrogate
+    {"{\"text\": \"\"}", "text", "empty: there is nothing to train on"},
+    {"{\"text\": \" \\n\\t \"}", "text", "empty"},
+    {"{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"content\": \"\"}]}",
+     "messages[1].content", "empty assistant turn"},
+    {"{\"messages\": [{\"role\": \"user\", \"content\": \"a\"}, {\"role\": \"assistant\", \"content\": \"b\"}, "
+     "{\"role\": \"user\", \"content\": \"c\"}, {\"role\": \"assistant\", \"content\": \"  \"}]}",
+     "messages[3].content", "empty assistant turn"},
 };
 
 static void build_bad_file(const BadLine *c, Buf *b) {
