@@ -48,8 +48,15 @@ all: $(BUILD)/lemo $(CUDA_SO)
 	@if [ -n "$(CU_OBJ)" ]; then echo "built $(BUILD)/lemo with the CUDA backend $(CUDA_SO) (sm_90a + PTX)"; \
 	 else echo "built $(BUILD)/lemo, CPU only (no nvcc or no CUDA sources: CUDA backend skipped)"; fi
 
+# The libraries' headers (from their -dev packages): a missing one says how to get it, rather
+# than failing on an #include somewhere in the build.
+DEV_HEADERS := microhttpd.h jansson.h sqlite3.h curl/curl.h pcre2.h cblas.h zlib.h
 # Objects depend on the flags they were built with, so switching e.g. NO_CUDA rebuilds them.
 $(BUILD)/flags: FORCE
+	@for h in $(DEV_HEADERS); do \
+	  printf '#define PCRE2_CODE_UNIT_WIDTH 8\n#include <%s>\n' $$h | $(CC) $(CFLAGS) -E -x c - >/dev/null 2>&1 || \
+	  { echo "make: the header <$$h> is missing: run 'make setup' (it installs the -dev packages), then make again" >&2; \
+	    exit 1; }; done
 	@mkdir -p $(BUILD)
 	@echo '$(CC) $(CFLAGS) $(NVFLAGS)' | cmp -s - $@ || echo '$(CC) $(CFLAGS) $(NVFLAGS)' > $@
 
