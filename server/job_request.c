@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "job_config.h"
+#include "lemo.h"
 #include "netaddr.h"
 #include "srv_util.h"
 
@@ -51,8 +52,12 @@ static const char *const hp_known[] = {
     "lora_r", "lora_alpha", "lora_dropout", "target_modules", "checkpoint_every", "eval_every",
     "warmup_steps", "weight_decay", "grad_clip", "rope_scaling", "memory", NULL};
 
-/* Merges the top-level and method.supervised hyperparameters into one object (method wins). */
-static json_t *hp_collect(json_t *body, JobSpec *out, Err *e) {
+/* Merges the top-level and method.supervised (or method.lemo) hyperparameters into one object
+ * (method wins). With method.type "lemo", *is_lemo = 1 and *lemo is the method.lemo object
+ * (borrowed; NULL when absent: LeMo's defaults), whose other keys are LeMo's (lemo_config). */
+static json_t *hp_collect(json_t *body, JobSpec *out, json_t **lemo, int *is_lemo_out, Err *e) {
+    *lemo = NULL;
+    *is_lemo_out = 0;
     json_t *hp = json_object();
     json_t *top = json_object_get(body, "hyperparameters");
     if (top && !json_is_null(top)) {
@@ -64,38 +69,51 @@ static json_t *hp_collect(json_t *body, JobSpec *out, Err *e) {
         if (!json_is_object(m)) { json_decref(hp); FAIL("invalid_type", "method", "'method' must be an object"); return NULL; }
         const char *k;
         json_t *v;
+        json_t *t = json_object_get(m, "type");
+        int is_lemo = t && json_is_string(t) && !strcmp(json_string_value(t), "lemo");
+        if (t && !is_lemo && !(json_is_string(t) && !strcmp(json_string_value(t), "supervised"))) {
+            json_decref(hp);
+            FAIL("unsupported_method", "method.type", "'method.type' must be \"supervised\" (LoRA fine-tuning) or "
+                 "\"lemo\" (LoRA with LeMo's token elimination)");
+            return NULL;
+        }
+        const char *sub = is_lemo ? "lemo" : "supervised";
         json_object_foreach(m, k, v) {
-            if (strcmp(k, "type") && strcmp(k, "supervised")) {
+            if (strcmp(k, "type") && strcmp(k, sub)) {
                 char p[96];
                 snprintf(p, sizeof p, "method.%.60s", k);
                 json_decref(hp);
-                FAIL("unknown_parameter", p, "Unknown field '%s' (this server supports method.type \"supervised\")", p);
+                FAIL("unknown_parameter", p, "Unknown field '%s' (method.type \"%s\" takes method.%s)", p, is_lemo ? "lemo" :
+                     "supervised", sub);
                 return NULL;
             }
         }
-        json_t *t = json_object_get(m, "type");
-        if (t && !(json_is_string(t) && !strcmp(json_string_value(t), "supervised"))) {
-            json_decref(hp);
-            FAIL("unsupported_method", "method.type", "'method.type' must be \"supervised\" (LoRA fine-tuning)");
-            return NULL;
-        }
-        json_t *s = json_object_get(m, "supervised");
+        json_t *s = json_object_get(m, sub);
+        *is_lemo_out = is_lemo;
+        if (is_lemo && s && json_is_object(s)) *lemo = s;
         if (s && !json_is_null(s)) {
-            if (!json_is_object(s)) { json_decref(hp); FAIL("invalid_type", "method.supervised", "'method.supervised' must be an object"); return NULL; }
+            char p[96];
+            snprintf(p, sizeof p, "method.%s", sub);
+            if (!json_is_object(s)) { json_decref(hp); FAIL("invalid_type", p, "'%s' must be an object", p); return NULL; }
+            static const char *const lemo_keys[] = {"hyperparameters", "keep", "scores", "block", "dense_layers", "seed",
+                                                    NULL};
             json_object_foreach(s, k, v) {
-                if (strcmp(k, "hyperparameters")) {
-                    char p[96];
-                    snprintf(p, sizeof p, "method.supervised.%.50s", k);
+                int ok = !strcmp(k, "hyperparameters");
+                for (int i = 1; is_lemo && lemo_keys[i]; i++) ok |= !strcmp(k, lemo_keys[i]);
+                if (!ok) {
+                    snprintf(p, sizeof p, "method.%s.%.50s", sub, k);
                     json_decref(hp);
-                    FAIL("unknown_parameter", p, "Unknown field '%s'", p);
+                    FAIL("unknown_parameter", p, "Unknown field '%s'%s", p, is_lemo ? " (method.lemo takes "
+                         "hyperparameters, keep, scores, block, dense_layers, seed)" : "");
                     return NULL;
                 }
             }
             json_t *sh = json_object_get(s, "hyperparameters");
             if (sh && !json_is_null(sh)) {
+                snprintf(p, sizeof p, "method.%s.hyperparameters", sub);
                 if (!json_is_object(sh)) {
                     json_decref(hp);
-                    FAIL("invalid_type", "method.supervised.hyperparameters", "'method.supervised.hyperparameters' must be an object");
+                    FAIL("invalid_type", p, "'%s' must be an object", p);
                     return NULL;
                 }
                 json_object_update(hp, sh);
@@ -136,6 +154,7 @@ static void map_config_param(const char *cp, char *out, size_t cap) {
         if (!strcmp(cp, map[i][0])) { snprintf(out, cap, "%s", map[i][1]); return; }
     if (!strncmp(cp, "rope_scaling", 12)) { snprintf(out, cap, "hyperparameters.%.100s", cp); return; }
     if (!strncmp(cp, "memory", 6)) { snprintf(out, cap, "hyperparameters.memory"); return; }
+    if (!strncmp(cp, "lemo", 4)) { snprintf(out, cap, "method.%.100s", cp); return; }
     snprintf(out, cap, "%s", cp);
 }
 
@@ -241,7 +260,9 @@ int job_request_resolve(const char *body, size_t len, const JobEnv *env, JobSpec
     int max_pos = 0, n_layers = 0;
     json_t *hp = NULL;
     if (top_fields(b, env, out, model_dir, &max_pos, &n_layers, train_path, eval_path, e)) goto fail;
-    if (!(hp = hp_collect(b, out, e))) goto fail;
+    json_t *lemo_in = NULL;
+    int is_lemo = 0;
+    if (!(hp = hp_collect(b, out, &lemo_in, &is_lemo, e))) goto fail;
 
     long max_steps = 0, batch = 1, ctx = max_pos > 0 && max_pos < 1024 ? max_pos : 1024, r = 8;
     long ckpt = 0, eval_every = 0, warmup = 0;
@@ -396,6 +417,30 @@ int job_request_resolve(const char *body, size_t len, const JobEnv *env, JobSpec
                                            act_offloads(mem), "offload_attention", mem == ACT_OFFLOAD_ATT);
     if (layers) json_object_set_new(mem_cfg, "layers", layers);
     json_object_set_new(cfg, "memory", mem_cfg);
+    // LeMo (method.type "lemo"): its keys go to the trainer's "lemo" as they are; the trainer's
+    // parser checks them (errors come back as method.lemo.KEY). The learned predictors and the
+    // calibrated schedule are not built yet: "predictor" scores and keep "auto" are refused.
+    json_t *lemo_cfg = NULL;
+    if (is_lemo) {
+        lemo_cfg = json_object();
+        static const char *const lk[] = {"keep", "scores", "block", "dense_layers", "seed", NULL};
+        for (int i = 0; lk[i]; i++) {
+            json_t *v = lemo_in ? json_object_get(lemo_in, lk[i]) : NULL;
+            if (v && !json_is_null(v)) json_object_set(lemo_cfg, lk[i], v);
+        }
+        json_t *sc = json_object_get(lemo_cfg, "scores"), *kp = json_object_get(lemo_cfg, "keep");
+        if ((sc && json_is_string(sc) && !strcmp(json_string_value(sc), "predictor")) || (kp && is_auto(kp))) {
+            json_decref(cfg);
+            json_decref(targets);
+            json_decref(lemo_cfg);
+            FAIL("unsupported_value", sc && json_is_string(sc) && !strcmp(json_string_value(sc), "predictor") ?
+                 "method.lemo.scores" : "method.lemo.keep",
+                 "LeMo's learned predictors and calibrated schedule are not available on this server yet: use "
+                 "'method.lemo.scores' \"exact\" or \"random\" and a 'method.lemo.keep' fraction (or one per layer)");
+            goto fail;
+        }
+        json_object_set(cfg, "lemo", lemo_cfg);
+    }
 
     /* the trainer's own parser has the last word */
     char *txt = json_dumps(cfg, JSON_COMPACT | JSON_REAL_PRECISION(10));
@@ -408,6 +453,18 @@ int job_request_resolve(const char *body, size_t len, const JobEnv *env, JobSpec
         map_config_param(ce.param, p, sizeof p);
         json_decref(cfg);
         json_decref(targets);
+        json_decref(lemo_cfg);
+        FAIL("invalid_value", p, "%s", ce.msg);
+        goto fail;
+    }
+
+    LemoSpec lz;  // LeMo's per-layer schedule against the model's depth, where it is known
+    if (is_lemo && n_layers > 0 && lemo_resolve(&jc.lemo, n_layers, &lz, &ce)) {
+        char p[128];
+        map_config_param(ce.param, p, sizeof p);
+        json_decref(cfg);
+        json_decref(targets);
+        json_decref(lemo_cfg);
         FAIL("invalid_value", p, "%s", ce.msg);
         goto fail;
     }
@@ -431,9 +488,31 @@ int job_request_resolve(const char *body, size_t len, const JobEnv *env, JobSpec
     json_object_set_new(hpo, "rope_scaling", rope ? json_incref(rope) : json_null());
     json_object_set_new(hpo, "memory", layers ? json_incref(layers) : json_string(mem_auto ? "auto" : act_names[mem]));
     json_t *md = json_object_get(b, "metadata");
-    out->request = json_pack("{s:O, s:{s:s, s:{s:O}}, s:O}", "hyperparameters", hpo, "method", "type", "supervised",
-                             "supervised", "hyperparameters", hpo, "metadata", md && json_is_object(md) ? md : json_null());
+    json_t *method = json_pack("{s:s}", "type", is_lemo ? "lemo" : "supervised");
+    json_t *sub = json_pack("{s:O}", "hyperparameters", hpo);
+    if (is_lemo) {  // LeMo's settings as the trainer resolved them (its defaults filled in)
+        const LemoConfig *z = &jc.lemo;
+        json_object_set_new(sub, "scores", json_string(lemo_score_names[z->scores]));
+        json_object_set_new(sub, "block", json_integer(z->block));
+        if (z->n_keep) {
+            json_t *k = json_array();
+            for (int i = 0; i < z->n_keep; i++) json_array_append_new(k, json_real(z->keep[i]));
+            json_object_set_new(sub, "keep", k);
+        } else {
+            json_object_set_new(sub, "keep", json_real(z->keep_all));
+        }
+        if (z->n_dense >= 0) {
+            json_t *d = json_array();
+            for (int i = 0; i < z->n_dense; i++) json_array_append_new(d, json_integer(z->dense[i]));
+            json_object_set_new(sub, "dense_layers", d);
+        }
+        json_object_set_new(sub, "seed", json_integer((json_int_t)z->seed));
+    }
+    json_object_set_new(method, is_lemo ? "lemo" : "supervised", sub);
+    out->request = json_pack("{s:O, s:o, s:O}", "hyperparameters", hpo, "method", method, "metadata",
+                             md && json_is_object(md) ? md : json_null());
     json_decref(hpo);
+    json_decref(lemo_cfg);
     out->config = cfg;
     json_decref(hp);
     json_decref(b);
