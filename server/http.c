@@ -130,26 +130,32 @@ static json_t *error_obj(const char *type, const char *code, const char *param, 
     return json_pack("{s:o}", "error", e);
 }
 
+/* An OpenAI-shaped error reply, with `estimate` (borrowed, may be NULL) as error.estimate. */
+static int error_reply(Req *r, unsigned status, const char *type, const char *code, const char *param, json_t *estimate,
+                       const char *fmt, va_list ap) {
+    char msg[1024];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    json_t *o = error_obj(type, code, param, msg, 0);
+    if (estimate) json_object_set(json_object_get(o, "error"), "estimate", estimate);
+    return http_json(r, status, o);
+}
+
 int http_error(Req *r, unsigned status, const char *type, const char *code, const char *param,
                const char *fmt, ...) {
-    char msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    int rc = error_reply(r, status, type, code, param, NULL, fmt, ap);
     va_end(ap);
-    return http_json(r, status, error_obj(type, code, param, msg, 0));
+    return rc;
 }
 
 int http_error_with(Req *r, unsigned status, const char *type, const char *code, const char *param, json_t *estimate,
                     const char *fmt, ...) {
-    char msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    int rc = error_reply(r, status, type, code, param, estimate, fmt, ap);
     va_end(ap);
-    json_t *o = error_obj(type, code, param, msg, 0);
-    if (estimate) json_object_set(json_object_get(o, "error"), "estimate", estimate);
-    return http_json(r, status, o);
+    return rc;
 }
 
 int http_500(Req *r, const char *fmt, ...) {

@@ -489,25 +489,9 @@ int job_request_resolve(const char *body, size_t len, const JobEnv *env, JobSpec
     json_object_set_new(hpo, "memory", layers ? json_incref(layers) : json_string(mem_auto ? "auto" : act_names[mem]));
     json_t *md = json_object_get(b, "metadata");
     json_t *method = json_pack("{s:s}", "type", is_lemo ? "lemo" : "supervised");
-    json_t *sub = json_pack("{s:O}", "hyperparameters", hpo);
-    if (is_lemo) {  // LeMo's settings as the trainer resolved them (its defaults filled in)
-        const LemoConfig *z = &jc.lemo;
-        json_object_set_new(sub, "scores", json_string(lemo_score_names[z->scores]));
-        json_object_set_new(sub, "block", json_integer(z->block));
-        if (z->n_keep) {
-            json_t *k = json_array();
-            for (int i = 0; i < z->n_keep; i++) json_array_append_new(k, json_real(z->keep[i]));
-            json_object_set_new(sub, "keep", k);
-        } else {
-            json_object_set_new(sub, "keep", json_real(z->keep_all));
-        }
-        if (z->n_dense >= 0) {
-            json_t *d = json_array();
-            for (int i = 0; i < z->n_dense; i++) json_array_append_new(d, json_integer(z->dense[i]));
-            json_object_set_new(sub, "dense_layers", d);
-        }
-        json_object_set_new(sub, "seed", json_integer((json_int_t)z->seed));
-    }
+    // LeMo's settings as the trainer resolved them (its defaults filled in)
+    json_t *sub = is_lemo ? lemo_config_to_json(&jc.lemo) : json_object();
+    json_object_set(sub, "hyperparameters", hpo);
     json_object_set_new(method, is_lemo ? "lemo" : "supervised", sub);
     out->request = json_pack("{s:O, s:o, s:O}", "hyperparameters", hpo, "method", method, "metadata",
                              md && json_is_object(md) ? md : json_null());

@@ -417,6 +417,24 @@ int job_config_load(const char *path, JobConfig *c, Err *e) {
     return rc;
 }
 
+json_t *lemo_config_to_json(const LemoConfig *z) {
+    json_t *lm = json_pack("{s:s, s:i, s:I}", "scores", lemo_score_names[z->scores], "block", z->block, "seed",
+                           (json_int_t)z->seed);
+    if (z->n_keep) {
+        json_t *k = json_array();
+        for (int l = 0; l < z->n_keep; l++) json_array_append_new(k, json_real(z->keep[l]));
+        json_object_set_new(lm, "keep", k);
+    } else {
+        json_object_set_new(lm, "keep", json_real(z->keep_all));
+    }
+    if (z->n_dense >= 0) {
+        json_t *d = json_array();
+        for (int l = 0; l < z->n_dense; l++) json_array_append_new(d, json_integer(z->dense[l]));
+        json_object_set_new(lm, "dense_layers", d);
+    }
+    return lm;
+}
+
 char *job_config_to_json(const JobConfig *c) {
     static const char *const tmpl[] = {"auto", "llama3", "chatml", "inst"};
     json_t *t = json_array();
@@ -458,24 +476,7 @@ char *job_config_to_json(const JobConfig *c) {
         json_object_set_new(mem, "layers", ly);
     }
     json_object_set_new(o, "memory", mem);
-    if (c->lemo.on) {
-        const LemoConfig *z = &c->lemo;
-        json_t *lm = json_pack("{s:s, s:i, s:I}", "scores", lemo_score_names[z->scores], "block", z->block, "seed",
-                               (json_int_t)z->seed);
-        if (z->n_keep) {
-            json_t *k = json_array();
-            for (int l = 0; l < z->n_keep; l++) json_array_append_new(k, json_real(z->keep[l]));
-            json_object_set_new(lm, "keep", k);
-        } else {
-            json_object_set_new(lm, "keep", json_real(z->keep_all));
-        }
-        if (z->n_dense >= 0) {
-            json_t *d = json_array();
-            for (int l = 0; l < z->n_dense; l++) json_array_append_new(d, json_integer(z->dense[l]));
-            json_object_set_new(lm, "dense_layers", d);
-        }
-        json_object_set_new(o, "lemo", lm);
-    }
+    if (c->lemo.on) json_object_set_new(o, "lemo", lemo_config_to_json(&c->lemo));
     char *s = json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS);
     json_decref(o);
     return s;

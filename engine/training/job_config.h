@@ -6,6 +6,7 @@
 #ifndef LEMO_JOB_CONFIG_H
 #define LEMO_JOB_CONFIG_H
 
+#include <jansson.h>
 #include <stdint.h>
 
 #include "err.h"
@@ -100,6 +101,8 @@ void job_config_defaults(JobConfig *c);
 /* Parses a JSON object text into c (starting from defaults); validates every value. */
 int job_config_parse(const char *json_text, JobConfig *c, Err *e);
 int job_config_load(const char *path, JobConfig *c, Err *e);
+/* The "lemo" key as the parser reads it back, defaults filled in (a new reference). */
+json_t *lemo_config_to_json(const LemoConfig *z);
 /* Writes the resolved config as JSON (malloc'd string). */
 char *job_config_to_json(const JobConfig *c);
 extern const char *const job_target_names[JOB_MAX_TARGETS];  // "q_proj", ... "down_proj"
