@@ -2,7 +2,8 @@
 //
 // Every change re-asks POST /v1/fine_tuning/jobs?dry_run=true with the same body the real
 // create will send, so the estimate shown (peak memory, fits, largest context that fits,
-// time) is for exactly what will be submitted. "Create job" stays disabled until the
+// time) is for exactly what will be submitted; with LeMo on, the same job without it is
+// estimated beside it. "Create job" stays disabled until the
 // estimate for the current values has arrived; empty fields mean "server default".
 
 import { get, post } from './api.js';
@@ -53,6 +54,14 @@ export function renderNewJob(main, presetFile = '', presetModel = '') {
       ['offload_attention', 'Checkpoints and attention in host memory'], ['keep', 'Every activation on the device'],
       ['auto', 'Fastest that fits the GPU (auto, per layer)']]
       .map(([v, t]) => h('option', { value: v }, t)));
+  // LeMo's token elimination (method.type "lemo"): the scores, the kept share of a sparse
+  // layer's blocks, the block size
+  const lemoSel = h('select', { id: 'hp-lemo', name: 'lemo', 'aria-describedby': 'hp-lemo-help' },
+    [['', 'Off (dense attention)'], ['exact', 'LeMo, exact block scores'], ['random', 'LeMo, random blocks (control)']]
+      .map(([v, t]) => h('option', { value: v }, t)));
+  const lemoKeep = h('input', { id: 'hp-lemo-keep', name: 'lemo_keep', type: 'number', min: 0.01, max: 1, step: 'any', placeholder: '0.4', inputmode: 'decimal', 'aria-describedby': 'hp-lemo-keep-help' });
+  const lemoBlock = h('select', { id: 'hp-lemo-block', name: 'lemo_block', 'aria-describedby': 'hp-lemo-block-help' },
+    ['64', '32', '128'].map((v) => h('option', { value: v }, `${v} tokens`)));
   const targets = TARGETS.map((t) => h('label', { class: 'check' },
     h('input', { type: 'checkbox', name: 'target_modules', value: t, checked: DEFAULT_TARGETS.has(t) }), ` ${t}`));
 
@@ -77,7 +86,10 @@ export function renderNewJob(main, presetFile = '', presetModel = '') {
     h('section', { class: 'card', 'aria-labelledby': 'nj-hp' },
       h('h2', { id: 'nj-hp' }, 'Hyperparameters'),
       h('div', { class: 'grid4' }, NUMBERS.map(([name, label, , help]) => field(`hp-${name}`, label, nums[name], help)),
-        field('hp-memory', 'Activation memory', memSel, 'host memory lowers the GPU peak; with attention too, long contexts train faster')),
+        field('hp-memory', 'Activation memory', memSel, 'host memory lowers the GPU peak; with attention too, long contexts train faster'),
+        field('hp-lemo', 'Token elimination', lemoSel, 'LeMo: each layer\'s attention keeps only its most informative token blocks (the first and last layers stay dense)'),
+        field('hp-lemo-keep', 'Kept share', lemoKeep, 'of a sparse layer\'s blocks; default 0.4'),
+        field('hp-lemo-block', 'Block size', lemoBlock, 'the context length must be a multiple of it')),
       h('fieldset', { class: 'targets' }, h('legend', {}, 'LoRA target modules'), targets)),
     h('section', { class: 'card', 'aria-labelledby': 'nj-est' },
       h('h2', { id: 'nj-est' }, 'Estimate'),
@@ -95,7 +107,12 @@ export function renderNewJob(main, presetFile = '', presetModel = '') {
     }
     hp.target_modules = targets.map((l) => l.firstChild).filter((c) => c.checked).map((c) => c.value);
     if (memSel.value !== 'recompute') hp.memory = memSel.value;
-    const b = { model: modelSel.value, training_file: fileSel.value, hyperparameters: hp };
+    const b = { model: modelSel.value, training_file: fileSel.value };
+    if (lemoSel.value) {
+      const lemo = { hyperparameters: hp, scores: lemoSel.value, block: parseInt(lemoBlock.value, 10) };
+      if (lemoKeep.value.trim() !== '') lemo.keep = parseFloat(lemoKeep.value);
+      b.method = { type: 'lemo', lemo };
+    } else b.hyperparameters = hp;
     if (valSel.value) b.validation_file = valSel.value;
     if (suffix.value.trim()) b.suffix = suffix.value.trim();
     if (seed.value.trim() !== '') b.seed = parseInt(seed.value, 10);
@@ -106,8 +123,9 @@ export function renderNewJob(main, presetFile = '', presetModel = '') {
   function markInvalid(param) {
     for (const c of form.querySelectorAll('[aria-invalid]')) c.removeAttribute('aria-invalid');
     if (!param) return;
-    const p = String(param).replace(/^hyperparameters\./, '');
-    const named = { model: modelSel, training_file: fileSel, validation_file: valSel, seed, suffix, memory: memSel };
+    const p = String(param).replace(/^hyperparameters\./, '').replace(/^method\.lemo\.(hyperparameters\.)?/, (m, hp) => hp ? '' : 'lemo_');
+    const named = { model: modelSel, training_file: fileSel, validation_file: valSel, seed, suffix, memory: memSel,
+      lemo_keep: lemoKeep, lemo_block: lemoBlock, lemo_scores: lemoSel, lemo_dense_layers: lemoSel };
     for (const k of [p, p.replace(/\./g, '_'), p.split('.').pop()]) {
       const c = nums[k] || named[k];
       if (c) { c.setAttribute('aria-invalid', 'true'); return; }
@@ -115,7 +133,8 @@ export function renderNewJob(main, presetFile = '', presetModel = '') {
     if (p.startsWith('target_modules')) targets[0].firstChild.setAttribute('aria-invalid', 'true');
   }
 
-  function showEstimate(est) {
+  // est: the estimate of the job as set; dense: the same job without LeMo (or null)
+  function showEstimate(est, dense) {
     const fits = est.fits !== false;
     // offloaded checkpoints live in pinned host memory: the device can fit while the host does not
     const hostShort = !fits && est.device_fits === true;
@@ -134,6 +153,11 @@ export function renderNewJob(main, presetFile = '', presetModel = '') {
     // the activation policy per layer (with auto: the one the trainer will pick)
     const ml = est.memory_layers && typeof est.memory_layers === 'object' ? Object.entries(est.memory_layers) : [];
     if (ml.length) rows.push(['Layers', ml.map(([k, n]) => `${n} ${k.replace(/_/g, ' ')}`).join(', ')]);
+    if (est.lemo && Array.isArray(est.lemo.kept_fraction)) {
+      const kf = est.lemo.kept_fraction;
+      rows.push(['Kept per layer', kf.map((f) => `${Math.round(100 * f)}%`).join(' ')]);
+    }
+    if (dense) rows.push(['Without LeMo', `${fmtBytes(dense.peak_bytes)} · ${fmtDuration(dense.est_seconds)}`]);
     if (est.host_bytes) rows.push(['Pinned host memory', `${fmtBytes(est.host_bytes)}${est.host_mem_bytes ? ` of ${fmtBytes(est.host_mem_bytes)}` : ''}${hostShort ? ': too much' : ''}`]);
     // Where the peak memory goes, largest first.
     const parts = est.breakdown && typeof est.breakdown === 'object'
@@ -162,10 +186,14 @@ export function renderNewJob(main, presetFile = '', presetModel = '') {
     const seq = ++estimateSeq;
     estBox.classList.add('loading');
     try {
-      const est = await post('/v1/fine_tuning/jobs?dry_run=true', b);
+      // with LeMo, the same job dense beside it: what the token elimination saves
+      const dense = b.method ? { ...b, hyperparameters: b.method.lemo.hyperparameters } : null;
+      if (dense) delete dense.method;
+      const [est, dest] = await Promise.all([post('/v1/fine_tuning/jobs?dry_run=true', b),
+        dense ? post('/v1/fine_tuning/jobs?dry_run=true', dense).catch(() => null) : null]);
       if (!alive || seq !== estimateSeq) return;
       markInvalid(null);
-      showEstimate(est);
+      showEstimate(est, dest);
       estimatedKey = key;
       submit.disabled = false;
     } catch (e) {

@@ -261,9 +261,12 @@ Model *model_load(const Backend *be, const char *dir, const RopeScaling *rope_ov
         carve_set(&m->acts[0], shared_sets[k], &cv, &bx);
         for (int i = 1; i < n_acts; i++) copy_set(&m->acts[i], &m->acts[0], shared_sets[k]);
     }
-    for (int i = 0; i < n_acts; i++) {
-        if (!m->acts[i].h2) m->acts[i].h2 = m->dh2;
-        m->acts[i].hk = m->dh2;
+    for (int i = 0; i < n_acts; i++) {  // the layer sets and their dense views alike
+        LayerActs *sets[2] = {&m->acts[i], m->eval_acts[i].h ? &m->eval_acts[i] : NULL};
+        for (int k = 0; k < 2 && sets[k]; k++) {
+            if (!sets[k]->h2) sets[k]->h2 = m->dh2;
+            sets[k]->hk = m->dh2;
+        }
     }
     m->xf = m->dok;
     m->dxf = m->dh2;

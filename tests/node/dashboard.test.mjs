@@ -157,6 +157,18 @@ async function run() {
   await page.selectOption('#hp-memory', 'auto');
   await waitFor('estimate with memory auto', async () => /Layers\s*\n?\s*\d+ keep/i.test(await page.locator('#estimate').innerText()), 15000);
   await waitFor('create button enabled again', () => page.locator('#create-job').isEnabled(), 15000);
+  // LeMo: the estimate shows each layer's kept share and the same job without LeMo beside it
+  await page.selectOption('#hp-lemo', 'exact');
+  await page.selectOption('#hp-lemo-block', '32');
+  await waitFor('estimate with LeMo', async () => /Kept per layer[\s\S]*Without LeMo/i.test(await page.locator('#estimate').innerText()), 15000)
+    .then(() => check(true, 'LeMo estimate: kept per layer and without LeMo'),
+      async (e) => check(false, 'LeMo estimate: kept per layer and without LeMo', await page.locator('#estimate').innerText()));
+  await page.fill('#hp-lemo-keep', '1.5');
+  await page.locator('#estimate .err-text').waitFor();
+  check(await page.locator('#hp-lemo-keep').getAttribute('aria-invalid') === 'true', 'a bad kept share marks its field',
+    await page.locator('#estimate').innerText());
+  await page.fill('#hp-lemo-keep', '0.4');
+  await waitFor('create button enabled with LeMo', () => page.locator('#create-job').isEnabled(), 15000);
   await page.click('#create-job');
   await page.waitForURL(/#\/jobs\/ftjob-/);
   const jobId = decodeURIComponent(page.url().split('#/jobs/')[1]);
@@ -165,6 +177,8 @@ async function run() {
   check(created.model === trainModel && created.training_file === fileId, 'job has the chosen model and file', JSON.stringify(created));
   check(created.hyperparameters && Number(created.hyperparameters.lora_r) === 4 && Number(created.hyperparameters.context_length) === 128,
     'job has the form\'s hyperparameters', JSON.stringify(created.hyperparameters));
+  check(created.method && created.method.type === 'lemo' && created.method.lemo.scores === 'exact' && created.method.lemo.block === 32,
+    'job has the form\'s LeMo method', JSON.stringify(created.method));
 
   // --- watch it run ---
   await page.locator('.badge.st-running').waitFor({ timeout: 60000 });
@@ -203,6 +217,9 @@ async function run() {
   const prog = (await api('GET', `/v1/fine_tuning/jobs/${jobId}`)).progress || {};
   check((await page.locator('#kept-card').isVisible()) === (Array.isArray(prog.kept_fraction) && prog.kept_fraction.length > 0),
     'kept-token card shown exactly when progress has kept_fraction', JSON.stringify(prog.kept_fraction));
+  // stories260K (5 layers) has sparse layers under the default schedule; a 1-layer tiny model has none
+  if (hasReal) check((await page.locator('#kept-chart svg').getAttribute('data-layers')) === '5',
+    'the kept-token chart shows the LeMo job\'s 5 layers', JSON.stringify(prog.kept_fraction));
   await page.locator('#checkpoints li').first().waitFor({ timeout: 60000 });
   // A second eval point (step 10) so the picture shows both curves.
   await waitFor('a second eval point', async () => parseInt(await page.locator('#loss-chart svg').getAttribute('data-eval-points'), 10) >= 2, 60000)

@@ -251,13 +251,18 @@ int main(void) {
         model_free(m), free(g);
     }
 
-    // 6. memory: kept layers hold only their kept rows; a dense evaluation still runs (in the
-    //    shared set) and equals the dense model's
-    {
+    // 6. memory: kept layers hold only their kept rows; a dense evaluation still runs (in their
+    //    dense views) and equals the dense model's, with adapters on every target and on the
+    //    attention ones only (then h2 lives in dh2, in the views too)
+    for (int attn_only = 0; attn_only < 2; attn_only++) {
         LemoSpec z = schedule(LEMO_SCORES_EXACT, 0.5f, L);
-        Model *d = load(dir, ACT_KEEP, NULL, 0), *m = load(dir, ACT_KEEP, &z, 0);
+        LoraSpec ls = {2, 4.0f, 0, {1, 1, 1, 1, !attn_only, !attn_only, !attn_only}};
+        ActPolicy keep = act_uniform(ACT_KEEP);
+        Model *d = tiny_model_load_lemo(dir, S, &ls, &keep, NULL), *m = tiny_model_load_lemo(dir, S, &ls, &keep, &z);
         CHECK(m->plan.activations < d->plan.activations, "kept layers with LeMo: %zu activation bytes, dense %zu",
               m->plan.activations, d->plan.activations);
+        CHECK(m->n_acts == L && m->eval_acts[0].h && m->eval_acts[L - 1].h, "the dense views serve evaluations (%d sets)",
+              m->n_acts);
         long c;
         double ld = model_step(d, in, tg, S, NULL, 0, 0, 1.0f, 0, &c);
         double lm = model_step(m, in, tg, S, NULL, 0, 0, 1.0f, 0, &c);
