@@ -42,6 +42,8 @@ static void usage(FILE *f) {
             "                          reach loopback, private and link-local addresses (default: refused, so\n"
             "                          clients cannot make the server reach what only its network can see)\n"
             "  --import-internal       the same as --allow-internal-urls (its older name)\n"
+            "  --public-metrics        serve /metrics without an API key when keys exist (default: off; it\n"
+            "                          names jobs and their speed)\n"
             "  --webhook-url URL       POST job.succeeded/failed/cancelled events here (default: none; it may\n"
             "                          be internal; a job's metadata.webhook_url adds one per job)\n"
             "  --webhook-secret S      HMAC-SHA256 key signing webhooks (default: none, or $LEMO_WEBHOOK_SECRET)\n"
@@ -121,8 +123,12 @@ int cmd_serve(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
-        if (!strcmp(a, "--allow-internal-urls") || !strcmp(a, "--import-internal")) {  // the one flag without a value
+        if (!strcmp(a, "--allow-internal-urls") || !strcmp(a, "--import-internal")) {
             srv.allow_internal_urls = 1;
+            continue;
+        }
+        if (!strcmp(a, "--public-metrics")) {
+            srv.public_metrics = 1;
             continue;
         }
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;

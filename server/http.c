@@ -20,7 +20,7 @@
 
 static const Route routes[] = {
     {"GET", "/healthz", api_health, NULL, NULL, 1},
-    {"GET", "/metrics", api_metrics, NULL, NULL, 1},
+    {"GET", "/metrics", api_metrics, NULL, NULL, ROUTE_OPEN_IF_PUBLIC},
     {"POST", "/v1/files", api_files_create, api_files_begin, api_files_body, 0},
     {"GET", "/v1/files", api_files_list, NULL, NULL, 0},
     {"GET", "/v1/files/{}", api_files_get, NULL, NULL, 0},
@@ -318,7 +318,7 @@ static enum MHD_Result req_start(Req *r, const char *url, const char *method) {
             http_pend(r, 405, "method_not_allowed", NULL, "This method is not allowed on this path");
         else
             http_pend(r, 404, "not_found", NULL, "Unknown path (see the API reference: /v1/files, /v1/fine_tuning/jobs, /v1/models)");
-    } else if (!r->route->open) {
+    } else if (!r->route->open || (r->route->open == ROUTE_OPEN_IF_PUBLIC && !r->srv->public_metrics)) {
         char why[256];
         if (auth_check(r->srv, http_header(r, "Authorization"), peer_is_loopback(r->conn), r->key_id, why,
                        sizeof why))

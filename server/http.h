@@ -23,6 +23,7 @@
 
 typedef struct Req Req;
 
+#define ROUTE_OPEN_IF_PUBLIC 2
 typedef struct Route {
     const char *method;
     const char *pattern;
@@ -32,7 +33,8 @@ typedef struct Route {
      * on_body gets each chunk (return -1 to stop: the handler then sees r->stream_err). */
     int (*on_begin)(Req *r);
     int (*on_body)(Req *r, const char *data, size_t n);
-    int open;              // 1: no API key needed (health, metrics, dashboard)
+    int open;              // 1: no API key needed (health, dashboard); ROUTE_OPEN_IF_PUBLIC: only
+                           // with --public-metrics (metrics: they name jobs)
 } Route;
 
 struct Req {

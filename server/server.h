@@ -32,6 +32,7 @@ typedef struct Server {
     int64_t max_upload_bytes;                         // POST /v1/files bodies and URL imports
     int64_t max_body_bytes;                           // every other request body
     int import_timeout_s;
+    int public_metrics;                               // /metrics without a key even when keys exist
     int allow_internal_urls;                          // URL imports and job webhooks may reach internal addresses (netaddr.h)
     char webhook_url[1024], webhook_secret[256];
     char exe[PATH_MAX];                               // this binary, for `lemo train` / `lemo estimate`

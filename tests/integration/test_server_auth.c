@@ -1,7 +1,8 @@
 /* test_server_auth.c: API keys. Without keys the server answers loopback clients without
  * auth; once `lemo keys create` made one, every /v1 request needs `Authorization: Bearer KEY`
- * (401 in OpenAI's error shape otherwise), /healthz and /metrics stay open, the key is stored
- * only hashed, a revoked key stops working, and with no key the server binds to loopback. */
+ * (401 in OpenAI's error shape otherwise), /healthz stays open and /metrics needs the key too
+ * (it names jobs) unless --public-metrics, the key is stored only hashed, a revoked key stops
+ * working, and with no key the server binds to loopback. */
 #include "itest.h"
 
 /* Runs `lemo keys ARGS... --data-dir DIR`, capturing stdout into out. Returns the exit status. */
@@ -50,7 +51,8 @@ int main(void) {
     CHECK(status_with(&s, "/v1/models", bearer) == 200, "right key is 200");
     CHECK(status_with(&s, "/v1/fine_tuning/jobs", bearer) == 200, "right key on jobs");
     CHECK(status_with(&s, "/healthz", NULL) == 200, "healthz open");
-    CHECK(status_with(&s, "/metrics", NULL) == 200, "metrics open");
+    CHECK(status_with(&s, "/metrics", NULL) == 401, "metrics need the key once one exists");
+    CHECK(status_with(&s, "/metrics", bearer) == 200, "metrics with the key");
     char *ds = it_story_jsonl(3);
     ITResp r = it_upload(&s, "a.jsonl", ds, strlen(ds), "fine-tune", NULL);
     CHECK(r.status == 401, "upload without key: %ld", r.status);
@@ -87,6 +89,10 @@ int main(void) {
     CHECK(keys_cmd(&s, "create", NULL, key2, sizeof key2) == 0, "second key");
     key2[strcspn(key2, "\n")] = 0;
     snprintf(bearer2, sizeof bearer2, "Authorization: Bearer %s", key2);
+    it_stop(&s, SIGTERM);  // --public-metrics: /metrics open to anyone, the API still not
+    CHECK(it_start(&s, "--slots", "0", "--public-metrics", NULL) == 0, "restart with --public-metrics");
+    CHECK(status_with(&s, "/metrics", NULL) == 200, "public metrics without a key");
+    CHECK(status_with(&s, "/v1/models", NULL) == 401, "the API still needs the key");
     CHECK(keys_cmd(&s, "revoke", id, out, sizeof out) == 0, "keys revoke");
     CHECK(status_with(&s, "/v1/models", bearer) == 401, "revoked key no longer works");
     CHECK(status_with(&s, "/v1/models", bearer2) == 200, "the other key still works");
