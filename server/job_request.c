@@ -116,6 +116,17 @@ static json_t *hp_collect(json_t *body, JobSpec *out, json_t **lemo, int *is_lem
                     FAIL("invalid_type", p, "'%s' must be an object", p);
                     return NULL;
                 }
+                // given in both places, a hyperparameter must say the same in both
+                json_object_foreach(sh, k, v) {
+                    json_t *t = json_object_get(hp, k);
+                    if (t && !json_equal(t, v)) {
+                        snprintf(p, sizeof p, "method.%s.hyperparameters.%.40s", sub, k);
+                        json_decref(hp);
+                        FAIL("conflicting_hyperparameters", p, "'%s' disagrees with 'hyperparameters.%.40s': give it in "
+                             "one place, or the same in both", p, k);
+                        return NULL;
+                    }
+                }
                 json_object_update(hp, sh);
             }
         }
@@ -470,7 +481,10 @@ int job_request_resolve(const char *body, size_t len, const JobEnv *env, JobSpec
     }
 
     json_t *hpo = json_object();
-    json_object_set_new(hpo, "n_epochs", has_steps ? json_string("auto") : json_real(epochs));
+    // an integer where it is whole, as OpenAI's clients type it (fractional epochs stay real)
+    json_object_set_new(hpo, "n_epochs", has_steps ? json_string("auto")
+                                         : epochs == floor(epochs) ? json_integer((json_int_t)epochs)
+                                                                   : json_real(epochs));
     json_object_set_new(hpo, "max_steps", has_steps ? json_integer(max_steps) : json_null());
     json_object_set_new(hpo, "batch_size", json_integer(batch));
     json_object_set_new(hpo, "learning_rate_multiplier", json_real(mult));

@@ -136,12 +136,29 @@ int main(void) {
     expect("unsupported method", "POST", "/v1/fine_tuning/jobs", body, 400, "method.type");
     snprintf(body, sizeof body, "{\"model\": \"m1\", \"training_file\": \"%s\", \"method\": {\"type\": \"supervised\", \"supervised\": {\"hyperparameters\": {\"n_epochs\": \"lots\"}}}}", fid);
     expect("method hyperparameter type", "POST", "/v1/fine_tuning/jobs", body, 400, "hyperparameters.n_epochs");
+    snprintf(body, sizeof body, "{\"model\": \"m1\", \"training_file\": \"%s\", \"hyperparameters\": {\"lora_r\": 4}, "
+             "\"method\": {\"type\": \"supervised\", \"supervised\": {\"hyperparameters\": {\"lora_r\": 8}}}}", fid);
+    expect("top-level and method hyperparameters disagree", "POST", "/v1/fine_tuning/jobs", body, 400,
+           "method.supervised.hyperparameters.lora_r");
     snprintf(body, sizeof body, "{\"model\": \"m1\", \"training_file\": \"%s\", \"seed\": \"x\"}", fid);
     expect("seed type", "POST", "/v1/fine_tuning/jobs", body, 400, "seed");
     snprintf(body, sizeof body, "{\"model\": \"m1\", \"training_file\": \"%s\", \"suffix\": \"a/b\"}", fid);
     expect("suffix chars", "POST", "/v1/fine_tuning/jobs", body, 400, "suffix");
     snprintf(body, sizeof body, "{\"model\": \"m1\", \"training_file\": \"%s\", \"metadata\": {\"k\": 1}}", fid);
     expect("metadata value type", "POST", "/v1/fine_tuning/jobs", body, 400, "metadata.k");
+
+    /* n_epochs reads back as an integer where it is whole (OpenAI's clients type it so) */
+    {
+        JOB("{\"n_epochs\": 2}");
+        ITResp rr = it_req(&s, "POST", "/v1/fine_tuning/jobs", h, body, (long)strlen(body));
+        CHECK(rr.status == 200 && strstr(rr.body, "\"n_epochs\":2,"), "integer n_epochs: %.300s", rr.body);
+        char id[64] = "", path[128];
+        it_str(&rr, "id", id, sizeof id);
+        it_free(&rr);
+        snprintf(path, sizeof path, "/v1/fine_tuning/jobs/%s/cancel", id);
+        rr = it_req(&s, "POST", path, h, NULL, 0);
+        it_free(&rr);
+    }
 
     /* OpenAI's "auto" values and the method form are accepted */
     snprintf(body, sizeof body, "{\"model\": \"m1\", \"training_file\": \"%s\", \"method\": {\"type\": \"supervised\", "
