@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <jansson.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,6 +94,10 @@ out:
 }
 
 int checkpoint_latest(const char *output_dir, char *out, size_t cap) {
+    return checkpoint_latest_before(output_dir, LONG_MAX, out, cap);
+}
+
+int checkpoint_latest_before(const char *output_dir, long before, char *out, size_t cap) {
     char root[4096];
     snprintf(root, sizeof root, "%s/checkpoints", output_dir);
     DIR *d = opendir(root);
@@ -107,7 +112,7 @@ int checkpoint_latest(const char *output_dir, char *out, size_t cap) {
         char st[4400];
         snprintf(st, sizeof st, "%s/%s/state.json", root, de->d_name);
         if (access(st, R_OK)) continue;  // incomplete (cannot happen with rename, but be safe)
-        if (s > best) best = s;
+        if (s > best && s < before) best = s;
     }
     closedir(d);
     if (best < 0) return -1;

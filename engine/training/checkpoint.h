@@ -28,5 +28,7 @@ int checkpoint_save(const Model *m, const char *output_dir, const char *base_mod
 int checkpoint_load(Model *m, const char *ckpt_dir, TrainState *st, Err *e);
 /* Newest OUTPUT_DIR/checkpoints/step-N into out; 0 if found, -1 if none. */
 int checkpoint_latest(const char *output_dir, char *out, size_t cap);
+/* The same among those of steps below `before` (the one before an unreadable checkpoint). */
+int checkpoint_latest_before(const char *output_dir, long before, char *out, size_t cap);
 
 #endif

@@ -202,7 +202,19 @@ int trainer_run(const JobConfig *c, Err *e) {
     }
     if (ckpt[0]) {
         TrainState saved;
-        if (checkpoint_load(m, ckpt, &saved, e)) goto out;
+        // resume_from auto: an unreadable checkpoint (a torn disk, a damaged file) falls back to
+        // the one before it, and says so; one that loads but was made with other data or seed
+        // is an error below, not a fallback
+        while (checkpoint_load(m, ckpt, &saved, e)) {
+            char prev[4300];
+            const char *base = strrchr(ckpt, '/');
+            long bad = base && !strncmp(base, "/step-", 6) ? atol(base + 6) : -1;
+            if (strcmp(c->resume_from, "auto") || bad < 0 || checkpoint_latest_before(c->output_dir, bad, prev, sizeof prev))
+                goto out;
+            progress_log("warn", "checkpoint %s cannot be read (%s): resuming from %s, the one before it", ckpt, e->msg,
+                         prev);
+            snprintf(ckpt, sizeof ckpt, "%s", prev);
+        }
         if (saved.n_windows != train.n || saved.seed != c->seed) {
             err_set_at(e, "resume_from", 0, "checkpoint %s was made with other data or seed", ckpt);
             goto out;
