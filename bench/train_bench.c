@@ -191,7 +191,7 @@ static size_t predicted_peak(const char *dir, int S, const ActPolicy *act, size_
     bench_job(&jc, dir, S, act);
     json_t *out = NULL;
     Err e;
-    if (estimate_job(&jc, "cuda", device_mem, ESTIMATE_MEMORY_ONLY, &out, &e)) {
+    if (estimate_job(&jc, "cuda", device_mem, 0, ESTIMATE_MEMORY_ONLY, &out, &e)) {
         fprintf(stderr, "train_bench: estimate: %s\n", e.msg);
         return 0;
     }

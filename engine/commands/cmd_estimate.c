@@ -12,19 +12,20 @@ static void usage(FILE *f) {
             "  fits, and the estimated tokens and duration of the job, as one JSON object.\n"
             "  --device D       auto, cpu or cuda (default: the config's device, else auto)\n"
             "  --device-mem N   memory available in bytes (default: detected; GPU via nvidia-smi)\n"
+            "  --host-mem N     the host's memory in bytes, which holds offloaded layers (default: this machine's)\n"
             "  --memory-only    memory and fit only, no duration (skips the CPU's 0.2 s speed probe)\n"
             "  --help           this text\n");
 }
 
 int cmd_estimate(int argc, char **argv) {
     const char *path = NULL, *device = NULL;
-    size_t mem = 0;
+    size_t mem = 0, host_mem = 0;
     int flags = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
         if (!strcmp(a, "--memory-only")) { flags |= ESTIMATE_MEMORY_ONLY; continue; }
-        if ((!strcmp(a, "--device") || !strcmp(a, "--device-mem")) && i + 1 < argc) {
+        if ((!strcmp(a, "--device") || !strcmp(a, "--device-mem") || !strcmp(a, "--host-mem")) && i + 1 < argc) {
             const char *v = argv[++i];
             if (!strcmp(a, "--device")) {
                 if (strcmp(v, "auto") && strcmp(v, "cpu") && strcmp(v, "cuda")) {
@@ -35,8 +36,8 @@ int cmd_estimate(int argc, char **argv) {
             } else {
                 char *end;
                 unsigned long long n = strtoull(v, &end, 10);
-                if (*end || n == 0) { fprintf(stderr, "lemo estimate: --device-mem must be a byte count\n"); return 2; }
-                mem = (size_t)n;
+                if (*end || n == 0) { fprintf(stderr, "lemo estimate: %s must be a byte count\n", a); return 2; }
+                *(!strcmp(a, "--host-mem") ? &host_mem : &mem) = (size_t)n;
             }
             continue;
         }
@@ -51,7 +52,7 @@ int cmd_estimate(int argc, char **argv) {
     JobConfig c;
     Err e = {0};
     json_t *out = NULL;
-    if (job_config_load(path, &c, &e) || estimate_job(&c, device ? device : c.device, mem, flags, &out, &e)) {
+    if (job_config_load(path, &c, &e) || estimate_job(&c, device ? device : c.device, mem, host_mem, flags, &out, &e)) {
         json_t *err = json_pack("{s:{s:s, s:s}}", "error", "message", e.msg, "param", e.param);
         char *s = json_dumps(err, JSON_COMPACT);
         puts(s);

@@ -191,6 +191,25 @@ static int auto_policy(const ModelConfig *mc, const JobConfig *jc, int S, int cu
     return fits;
 }
 
+/* Layer order for auto's per-layer choices: LeMo's sparse layers first (smallest activations
+ * to keep, cheapest attention to recompute), the last ones first among equals. */
+static int auto_order(const ModelConfig *mc, const JobConfig *jc, int S, int order[JOB_MAX_LAYERS]) {
+    LemoSpec z = lemo_for(mc, jc);
+    int k = 0, L = mc->n_layers;
+    for (int sparse = 1; sparse >= 0; sparse--)
+        for (int l = L - 1; l >= 0; l--)
+            if ((lemo_rows(&z, l, S) < S) == sparse) order[k++] = l;
+    return k;
+}
+
+/* `base` for every layer but the first n of `order`, which take `other`. */
+static ActPolicy act_mix(int L, int base, int other, const int *order, int n, int tiles) {
+    ActPolicy a = {.all = base, .n = L, .mlp_tiles = tiles};
+    for (int l = 0; l < L; l++) a.layer[l] = (unsigned char)base;
+    for (int i = 0; i < n; i++) a.layer[order[i]] = (unsigned char)other;
+    return a;
+}
+
 static int auto_policy_tiles(const ModelConfig *mc, const JobConfig *jc, int S, int cuda, size_t device_mem,
                              size_t host_budget, size_t data_bytes, int tiles, ActPolicy *out, int *kept) {
     static const int long_ctx[] = {ACT_OFFLOAD_ATT, ACT_RECOMPUTE, ACT_OFFLOAD};
@@ -199,43 +218,54 @@ static int auto_policy_tiles(const ModelConfig *mc, const JobConfig *jc, int S, 
     const int *bases = !cuda ? cpu : S >= AUTO_OFFLOAD_ATT_MIN ? long_ctx : short_ctx;
     int n_bases = cuda ? 3 : 1, L = mc->n_layers;
     size_t budget = (size_t)(device_mem * 0.95);
+    int order[JOB_MAX_LAYERS];
+    auto_order(mc, jc, S, order);
     JobConfig t = *jc;
-    int base = -1;
+    int found = 0;
     *kept = 0;
-    for (int i = 0; i < n_bases && base < 0; i++) {
+    for (int i = 0; i < n_bases && !found; i++) {
         t.act = act_uniform(bases[i]);
         t.act.mlp_tiles = tiles;
-        if (peak_for(mc, &t, S, cuda, data_bytes) <= budget && host_for(mc, &t, S, cuda, data_bytes) <= host_budget)
-            base = bases[i];
+        found = peak_for(mc, &t, S, cuda, data_bytes) <= budget && host_for(mc, &t, S, cuda, data_bytes) <= host_budget;
     }
-    if (base < 0) {
+    // Past what one policy for every layer fits (checkpoints on the device fill it, offloaded
+    // ones fill the host): offload some layers and keep the others' checkpoints on the device.
+    // Each layer moved to the device frees host memory and takes device memory, so the fewest
+    // moved that let the host hold the rest, if the device then holds them, fits; sparse layers
+    // move first, their attention forward being the cheapest to recompute.
+    for (int i = 0; cuda && !found && i < 2; i++) {
+        int off = i == 0 ? ACT_OFFLOAD_ATT : ACT_OFFLOAD;
+        int lo = 1, hi = L - 1;  // moved layers: the fewest whose host bytes fit
+        while (lo < hi) {
+            int n = (lo + hi) / 2;
+            t.act = act_mix(L, off, ACT_RECOMPUTE, order, n, tiles);
+            if (host_for(mc, &t, S, cuda, data_bytes) <= host_budget) hi = n;
+            else lo = n + 1;
+        }
+        t.act = act_mix(L, off, ACT_RECOMPUTE, order, lo, tiles);
+        found = host_for(mc, &t, S, cuda, data_bytes) <= host_budget && peak_for(mc, &t, S, cuda, data_bytes) <= budget;
+    }
+    if (!found) {
         *out = act_uniform(bases[n_bases - 1]);
         out->mlp_tiles = tiles;
         return 0;
     }
     // kept layers only add device memory (and free host memory): the largest count that fits,
-    // taking first the layers whose activations are smallest (LeMo's sparse layers), the
-    // last ones first among equals
-    LemoSpec z = lemo_for(mc, jc);
-    int order[JOB_MAX_LAYERS], k = 0;
-    for (int sparse = 1; sparse >= 0; sparse--)
-        for (int l = L - 1; l >= 0; l--)
-            if ((lemo_rows(&z, l, S) < S) == sparse) order[k++] = l;
+    // taken in the same order
+    ActPolicy base = t.act;
     size_t keep_budget = (size_t)(device_mem * AUTO_KEEP_SHARE);
     int lo = 0, hi = L;
     while (lo < hi) {
         int n = (lo + hi + 1) / 2;
-        t.act = (ActPolicy){.all = base, .n = L, .mlp_tiles = tiles};
-        for (int l = 0; l < L; l++) t.act.layer[l] = (unsigned char)base;
+        t.act = base;
+        if (!t.act.n) t.act = act_mix(L, base.all, base.all, order, 0, tiles);
         for (int i = 0; i < n; i++) t.act.layer[order[i]] = ACT_KEEP;
         if (peak_for(mc, &t, S, cuda, data_bytes) <= keep_budget) lo = n;
         else hi = n - 1;
     }
-    *out = act_uniform(base);
-    out->mlp_tiles = tiles;
+    *out = base;
     if (lo > 0) {
-        out->n = L;
-        for (int l = 0; l < L; l++) out->layer[l] = (unsigned char)base;
+        if (!out->n) *out = act_mix(L, base.all, base.all, order, 0, tiles);
         for (int i = 0; i < lo; i++) out->layer[order[i]] = ACT_KEEP;
     }
     *kept = lo;
@@ -254,6 +284,18 @@ static size_t cuda_mem_query(const char *what) {
     return (size_t)mib << 20;
 }
 static size_t cuda_device_mem(void) { return cuda_mem_query("total"); }
+
+/* The host memory available now (MemAvailable: free plus what the kernel can reclaim), else
+ * the physical memory. */
+static size_t host_mem_now(void) {
+    size_t phys = (size_t)sysconf(_SC_PHYS_PAGES) * (size_t)sysconf(_SC_PAGESIZE), kib = 0;
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[128];
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %zu kB", &kib) == 1) break;
+    if (f) fclose(f);
+    return kib ? kib << 10 : phys;
+}
 
 /* Host bytes of the job's data: the packed windows (8 bytes a token, ~1 token per 4 bytes of
  * JSONL) and the loaded tokenizer, ~10x its tokenizer.json (merges and vocabulary tables:
@@ -275,16 +317,18 @@ int estimate_auto_policy(JobConfig *jc, int cuda, Err *e) {
     if (!device_mem) return err_set_at(e, "memory.auto", 0, "memory.auto: cannot read the device's memory (nvidia-smi)");
     struct stat st;
     size_t data_bytes = data_bytes_for(jc, stat(jc->train_file, &st) ? 0 : (size_t)st.st_size);
-    size_t host_budget = (size_t)((size_t)sysconf(_SC_PHYS_PAGES) * (size_t)sysconf(_SC_PAGESIZE) * 0.9);
+    // likewise the host's available memory, not its total (files in /dev/shm, other jobs)
+    size_t host_budget = (size_t)(host_mem_now() * 0.9);
     auto_policy(&mc, jc, jc->context_length, cuda, device_mem, host_budget, data_bytes, &jc->act);
     return 0;
 }
 
-int estimate_job(const JobConfig *jc_in, const char *device, size_t device_mem, int flags, json_t **out, Err *e) {
+int estimate_job(const JobConfig *jc_in, const char *device, size_t device_mem, size_t host_mem, int flags,
+                 json_t **out, Err *e) {
     ModelConfig mc;
     if (model_config_load(jc_in->model, &mc, e) || act_policy_check(&jc_in->act, mc.n_layers, e)) return -1;
-    JobConfig auto_jc, frugal_jc;  // memory.auto: the chosen policy; the most frugal for the largest context
-    const JobConfig *jc = jc_in, *fit_jc = jc_in;
+    JobConfig auto_jc, fit_jc_auto;  // memory.auto: the chosen policy; its pick at each length tried
+    const JobConfig *jc = jc_in;
     int cuda = !strcmp(device, "cuda") || (!strcmp(device, "auto") && cuda_device_mem() > 0);
     const char *mem_source = "given";
     if (!device_mem) {
@@ -303,25 +347,26 @@ int estimate_job(const JobConfig *jc_in, const char *device, size_t device_mem, 
     // the budget leaves 5% headroom for fragmentation and other processes; on CUDA the host
     // must also hold the offloaded checkpoints (pinned) with 10% left for everything else
     size_t budget = (size_t)(device_mem * 0.95);
-    size_t host_mem = (size_t)sysconf(_SC_PHYS_PAGES) * (size_t)sysconf(_SC_PAGESIZE);
+    if (!host_mem) host_mem = (size_t)sysconf(_SC_PHYS_PAGES) * (size_t)sysconf(_SC_PAGESIZE);
     size_t host_budget = (size_t)(host_mem * 0.9);
     if (jc_in->act_auto) {
-        auto_jc = frugal_jc = *jc_in;
+        auto_jc = fit_jc_auto = *jc_in;
         auto_policy(&mc, jc_in, S, cuda, device_mem, host_budget, data_bytes, &auto_jc.act);
-        frugal_jc.act = act_uniform(cuda ? ACT_OFFLOAD : ACT_RECOMPUTE);
-        jc = &auto_jc, fit_jc = &frugal_jc;
+        jc = &auto_jc;
     }
     size_t peak = peak_for(&mc, jc, S, cuda, data_bytes), host = host_for(&mc, jc, S, cuda, data_bytes);
     int lo = 0, hi = 1 << 22;
     while (lo < hi) {  // the largest multiple of 256 tokens that fits both
-        int mid = (lo + hi + 1) / 2;
-        if (jc_in->act_auto)  // the MLP in tiles, as auto_policy would take them at that length
-            frugal_jc.act.mlp_tiles = (mid * 256 + AUTO_TILE_ROWS - 1) / AUTO_TILE_ROWS;
-        if (peak_for(&mc, fit_jc, mid * 256, cuda, data_bytes) <= budget &&
-            host_for(&mc, fit_jc, mid * 256, cuda, data_bytes) <= host_budget)
-            lo = mid;
-        else
-            hi = mid - 1;
+        int mid = (lo + hi + 1) / 2, fits;
+        if (jc_in->act_auto) {  // what memory.auto would pick at that length
+            fits = auto_policy(&mc, jc_in, mid * 256, cuda, device_mem, host_budget, data_bytes, &fit_jc_auto.act);
+            fits = fits && peak_for(&mc, &fit_jc_auto, mid * 256, cuda, data_bytes) <= budget;
+        } else {
+            fits = peak_for(&mc, jc_in, mid * 256, cuda, data_bytes) <= budget &&
+                   host_for(&mc, jc_in, mid * 256, cuda, data_bytes) <= host_budget;
+        }
+        if (fits) lo = mid;
+        else hi = mid - 1;
     }
     double windows = floor(data_tokens / S);
     if (windows < 1) windows = 1;

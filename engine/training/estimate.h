@@ -8,20 +8,23 @@
 #include "err.h"
 #include "job_config.h"
 
-/* device: "auto", "cpu" or "cuda"; device_mem: bytes available (0 = detect). On success *out
+/* device: "auto", "cpu" or "cuda"; device_mem: bytes available (0 = detect); host_mem: the
+ * host's memory in bytes, which holds a CUDA job's offloaded layers (0 = this machine's). On success *out
  * is {device, device_mem_bytes, peak_bytes, device_fits, host_mem_bytes (this machine's
  * memory), fits (on CUDA: the device peak fits and the host holds host_bytes plus the dataset),
  * context_length, max_context_length (fits both), breakdown{...}, host_bytes (pinned host
  * memory of offloaded layer checkpoints), tokens, steps, est_seconds, tokens_per_s,
  * memory_layers (layers per activation policy)}. With memory.auto the figures are those of
  * the policy the trainer would pick (memory_layers says which) and the largest context is
- * that of the most frugal policy it may pick. */
-int estimate_job(const JobConfig *jc, const char *device, size_t device_mem, int flags, json_t **out, Err *e);
+ * the longest at which it finds one that fits. */
+int estimate_job(const JobConfig *jc, const char *device, size_t device_mem, size_t host_mem, int flags,
+                 json_t **out, Err *e);
 /* estimate_job's flags: ESTIMATE_MEMORY_ONLY skips the duration (on the CPU a 0.2 s sgemm probe):
  * tokens, steps, est_seconds and tokens_per_s are then absent. */
 #define ESTIMATE_MEMORY_ONLY 1
 /* memory.auto: sets jc->act to the fastest policy, layer by layer, that fits this machine: the
- * CUDA device's free memory (cuda) or physical memory, and the host's for pinned offloads. 0,
+ * CUDA device's free memory (cuda) or physical memory, and the host's available memory for
+ * pinned offloads. 0,
  * or -1 with e set (unreadable model config, no device memory to read). */
 int estimate_auto_policy(JobConfig *jc, int cuda, Err *e);
 

@@ -34,7 +34,7 @@ static size_t num(json_t *o, const char *path) {
 
 /* The estimate of a LoRA r 8 q,k,v,o job of S tokens with checkpoints on the device or
  * offloaded, for `device` with mem bytes; NULL (and a failed check) on error. */
-static json_t *estimate_mem(int S, const char *memory, const char *device, size_t mem) {
+static json_t *estimate_host(int S, const char *memory, const char *device, size_t mem, size_t host) {
     char text[1024];
     snprintf(text, sizeof text,
              "{\"model\":\"%s\",\"train_file\":\"%s/train.jsonl\",\"output_dir\":\"%s/out\",\"context_length\":%d,"
@@ -46,9 +46,12 @@ static json_t *estimate_mem(int S, const char *memory, const char *device, size_
     json_t *out = NULL;
     int rc = job_config_parse(text, &jc, &e);
     CHECK(rc == 0, "job config: %s", e.msg);
-    if (!rc) rc = estimate_job(&jc, device, mem, 0, &out, &e);
+    if (!rc) rc = estimate_job(&jc, device, mem, host, 0, &out, &e);
     CHECK(rc == 0 && out, "estimate: %s", e.msg);
     return rc ? NULL : out;
+}
+static json_t *estimate_mem(int S, const char *memory, const char *device, size_t mem) {
+    return estimate_host(S, memory, device, mem, 0);
 }
 static json_t *estimate(int S, int offload, const char *device, size_t mem) {
     return estimate_mem(S, offload ? "{\"checkpointing\":true,\"offload\":true}" : "{\"checkpointing\":true}", device,
@@ -105,6 +108,37 @@ static void auto_policy_checks(size_t mem) {
     CHECK(cpu && layers_under(cpu, "keep") == 32, "auto on the CPU with a terabyte: every layer kept (%d)",
           cpu ? layers_under(cpu, "keep") : -1);
     json_decref(cpu);
+}
+
+/* memory.auto past what one policy for every layer fits: at 256K tokens on an 80 GiB device
+ * with a 64 GiB host the checkpoints of all layers fill the device (2 GiB each) and the
+ * offloaded ones would fill the host; auto offloads some and keeps the others' on the device,
+ * within both, and the largest context is past 256K. */
+static void auto_mixed_checks(void) {
+    size_t dev = (size_t)80 << 30, host = (size_t)64 << 30;
+    const char *uniform[] = {"{\"checkpointing\":true}", "{\"checkpointing\":true,\"offload\":true,\"mlp_tiles\":64}"};
+    for (int i = 0; i < 2; i++) {
+        json_t *u = estimate_host(262144, uniform[i], "cuda", dev, host);
+        CHECK(u && json_is_false(json_object_get(u, "fits")), "256K with %s should not fit 80 GiB + 64 GiB", uniform[i]);
+        json_decref(u);
+    }
+    json_t *a = estimate_host(262144, "{\"auto\":true}", "cuda", dev, host);
+    if (!a) return;
+    int rec = layers_under(a, "recompute"), off = layers_under(a, "offload") + layers_under(a, "offload_attention");
+    CHECK(rec > 0 && off > 0 && rec + off + layers_under(a, "keep") == 32,
+          "auto at 256K: %d recompute, %d offloaded, %d keep", rec, off, layers_under(a, "keep"));
+    CHECK(json_is_true(json_object_get(a, "fits")) && num(a, "peak_bytes") <= dev * 0.95 && num(a, "host_bytes") <= host * 0.9,
+          "auto at 256K: peak %.1f GiB, host %.1f GiB should fit", num(a, "peak_bytes") / 1073741824.0,
+          num(a, "host_bytes") / 1073741824.0);
+    int max = (int)num(a, "max_context_length");
+    CHECK(max >= 262144, "auto's largest context %d should reach 256K", max);
+    json_t *at = estimate_host(max, "{\"auto\":true}", "cuda", dev, host);
+    json_t *past = estimate_host(max + 256, "{\"auto\":true}", "cuda", dev, host);
+    CHECK(at && past && json_is_true(json_object_get(at, "fits")) && json_is_false(json_object_get(past, "fits")),
+          "auto fits its largest context %d and not 256 tokens more", max);
+    json_decref(at);
+    json_decref(past);
+    json_decref(a);
 }
 
 int main(void) {
@@ -202,6 +236,7 @@ int main(void) {
     }
 
     auto_policy_checks(mem);
+    auto_mixed_checks();
 
     // the CPU plans fp32 with its own (NH, S) attention workspace, and counts the dataset
     json_t *cpu = estimate(4096, 0, "cpu", mem);

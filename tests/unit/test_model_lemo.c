@@ -331,7 +331,7 @@ int main(void) {
         Err e;
         CHECK(job_config_parse(cfg, &jc, &e) == 0, "config: %s", e.msg);
         json_t *est = NULL;
-        CHECK(estimate_job(&jc, "cpu", 0, 0, &est, &e) == 0, "estimate: %s", e.msg);
+        CHECK(estimate_job(&jc, "cpu", 0, 0, 0, &est, &e) == 0, "estimate: %s", e.msg);
         LemoSpec z;
         CHECK(lemo_resolve(&jc.lemo, L, &z, &e) == 0 && z.on, "resolve: %s", e.msg);
         LoraSpec ls = {2, 4.0f, 0, {1, 1, 1, 1, 1, 1, 1}};
