@@ -326,7 +326,7 @@ static int job_stop(Req *r, const char *what) {
              db_event_add(db, j.id, "info", "message", cancel ? "Cancellation requested" : "Pause requested", NULL, &e) > 0;
         signal_child = 1;
     } else if (!strcmp(st, "queued") || (cancel && !strcmp(st, "paused"))) {
-        ok = db_job_set_status(db, j.id, cancel ? "cancelled" : "paused", NULL, NULL, &e) == 0 &&
+        ok = db_job_move(db, j.id, cancel ? JOB_CANCELLED : JOB_PAUSED, JOB_BY_API, NULL, NULL, &e) == 0 &&
              db_event_add(db, j.id, "info", "message", cancel ? "Job cancelled" : "Job paused", NULL, &e) > 0;
         hook = cancel;
     } else {
@@ -389,7 +389,7 @@ int api_jobs_resume(Req *r) {
     snprintf(dir, sizeof dir, "%s/jobs/%s", r->srv->data_dir, j.id);
     snprintf(msg, sizeof msg, "Job resumed: queued to continue from step %lld",
              (long long)scheduler_disk_checkpoint_step(dir));
-    if (db_job_requeue(db, j.id, 1, &e) || db_event_add(db, j.id, "info", "message", msg, NULL, &e) < 0) {
+    if (db_job_move(db, j.id, JOB_QUEUED, JOB_BY_API, NULL, NULL, &e) || db_event_add(db, j.id, "info", "message", msg, NULL, &e) < 0) {
         db_rollback(db);
         job_row_free(&j);
         return http_500(r, "%s", e.msg);

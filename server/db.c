@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "job_state.h"
 #include "srv_util.h"
 
 #define JOB_COLS "seq,id,model,status,created_at,started_at,finished_at,training_file,validation_file,seed," \
@@ -61,8 +62,9 @@ static const char *const SQL[S_COUNT] = {
                      "error=coalesce(?4,error), fine_tuned_model=coalesce(?5,fine_tuned_model), stop_request=NULL, "
                      "estimated_finish=CASE WHEN ?2='running' THEN estimated_finish ELSE NULL END WHERE id=?1",
     [S_JOB_REQUEUE_BACK] = "UPDATE jobs SET status='queued', stop_request=NULL, estimated_finish=NULL, "
-                           "queue_pos=(SELECT coalesce(max(queue_pos),0)+1 FROM jobs) WHERE id=?1",
-    [S_JOB_REQUEUE_KEEP] = "UPDATE jobs SET status='queued', stop_request=NULL, estimated_finish=NULL WHERE id=?1",
+                           "error=NULL, queue_pos=(SELECT coalesce(max(queue_pos),0)+1 FROM jobs) WHERE id=?1",
+    [S_JOB_REQUEUE_KEEP] = "UPDATE jobs SET status='queued', stop_request=NULL, estimated_finish=NULL, error=NULL "
+                           "WHERE id=?1",
     [S_JOB_STOP] = "UPDATE jobs SET stop_request=?2 WHERE id=?1",
     [S_JOB_PROGRESS] = "UPDATE jobs SET progress=?2, trained_tokens=?3, estimated_finish=?4 WHERE id=?1",
     [S_JOB_IDS] = "SELECT id FROM jobs WHERE status=? ORDER BY queue_pos, seq LIMIT ?",
@@ -472,30 +474,55 @@ int db_job_claim(Db *db, JobRow *out, Err *e) {
     db_done(db, s);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) { db_fail(db, e, "claim job"); db_rollback(db); return -1; }
     if (!id[0]) { db_rollback(db); return 0; }
-    s = db_stmt(db, S_JOB_RUN);
-    sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(s, 2, now_s());
-    if (db_exec_stmt(db, s, e, "claim job") != 1) { db_rollback(db); return -1; }
+    if (db_job_move(db, id, JOB_RUNNING, JOB_BY_SCHEDULER, NULL, NULL, e)) { db_rollback(db); return -1; }
     if (db_job_get(db, id, out, e) != 1) { db_rollback(db); return -1; }
     if (db_commit(db, e)) { job_row_free(out); return -1; }
     return 1;
 }
 
-int db_job_set_status(Db *db, const char *id, const char *status, const char *error_json,
-                      const char *fine_tuned_model, Err *e) {
-    sqlite3_stmt *s = db_stmt(db, S_JOB_STATUS);
-    sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(s, 2, status, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(s, 3, now_s());
-    bind_text(s, 4, error_json);
-    bind_text(s, 5, fine_tuned_model);
-    return db_exec_stmt(db, s, e, "set job status") < 0 ? -1 : 0;
-}
-
-int db_job_requeue(Db *db, const char *id, int to_back, Err *e) {
-    sqlite3_stmt *s = db_stmt(db, to_back ? S_JOB_REQUEUE_BACK : S_JOB_REQUEUE_KEEP);
-    sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
-    return db_exec_stmt(db, s, e, "requeue job") < 0 ? -1 : 0;
+/* The one place a job's status changes (job_state.h): reads the status, checks the move
+ * against the table and applies it, in one transaction. */
+int db_job_move(Db *db, const char *id, JobState to, JobActor by, const char *error_json,
+                const char *fine_tuned_model, Err *e) {
+    if (db_begin(db, e)) return -1;
+    JobRow cur;
+    int rc = db_job_get(db, id, &cur, e);
+    if (rc != 1) {
+        db_rollback(db);
+        return rc == 0 ? err_set(e, "job %s does not exist", id) : -1;
+    }
+    int from = job_state_parse(cur.status);
+    job_row_free(&cur);
+    if (from < 0 || job_transition_check((JobState)from, to, by, e)) {
+        if (from < 0) err_set(e, "job %s has the unknown status '%s'", id, cur.status);
+        fprintf(stderr, "lemo serve: job %s: refused: %s\n", id, e->msg);
+        db_rollback(db);
+        return -2;
+    }
+    sqlite3_stmt *s;
+    if (to == JOB_RUNNING) {
+        s = db_stmt(db, S_JOB_RUN);
+        sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(s, 2, now_s());
+    } else if (to == JOB_QUEUED) {
+        // a resumed job waits behind the jobs queued meanwhile; one the server stopped keeps its place
+        s = db_stmt(db, by == JOB_BY_API ? S_JOB_REQUEUE_BACK : S_JOB_REQUEUE_KEEP);
+        sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
+    } else {
+        s = db_stmt(db, S_JOB_STATUS);
+        sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(s, 2, job_state_names[to], -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(s, 3, now_s());
+        bind_text(s, 4, error_json);
+        bind_text(s, 5, fine_tuned_model);
+    }
+    int changed = db_exec_stmt(db, s, e, "move job");
+    if (changed != 1) {
+        if (changed == 0) err_set(e, "job %s: the move to %s changed no row", id, job_state_names[to]);
+        db_rollback(db);
+        return -1;
+    }
+    return db_commit(db, e);
 }
 
 int db_job_set_stop_request(Db *db, const char *id, const char *what, Err *e) {

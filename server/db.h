@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "job_state.h"
 
 typedef struct Db Db;
 
@@ -99,12 +100,11 @@ int db_job_list(Db *db, const char *after, int limit, JobRow **rows, int *n, int
 int db_job_list_succeeded(Db *db, int max, JobRow **rows, int *n, Err *e);
 /* Claims the oldest queued job (status -> running): 1 claimed (out filled), 0 none. */
 int db_job_claim(Db *db, JobRow *out, Err *e);
-/* Sets status (and finished_at when terminal); error_json / fine_tuned_model may be NULL. */
-int db_job_set_status(Db *db, const char *id, const char *status, const char *error_json,
-                      const char *fine_tuned_model, Err *e);
-/* Sends a job back to the queue: to its end (to_back: a resume) or keeping its place (a job
- * interrupted by a crash or a shutdown). */
-int db_job_requeue(Db *db, const char *id, int to_back, Err *e);
+/* Moves the job to status `to` (finished_at set when terminal, error / fine_tuned_model when
+ * given, a requeue clears the error): 0 done, -2 refused because job_transitions[] has no
+ * such move from the job's status (logged, nothing changed), -1 database error. */
+int db_job_move(Db *db, const char *id, JobState to, JobActor by, const char *error_json,
+                const char *fine_tuned_model, Err *e);
 int db_job_set_stop_request(Db *db, const char *id, const char *what, Err *e);
 int db_job_set_progress(Db *db, const char *id, const char *progress_json, int64_t trained_tokens,
                         int64_t estimated_finish, Err *e);

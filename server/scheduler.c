@@ -22,11 +22,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "job_state.h"
 #include "job_view.h"
 #include "srv_util.h"
 #include "webhook.h"
 
 extern char **environ;
+
+/* How many times a job's trainer is started again after dying of a signal nobody sent. */
+enum { SCHED_TRAINER_RETRIES = 3 };
 
 typedef struct {
     Scheduler *s;
@@ -116,7 +120,7 @@ int scheduler_recover(Server *srv, Err *e) {
             int64_t db_step = db_checkpoint_max_step(srv->db, ids[i], &e2);
             if (db_step > step) step = db_step;
             if (db_begin(srv->db, e)) return -1;
-            if (db_job_requeue(srv->db, ids[i], 0, e)) { db_rollback(srv->db); return -1; }
+            if (db_job_move(srv->db, ids[i], JOB_QUEUED, JOB_BY_RECOVERY, NULL, NULL, e)) { db_rollback(srv->db); return -1; }
             add_event(srv, ids[i], "warn", "message", NULL,
                       "The server stopped while this job was running; the job was requeued and is resumed from step %lld%s",
                       (long long)step, step ? "" : " (no checkpoint yet: it starts over)");
@@ -361,7 +365,7 @@ static void run_job(Slot *sl, JobRow *j) {
     if (fs_mkdirs(dir, NULL) || fs_write_atomic(cfg, j->config, strlen(j->config), NULL)) {
         json_t *err = json_pack("{s:s, s:s, s:n}", "code", "server_error", "message", "cannot write the job config", "param");
         char *et = json_dumps(err, JSON_COMPACT | JSON_REAL_PRECISION(10));
-        db_job_set_status(srv->db, j->id, "failed", et, NULL, &e);
+        db_job_move(srv->db, j->id, JOB_FAILED, JOB_BY_SCHEDULER, et, NULL, &e);
         free(et);
         json_decref(err);
         server_notify_events(srv);
@@ -374,69 +378,102 @@ static void run_job(Slot *sl, JobRow *j) {
     else
         add_event(srv, j->id, "info", "message", NULL, "Fine-tuning job started on slot %d", sl->index);
     server_notify_events(srv);
-    int fd = -1;
-    pid_t pid = spawn_trainer(sl, cfg, log, &fd);
-    if (pid < 0) {
-        db_job_set_status(srv->db, j->id, "failed",
-                          "{\"code\":\"server_error\",\"message\":\"cannot start the trainer process\",\"param\":null}",
-                          NULL, &e);
-        server_notify_events(srv);
-        json_decref(st.progress);
-        return;
-    }
-    pthread_mutex_lock(&sl->s->mu);
-    sl->pid = pid;
-    memset(&sl->info, 0, sizeof sl->info);
-    snprintf(sl->info.job_id, sizeof sl->info.job_id, "%s", j->id);
-    sl->info.gpu = sl->gpu;
-    int stopping = sl->s->stopping;
-    pthread_mutex_unlock(&sl->s->mu);
-    /* a cancel or pause that arrived between the claim and now */
-    JobRow cur;
-    if (stopping || (db_job_get(srv->db, j->id, &cur, &e) == 1 && (job_row_free(&cur), cur.stop_request[0])))
-        kill(pid, SIGTERM);
-    int evfd = open(evp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    read_progress(sl, j->id, fd, evfd, &st);
-    if (evfd >= 0) close(evfd);
-    close(fd);
-    /* forget the pid before reaping it, so no signal can reach a reused pid */
-    pthread_mutex_lock(&sl->s->mu);
-    sl->pid = 0;
-    memset(&sl->info, 0, sizeof sl->info);
-    pthread_mutex_unlock(&sl->s->mu);
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
-
+    int status = 0, retries = 0;
     char stop[16] = "";
-    if (db_job_get(srv->db, j->id, &cur, &e) == 1) {
-        snprintf(stop, sizeof stop, "%s", cur.stop_request);
-        job_row_free(&cur);
+    JobRow cur;
+    for (;;) {
+        int fd = -1;
+        pid_t pid = spawn_trainer(sl, cfg, log, &fd);
+        if (pid < 0) {
+            db_job_move(srv->db, j->id, JOB_FAILED, JOB_BY_SCHEDULER,
+                        "{\"code\":\"server_error\",\"message\":\"cannot start the trainer process\",\"param\":null}",
+                        NULL, &e);
+            server_notify_events(srv);
+            json_decref(st.progress);
+            json_decref(st.error);
+            return;
+        }
+        pthread_mutex_lock(&sl->s->mu);
+        sl->pid = pid;
+        memset(&sl->info, 0, sizeof sl->info);
+        snprintf(sl->info.job_id, sizeof sl->info.job_id, "%s", j->id);
+        sl->info.gpu = sl->gpu;
+        int stopping = sl->s->stopping;
+        pthread_mutex_unlock(&sl->s->mu);
+        /* a cancel or pause that arrived between the claim and now */
+        if (stopping || (db_job_get(srv->db, j->id, &cur, &e) == 1 && (job_row_free(&cur), cur.stop_request[0])))
+            kill(pid, SIGTERM);
+        int evfd = open(evp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        read_progress(sl, j->id, fd, evfd, &st);
+        if (evfd >= 0) close(evfd);
+        close(fd);
+        /* forget the pid before reaping it, so no signal can reach a reused pid */
+        pthread_mutex_lock(&sl->s->mu);
+        sl->pid = 0;
+        memset(&sl->info, 0, sizeof sl->info);
+        pthread_mutex_unlock(&sl->s->mu);
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+        stop[0] = 0;
+        if (db_job_get(srv->db, j->id, &cur, &e) == 1) {
+            snprintf(stop, sizeof stop, "%s", cur.stop_request);
+            job_row_free(&cur);
+        }
+        /* A trainer killed by a signal nobody here sent (the OOM killer, a crash, an operator's
+         * kill -9) lost at most the steps since its last checkpoint: start it again from there,
+         * as a restarted server would, instead of failing hours of training. A trainer that
+         * keeps dying fails the job after SCHED_TRAINER_RETRIES tries. */
+        if (WIFSIGNALED(status) && !stop[0] && !srv->stopping && !st.saw_done && !st.saw_cancelled && !st.error &&
+            retries < SCHED_TRAINER_RETRIES) {
+            retries++;
+            int64_t ck = scheduler_disk_checkpoint_step(dir);
+            add_event(srv, j->id, "warn", "message", NULL,
+                      "The trainer was killed by signal %d at step %lld; started again (retry %d of %d), resuming "
+                      "from step %lld%s",
+                      WTERMSIG(status), (long long)st.step, retries, SCHED_TRAINER_RETRIES, (long long)ck,
+                      ck ? "" : " (no checkpoint yet: it starts over)");
+            server_notify_events(srv);
+            st.t0 = 0;
+            continue;
+        }
+        break;
     }
+
     int exited0 = WIFEXITED(status) && WEXITSTATUS(status) == 0;
     const char *hook = NULL;
     if (db_begin(srv->db, &e) == 0) {
-        if (exited0 && st.saw_done) {
+        // the done line comes after the adapter is in place: a kill after it loses nothing
+        if (st.saw_done && (exited0 || WIFSIGNALED(status))) {
             char name[400];
             ft_name(j, name, sizeof name);
-            db_job_set_status(srv->db, j->id, "succeeded", NULL, name, &e);
+            db_job_move(srv->db, j->id, JOB_SUCCEEDED, JOB_BY_TRAINER_EXIT, NULL, name, &e);
             add_event(srv, j->id, "info", "message", NULL, "The job has successfully completed: %s", name);
             hook = "job.succeeded";
         } else if (exited0 && st.saw_cancelled && !strcmp(stop, "pause")) {
-            db_job_set_status(srv->db, j->id, "paused", NULL, NULL, &e);
+            db_job_move(srv->db, j->id, JOB_PAUSED, JOB_BY_TRAINER_EXIT, NULL, NULL, &e);
             add_event(srv, j->id, "info", "message", NULL, "Job paused at step %lld; resume continues from there",
                       (long long)st.cancel_step);
         } else if (!strcmp(stop, "shutdown") || (srv->stopping && strcmp(stop, "cancel") && strcmp(stop, "pause"))) {
-            db_job_requeue(srv->db, j->id, 0, &e);
+            db_job_move(srv->db, j->id, JOB_QUEUED, JOB_BY_SCHEDULER, NULL, NULL, &e);
             add_event(srv, j->id, "info", "message", NULL, "The server is stopping: job stopped at step %lld and "
                       "is resumed when the server starts again", (long long)(st.saw_cancelled ? st.cancel_step : st.step));
         } else if (exited0 && st.saw_cancelled) {
-            db_job_set_status(srv->db, j->id, "cancelled", NULL, NULL, &e);
+            db_job_move(srv->db, j->id, JOB_CANCELLED, JOB_BY_TRAINER_EXIT, NULL, NULL, &e);
             add_event(srv, j->id, "info", "message", NULL, "Job cancelled at step %lld", (long long)st.cancel_step);
             hook = "job.cancelled";
         } else if (!strcmp(stop, "cancel") && !st.error) {
-            db_job_set_status(srv->db, j->id, "cancelled", NULL, NULL, &e);
+            db_job_move(srv->db, j->id, JOB_CANCELLED, JOB_BY_TRAINER_EXIT, NULL, NULL, &e);
             add_event(srv, j->id, "info", "message", NULL, "Job cancelled");
             hook = "job.cancelled";
+        } else if (st.error && strcmp(stop, "cancel") && json_is_string(json_object_get(st.error, "code")) &&
+                   !strcmp(json_string_value(json_object_get(st.error, "code")), "disk_full")) {
+            // the trainer kept its last checkpoint: once space is freed, resume continues from there
+            char *et = json_dumps(st.error, JSON_COMPACT | JSON_REAL_PRECISION(10));
+            int64_t ck = scheduler_disk_checkpoint_step(dir);
+            db_job_move(srv->db, j->id, JOB_PAUSED, JOB_BY_TRAINER_EXIT, et, NULL, &e);
+            add_event(srv, j->id, "error", "message", NULL,
+                      "The disk is full: the job is paused with its checkpoint of step %lld kept; free space, then "
+                      "POST /v1/fine_tuning/jobs/%s/resume continues from there", (long long)ck, j->id);
+            free(et);
         } else {
             json_t *err = st.error ? json_incref(st.error) : NULL;
             if (!err) {
@@ -451,7 +488,7 @@ static void run_job(Slot *sl, JobRow *j) {
                 err = json_pack("{s:s, s:s, s:n}", "code", "train_failed", "message", msg, "param");
             }
             char *et = json_dumps(err, JSON_COMPACT | JSON_REAL_PRECISION(10));
-            db_job_set_status(srv->db, j->id, "failed", et, NULL, &e);
+            db_job_move(srv->db, j->id, JOB_FAILED, JOB_BY_TRAINER_EXIT, et, NULL, &e);
             add_event(srv, j->id, "error", "message", NULL, "The job failed: %.900s",
                       json_string_value(json_object_get(err, "message")));
             free(et);

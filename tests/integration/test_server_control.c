@@ -91,13 +91,30 @@ int main(void) {
     snprintf(want, sizeof want, "resumes from step %d", paused_at);
     CHECK(events_have(job, want), "event '%s'", want);
 
-    /* a trainer killed from outside: the job fails, the server serves on */
+    /* a trainer killed from outside is started again (3 retries, the job stays running); one
+     * that keeps dying fails the job, and the server serves on */
     CHECK(create_job(file, 5000, 1000, job, sizeof job) == 0, "create job to kill");
     CHECK(wait_step(job, 1, 60) == 0, "job runs");
     char needle[200];
     snprintf(needle, sizeof needle, "jobs/%s/config.json", job);
-    pid_t tp = it_pid_with(needle);
-    CHECK(tp > 0 && kill(tp, SIGKILL) == 0, "killed the trainer (pid %d)", (int)tp);
+    pid_t last = 0;
+    for (int k = 0; k < 4; k++) {
+        pid_t tp = 0;
+        double t0 = it_now();
+        while (it_now() - t0 < 30 && ((tp = it_pid_with(needle)) <= 0 || tp == last)) usleep(10000);
+        CHECK(tp > 0 && tp != last && kill(tp, SIGKILL) == 0, "kill %d: killed the trainer (pid %d)", k + 1, (int)tp);
+        last = tp;
+        if (k < 3) {
+            char want[64];
+            snprintf(want, sizeof want, "(retry %d of 3)", k + 1);
+            t0 = it_now();
+            while (it_now() - t0 < 30 && !events_have(job, want)) usleep(20000);
+            CHECK(events_have(job, want), "event '%s'", want);
+            ITResp jr = it_get(&s, "/v1/fine_tuning/jobs?limit=1");
+            CHECK(jr.status == 200 && strstr(jr.body, "\"running\""), "still running after kill %d", k + 1);
+            it_free(&jr);
+        }
+    }
     CHECK(it_wait_status(&s, job, "failed", 30, st, sizeof st) == 0, "job failed: %s", st);
     char path[200];
     snprintf(path, sizeof path, "/v1/fine_tuning/jobs/%s", job);
