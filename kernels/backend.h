@@ -154,6 +154,36 @@ struct Backend {
     void (*lemo_select_blocks)(int *idx, const float *score, int nb, int k, int B, void *ws);
     size_t (*lemo_select_ws_bytes)(int nb);
 
+    /* --- LeMo pattern predictors (DESIGN section 8 step 2, predicted scores; lemo prepare) ---
+     * Block matrices are lower triangles, nb*(nb+1)/2 fp32, A[m,n] (m >= n) at m*(m+1)/2 + n.
+     * lemo_block_matrix: the exact A of lemo_block_scores (same q, k, same definition), WRITTEN
+     * instead of reduced: the predictors' training target.
+     * lemo_matrix_scores: score (nb) WRITTEN, score[n] = sum_{m >= n} A[m,n] + sum_{m < n} A[n,m]
+     * (summed in double, m ascending), the reduction lemo_block_scores applies to its A.
+     *
+     * A predictor (one layer): a Q and a K network, each x -> relu(x W1^T) -> relu(. W2^T) -> . W3^T,
+     * no biases, over each block's chunks: h (S, C) act, viewed as C/HS contiguous chunks of HS;
+     * block m's input for chunk c is its B rows' chunk-c vectors concatenated (D = B*HS), the
+     * weights shared across chunks. w: fp32 [Wq1 (H1,D), Wq2 (H2,H1), Wq3 (HS,H2), Wk1, Wk2,
+     * Wk3 alike], lemo_predictor_weights(B, HS, H1, H2) floats. q^, k^ (nb, C/HS, HS);
+     * A^[m,n] = sum over chunks c of q^[m,c] . k^[n,c].
+     * lemo_predictor_forward: A (triangle) WRITTEN with A^; acts (lemo_predictor_acts(S, C, HS,
+     * B, H1, H2) fp32) WRITTEN with what the backward reads: X (nb*C/HS, D) rows m*(C/HS)+c,
+     * then per network (Q, then K) Z1 (R, H1), Z2 (R, H2) after relu and the output (R, HS),
+     * R = nb*C/HS. At run time acts is a workspace.
+     * lemo_predictor_backward: dw (as w) ACCUMULATED with d(sum dA . A^)/dw from the forward's
+     * acts (no input gradient: the base model is frozen); ws: lemo_predictor_bwd_ws(S, C, HS,
+     * B, H1, H2) fp32 of the caller's, contents undefined on entry and exit.
+     * lemo_smooth_l1: returns sum_i smoothl1(p[i] - t[i]) with beta (0.5 d^2/beta within beta,
+     * |d| - beta/2 past it; fp64 on host) and WRITES d[i] = scale * its derivative in p[i]. */
+    void (*lemo_block_matrix)(float *A, const void *q, const void *k, int S, int NH, int NKV, int HS, int B);
+    void (*lemo_matrix_scores)(float *score, const float *A, int nb);
+    void (*lemo_predictor_forward)(float *A, float *acts, const void *h, const float *w, int S, int C, int HS,
+                                   int B, int H1, int H2);
+    void (*lemo_predictor_backward)(float *dw, const float *dA, const float *acts, const float *w, int S, int C,
+                                    int HS, int B, int H1, int H2, float *ws);
+    double (*lemo_smooth_l1)(float *d, const float *p, const float *t, size_t n, float beta, float scale);
+
     /* --- what the memory plan adds for the backend itself (lemo estimate) ---
      * scratch_bytes: the device scratch the ops hold beside the plan for a window of S rows,
      * vocabulary V and LoRA rank R on n adapted linear layers of widths K[i] -> N[i] (with LoRA
@@ -230,6 +260,22 @@ static inline LEMO_HOST_DEVICE float lemo_random_score(uint64_t seed, uint64_t b
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     z ^= z >> 31;
     return (float)(z >> 40) * (1.0f / 16777216.0f);
+}
+
+/* Sizes of the LeMo predictor ops' buffers, in fp32 elements (the same on every backend). */
+static inline size_t lemo_tri_size(int nb) { return nb > 0 ? (size_t)nb * (nb + 1) / 2 : 0; }
+static inline size_t lemo_predictor_weights(int B, int HS, int H1, int H2) {
+    return 2 * ((size_t)H1 * B * HS + (size_t)H2 * H1 + (size_t)HS * H2);
+}
+static inline size_t lemo_predictor_acts(int S, int C, int HS, int B, int H1, int H2) {
+    size_t R = (size_t)(S / B) * (C / HS);
+    return (size_t)S * C + 2 * R * ((size_t)H1 + H2 + HS);
+}
+/* The backward's workspace: the full (nb, nb) dA, the outputs' gradients (R, HS) of both
+ * networks, and dZ2 (R, H2), dZ1 (R, H1) of the one being differentiated. */
+static inline size_t lemo_predictor_bwd_ws(int S, int C, int HS, int B, int H1, int H2) {
+    size_t nb = (size_t)(S / B), R = nb * (C / HS);
+    return nb * nb + R * (2 * (size_t)HS + H1 + H2);
 }
 
 /* The seed under which lora_dropout_keep(seed', e) == lora_dropout_keep(seed, first + e): the

@@ -68,6 +68,14 @@ size_t cpu_lemo_scores_ws_bytes(int S, int B);
 void cpu_lemo_random_scores(float *score, int nb, uint64_t seed);
 void cpu_lemo_select_blocks(int *idx, const float *score, int nb, int k, int B, void *ws);
 size_t cpu_lemo_select_ws_bytes(int nb);
+void cpu_lemo_block_matrix(float *A, const void *q, const void *k, int S, int NH, int NKV, int HS, int B);
+void cpu_lemo_matrix_scores(float *score, const float *A, int nb);
+/* lemo_predictor.c: LeMo's pattern predictors (forward, backward, their SmoothL1 loss) */
+void cpu_lemo_predictor_forward(float *A, float *acts, const void *h, const float *w, int S, int C, int HS,
+                                int B, int H1, int H2);
+void cpu_lemo_predictor_backward(float *dw, const float *dA, const float *acts, const float *w, int S, int C,
+                                 int HS, int B, int H1, int H2, float *ws);
+double cpu_lemo_smooth_l1(float *d, const float *p, const float *t, size_t n, float beta, float scale);
 
 /* swiglu.c */
 void cpu_swiglu_forward(void *out, const void *gate, const void *up, size_t n);

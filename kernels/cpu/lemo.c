@@ -1,5 +1,6 @@
-/* lemo.c: LeMo's token selection on the CPU: exact block scores, the random control
- * and the top-k choice of blocks (backend.h, "LeMo token selection").
+/* lemo.c: LeMo's token selection on the CPU: exact block scores (and the exact block
+ * matrix they reduce, the predictors' training target), the random control and the top-k
+ * choice of blocks (backend.h, "LeMo token selection").
  *
  * Block scores. For a causal block pair (m >= n) the value A[m,n] is the max of a
  * (B, B) tile T = sum over heads of relu(q_m,h k_n,g^T), so no (S, S) matrix is ever
@@ -100,21 +101,20 @@ static void lemo_scores_unit(float *A, const float *q, const float *k, int NH, i
     }
 }
 
-/* score (nb) written from q (S,NH,HS), k (S,NKV,HS); ws: cpu_lemo_scores_ws_bytes(S, B). */
-void cpu_lemo_block_scores(float *score, const void *q, const void *k, int S, int NH, int NKV,
-                           int HS, int B, void *ws) {
+/* A (nb*(nb+1)/2 lower triangle) written from q (S,NH,HS), k (S,NKV,HS): every entry by the
+ * unit that owns it (the file comment). */
+void cpu_lemo_block_matrix(float *A, const void *q, const void *k, int S, int NH, int NKV, int HS, int B) {
     if (S <= 0) return;
-    if (B <= 0 || S % B != 0) lemo_fatal("lemo_block_scores", "S must be a positive multiple of B");
+    if (B <= 0 || S % B != 0) lemo_fatal("lemo_block_matrix", "S must be a positive multiple of B");
     if (NKV <= 0 || NH % NKV != 0)
-        lemo_fatal("lemo_block_scores", "query heads must be a multiple of kv heads");
+        lemo_fatal("lemo_block_matrix", "query heads must be a multiple of kv heads");
     int nb = S / B;
     int cb = LEMO_CHUNK_KEYS / B > 1 ? LEMO_CHUNK_KEYS / B : 1;  // key blocks per unit
     int nch = (nb + cb - 1) / cb;
-    float *A = ws;  // (nb*(nb+1)/2) lower triangle
     size_t per = (size_t)2 * B * cb * B;  // P and T of one thread
     float *tiles = malloc((size_t)omp_get_max_threads() * per * sizeof(float));
     if (!tiles) {
-        cpu_fill_nan(score, (size_t)nb);
+        cpu_fill_nan(A, lemo_tri_size(nb));
         return;
     }
     long units = (long)nb * nch;
@@ -131,7 +131,11 @@ void cpu_lemo_block_scores(float *score, const void *q, const void *k, int S, in
     }
     lemo_blas_restore(blas_threads);
     free(tiles);
-    // score[n] = sum_{m >= n} A[m,n] (n as the key block) + sum_{m < n} A[n,m] (as the query)
+}
+
+/* score (nb) written from the lower triangle A: score[n] = sum_{m >= n} A[m,n] (n as the key
+ * block) + sum_{m < n} A[n,m] (as the query), in double, in a fixed order. */
+void cpu_lemo_matrix_scores(float *score, const float *A, int nb) {
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < nb; n++) {
         double s = 0.0;
@@ -139,6 +143,16 @@ void cpu_lemo_block_scores(float *score, const void *q, const void *k, int S, in
         for (int m = 0; m < n; m++) s += A[lemo_tri(n, m)];
         score[n] = (float)s;
     }
+}
+
+/* score (nb) written from q (S,NH,HS), k (S,NKV,HS); ws: cpu_lemo_scores_ws_bytes(S, B). */
+void cpu_lemo_block_scores(float *score, const void *q, const void *k, int S, int NH, int NKV,
+                           int HS, int B, void *ws) {
+    if (S <= 0) return;
+    if (B <= 0 || S % B != 0) lemo_fatal("lemo_block_scores", "S must be a positive multiple of B");
+    float *A = ws;  // (nb*(nb+1)/2) lower triangle
+    cpu_lemo_block_matrix(A, q, k, S, NH, NKV, HS, B);
+    cpu_lemo_matrix_scores(score, A, S / B);
 }
 
 void cpu_lemo_random_scores(float *score, int nb, uint64_t seed) {
