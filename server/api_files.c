@@ -81,7 +81,13 @@ static int upload_write(Upload *u, const char *data, size_t n, Err *e, int *stat
     while (n) {
         ssize_t w = write(u->fd, data, n);
         if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) { *status = 500; return err_set(e, "cannot store the upload: %s", strerror(errno)); }
+        if (w <= 0) {
+            // a full disk (or a file-size limit) is the operator's to fix, not a broken request
+            int full = w < 0 && (errno == ENOSPC || errno == EDQUOT || errno == EFBIG);
+            *status = full ? 507 : 500;
+            return err_set_at(e, "file", 0, "cannot store the upload: %s%s", strerror(errno),
+                              full ? " (the data directory is full: nothing was stored)" : "");
+        }
         data += w;
         n -= (size_t)w;
         u->bytes += w;
@@ -213,7 +219,15 @@ static int file_commit_plain(Req *r, const char *tmp, const char *filename, cons
     f.created_at = now_s();
     char dst[PATH_MAX];
     snprintf(dst, sizeof dst, "%s/files/%s.jsonl", r->srv->data_dir, f.id);
+    // the bytes reach the disk before the name does: a crash never leaves a listed, torn file
+    int sfd = open(tmp, O_RDONLY | O_CLOEXEC);
+    int synced = sfd >= 0 && fsync(sfd) == 0;
+    if (sfd >= 0) close(sfd);
+    if (!synced) return http_500(r, "cannot flush the upload: %s", strerror(errno));
     if (rename(tmp, dst)) return http_500(r, "cannot store the file: %s", strerror(errno));
+    char fdir[PATH_MAX];
+    snprintf(fdir, sizeof fdir, "%s/files", r->srv->data_dir);
+    fs_fsync_dir(fdir);
     if (db_file_insert(r->srv->db, &f, &e)) {
         unlink(dst);
         return http_500(r, "%s", e.msg);
@@ -244,22 +258,26 @@ static int gunzip_upload(Req *r, const char *tmp, const char *filename, char *ou
     }
     char buf[1 << 16];
     int64_t total = 0;
-    int n, bad = 0;
+    int n, bad = 0, werr = 0;
     while ((n = gzread(gz, buf, sizeof buf)) > 0 && !bad) {
         total += n;
         if (total > r->srv->max_upload_bytes) bad = 2;
-        else if (write(ofd, buf, (size_t)n) != n) bad = 3;
+        else if (write(ofd, buf, (size_t)n) != n) bad = 3, werr = errno;
     }
     int zerr = 0;
     if (n < 0) gzerror(gz, &zerr), bad = bad ? bad : 1;
     gzclose(gz);
-    if (!bad && fsync(ofd)) bad = 3;
+    if (!bad && fsync(ofd)) bad = 3, werr = errno;
     close(ofd);
     if (bad) {
         unlink(out);
         *res = bad == 2 ? http_error(r, 413, "invalid_request_error", "file_too_large", "file",
                                      "%s is larger than the upload limit of %lld bytes once decompressed "
                                      "(--max-upload-bytes)", filename, (long long)r->srv->max_upload_bytes)
+               : bad == 3 && (werr == ENOSPC || werr == EDQUOT || werr == EFBIG)
+                   ? http_error(r, 507, "server_error", "insufficient_storage", "file",
+                                "cannot store the decompressed upload: %s (the data directory is full: nothing was "
+                                "stored)", strerror(werr))
                : bad == 3 ? http_500(r, "cannot store the decompressed upload")
                           : http_error(r, 400, "invalid_request_error", "invalid_file", "file",
                                        "%s looks like gzip but does not decompress (zlib error %d)", filename, zerr);
@@ -284,7 +302,7 @@ static int file_commit(Req *r, const char *tmp_in, const char *filename, const c
     return res;
 }
 
-typedef struct { int fd; int64_t bytes, max; int too_big; } Fetch;
+typedef struct { int fd; int64_t bytes, max; int too_big, werr; } Fetch;
 
 static size_t fetch_write(char *p, size_t sz, size_t nm, void *ud) {
     Fetch *f = ud;
@@ -294,7 +312,7 @@ static size_t fetch_write(char *p, size_t sz, size_t nm, void *ud) {
     while (off < n) {
         ssize_t w = write(f->fd, p + off, n - off);
         if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) return 0;
+        if (w <= 0) { f->werr = w < 0 ? errno : EIO; return 0; }
         off += (size_t)w;
     }
     f->bytes += (int64_t)n;
@@ -346,7 +364,7 @@ static int file_import(Req *r) {
     const char *pu = json_string_value(json_object_get(b, "purpose"));
     snprintf(purpose, sizeof purpose, "%s", pu ? pu : "fine-tune");
     char tmp[PATH_MAX];
-    Fetch f = {upload_tmp(r->srv, tmp, sizeof tmp), 0, r->srv->max_upload_bytes, 0};
+    Fetch f = {upload_tmp(r->srv, tmp, sizeof tmp), 0, r->srv->max_upload_bytes, 0, 0};
     if (f.fd < 0) { json_decref(b); return http_500(r, "cannot create a temp file"); }
     CURL *c = curl_easy_init();
     char cerr[CURL_ERROR_SIZE] = "";
@@ -380,6 +398,12 @@ static int file_import(Req *r) {
         res = http_error(r, 400, "invalid_request_error", "url_not_allowed", "url",
                          "The URL leads to %s, an internal address (loopback, private or link-local): this server "
                          "does not import from those (started with --allow-internal-urls it would)", guard.refused);
+    else if (f.werr == ENOSPC || f.werr == EDQUOT || f.werr == EFBIG)
+        res = http_error(r, 507, "server_error", "insufficient_storage", "url",
+                         "cannot store the download: %s (the data directory is full: nothing was stored)",
+                         strerror(f.werr));
+    else if (f.werr)
+        res = http_500(r, "cannot store the download: %s", strerror(f.werr));
     else if (rc != CURLE_OK)
         res = http_error(r, 400, "invalid_request_error", "import_failed", "url", "Cannot download the URL (HTTP %ld): %s",
                          http_code, cerr[0] ? cerr : curl_easy_strerror(rc));
@@ -394,7 +418,10 @@ int api_files_create(Req *r) {
     Upload *u = r->ctx;
     if (!u) return file_import(r);
     if (r->stream_failed) return http_error_from(r, (unsigned)(r->stream_status ? r->stream_status : 400),
-                                                 r->stream_status == 413 ? "file_too_large" : "invalid_file",
+                                                 r->stream_status == 413   ? "file_too_large"
+                                                 : r->stream_status == 507 ? "insufficient_storage"
+                                                 : r->stream_status == 500 ? "server_error"
+                                                                           : "invalid_file",
                                                  &r->stream_err);
     if (u->mode == UP_MULTIPART) {
         Err e;

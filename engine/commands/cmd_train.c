@@ -1,4 +1,5 @@
 /* cmd_train.c: `lemo train CONFIG.json`: one job, progress as JSON lines on stdout. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -6,6 +7,16 @@
 #include "job_config.h"
 #include "progress.h"
 #include "trainer.h"
+
+/* 1 when the failure was a write that found no space (or hit a file-size limit). The engine's
+ * errors carry strerror() text rather than errno, and the server needs this one case typed:
+ * a full disk pauses the job with its last checkpoint instead of failing it. */
+static int err_disk_full(const Err *e) {
+    const int codes[] = {ENOSPC, EDQUOT, EFBIG};
+    for (int i = 0; i < 3; i++)
+        if (strstr(e->msg, strerror(codes[i]))) return 1;
+    return 0;
+}
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -57,7 +68,8 @@ int cmd_train(int argc, char **argv) {
         return 0;
     }
     if (trainer_run(&c, &e)) {
-        progress_emit("error", json_pack("{s:s, s:s, s:s}", "code", e.param[0] ? "invalid_input" : "train_failed",
+        const char *code = err_disk_full(&e) ? "disk_full" : e.param[0] ? "invalid_input" : "train_failed";
+        progress_emit("error", json_pack("{s:s, s:s, s:s}", "code", code,
                                          "message", e.msg, "param", e.param));
         fprintf(stderr, "lemo train: %s\n", e.msg);
         return 1;

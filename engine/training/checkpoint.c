@@ -2,6 +2,7 @@
 #include "checkpoint.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <jansson.h>
 #include <limits.h>
 #include <stdio.h>
@@ -21,7 +22,9 @@ int checkpoint_save(const Model *m, const char *output_dir, const char *base_mod
     snprintf(dst, sizeof dst, "%s/step-%d", root, st->step);
     fs_remove_tree(tmp);
     if (fs_mkdirs(tmp, e)) return -1;
-    if (peft_save(m, tmp, base_model, e)) return -1;
+    // a failed save (a full disk) leaves nothing behind: the space goes back and the newest
+    // complete checkpoint stays the one a resume picks
+    if (peft_save(m, tmp, base_model, e)) { fs_remove_tree(tmp); return -1; }
 
     size_t n = m->n_lora;
     float *host = malloc(sizeof(float) * n);
@@ -47,11 +50,12 @@ int checkpoint_save(const Model *m, const char *output_dir, const char *base_mod
     free(s);
     if (wrc) goto out;
     fs_remove_tree(dst);  // a checkpoint of the same step from a run that crashed after writing it
-    if (rename(tmp, dst)) { err_set(e, "cannot move checkpoint into %s", dst); goto out; }
+    if (rename(tmp, dst)) { err_set(e, "cannot move checkpoint into %s: %s", dst, strerror(errno)); goto out; }
     fs_fsync_dir(root);
     if (path_out) snprintf(path_out, cap, "%s", dst);
     rc = 0;
 out:
+    if (rc) fs_remove_tree(tmp);
     st_writer_free(w);
     free(host);
     return rc;

@@ -12,6 +12,7 @@
  * printed and the process exits 0. */
 #include "trainer.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <signal.h>
@@ -127,6 +128,26 @@ static int save_checkpoint(Model *m, const JobConfig *c, const TrainState *st, E
     char path[4300];
     if (checkpoint_save(m, c->output_dir, c->model, st, path, sizeof path, e)) return -1;
     progress_emit("checkpoint", json_pack("{s:i, s:s}", "step", st->step, "path", path));
+    return 0;
+}
+
+/* Writes the final adapter to OUTPUT/.tmp-adapter and renames it to OUTPUT/adapter, so the
+ * adapter folder is either the complete new one or absent: a full disk or a kill mid-export
+ * never leaves a torn adapter to be served. An adapter already there (a run killed after its
+ * export, resumed from the last checkpoint) is replaced by the same bytes. */
+static int export_adapter(Model *m, const JobConfig *c, char *dst, size_t cap, Err *e) {
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s/.tmp-adapter", c->output_dir);
+    snprintf(dst, cap, "%s/adapter", c->output_dir);
+    fs_remove_tree(tmp);
+    if (peft_save(m, tmp, c->model, e)) { fs_remove_tree(tmp); return -1; }
+    fs_remove_tree(dst);
+    if (rename(tmp, dst)) {
+        err_set(e, "cannot move the adapter into %s: %s", dst, strerror(errno));
+        fs_remove_tree(tmp);
+        return -1;
+    }
+    fs_fsync_dir(c->output_dir);
     return 0;
 }
 
@@ -300,8 +321,7 @@ int trainer_run(const JobConfig *c, Err *e) {
     }
     emit_eval(m, &ev, c, st.step, &last_eval);
     if (last_ckpt != st.step && save_checkpoint(m, c, &st, e)) goto out;
-    snprintf(path, sizeof path, "%s/adapter", c->output_dir);
-    if (peft_save(m, path, c->model, e)) goto out;
+    if (export_adapter(m, c, path, sizeof path, e)) goto out;
     json_t *done = json_pack("{s:i, s:s, s:I}", "step", st.step, "adapter_dir", path, "tokens", (json_int_t)st.tokens);
     json_object_set_new(done, "train_loss", isnan(last_loss) ? json_null() : json_real(last_loss));
     json_object_set_new(done, "eval_loss", isnan(last_eval) ? json_null() : json_real(last_eval));
