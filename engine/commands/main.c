@@ -13,7 +13,7 @@ typedef int (*CmdFn)(int argc, char **argv);
 
 #define CMD(name) int name(int argc, char **argv);
 CMD(cmd_train) CMD(cmd_eval) CMD(cmd_tokenize) CMD(cmd_estimate) CMD(cmd_init_model)
-CMD(cmd_serve) CMD(cmd_keys)
+CMD(cmd_serve) CMD(cmd_keys) CMD(cmd_prepare)
 #undef CMD
 
 static const struct { const char *name; const char *help; } commands[] = {
@@ -22,6 +22,7 @@ static const struct { const char *name; const char *help; } commands[] = {
     {"eval", "mean next-token loss of a model (+ adapter) on text or a dataset"},
     {"tokenize", "text on stdin -> token ids (or --decode ids -> text)"},
     {"estimate", "predict peak memory and time of a job config without running it"},
+    {"prepare", "train LeMo's pattern predictors for a model and calibrate its keep schedule"},
     {"keys", "create, list or revoke API keys"},
     {"init-model", "write a small randomly initialized model folder"},
 };
@@ -32,6 +33,7 @@ static CmdFn lookup(const char *name) {
     if (!strcmp(name, "eval")) return cmd_eval;
     if (!strcmp(name, "tokenize")) return cmd_tokenize;
     if (!strcmp(name, "estimate")) return cmd_estimate;
+    if (!strcmp(name, "prepare")) return cmd_prepare;
     if (!strcmp(name, "keys")) return cmd_keys;
     if (!strcmp(name, "init-model")) return cmd_init_model;
     return NULL;

@@ -1,7 +1,9 @@
 /* lemo.c: LeMo's per-layer schedule (lemo.h). */
 #include "lemo.h"
 
+#include <jansson.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 int lemo_blocks_kept(float keep, int nb) {
@@ -22,6 +24,35 @@ uint64_t lemo_layer_seed(uint64_t window_seed, int l) {
     return z ^ (z >> 31);
 }
 
+/* The widths and (keep "auto") the schedule from z->predictor's lemo.json into o. */
+static int lemo_read_predictor(const LemoConfig *z, int L, LemoSpec *o, Err *e) {
+    char path[JOB_PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/lemo.json", z->predictor);
+    json_error_t je;
+    json_t *j = json_load_file(path, 0, &je);
+    if (!j)
+        return err_set_at(e, "lemo.predictor", 0, "'lemo.predictor': cannot read %s: %s (a predictor folder is "
+                          "what lemo prepare --out writes)", path, je.text);
+    int rc = 0;
+    json_t *w = json_object_get(j, "widths"), *k = json_object_get(j, "keep");
+    o->pred_h1 = (int)json_integer_value(json_object_get(w, "hidden1"));
+    o->pred_h2 = (int)json_integer_value(json_object_get(w, "hidden2"));
+    if (o->pred_h1 <= 0 || o->pred_h2 <= 0) {
+        rc = err_set_at(e, "lemo.predictor", 0, "'lemo.predictor': %s has no widths.hidden1 and widths.hidden2", path);
+    } else if (z->keep_auto) {
+        if (!json_is_array(k) || (int)json_array_size(k) != L)
+            rc = err_set_at(e, "lemo.keep", 0, "'lemo.keep' \"auto\": %s has no calibrated schedule of %d layers", path, L);
+        for (int l = 0; !rc && l < L; l++) {
+            double v = json_number_value(json_array_get(k, l));
+            if (!(v > 0 && v <= 1))
+                rc = err_set_at(e, "lemo.keep", 0, "'lemo.keep' \"auto\": %s: keep[%d] is not a fraction in (0, 1]", path, l);
+            o->keep[l] = (float)v;
+        }
+    }
+    json_decref(j);
+    return rc;
+}
+
 int lemo_resolve(const LemoConfig *z, int L, LemoSpec *o, Err *e) {
     memset(o, 0, sizeof *o);
     o->n_layers = L;
@@ -34,6 +65,7 @@ int lemo_resolve(const LemoConfig *z, int L, LemoSpec *o, Err *e) {
         return err_set_at(e, "lemo.keep", 0, "'lemo.keep' gives %d fractions but the model has %d layers: give one "
                           "per layer, or one for all", z->n_keep, L);
     for (int l = 0; l < L; l++) o->keep[l] = (float)(z->n_keep ? z->keep[l] : z->keep_all);
+    if (z->scores == LEMO_SCORES_PREDICTOR && lemo_read_predictor(z, L, o, e)) return -1;
     if (z->n_dense >= 0) {
         for (int i = 0; i < z->n_dense; i++) {
             if (z->dense[i] >= L)
@@ -41,7 +73,7 @@ int lemo_resolve(const LemoConfig *z, int L, LemoSpec *o, Err *e) {
                                   i, z->dense[i], L);
             o->keep[z->dense[i]] = 1.0f;
         }
-    } else if (!z->n_keep) {  // the artifact's schedule: the first layers and the last dense
+    } else if (!z->n_keep && !z->keep_auto) {  // the artifact's schedule: the first layers and the last dense
         for (int l = 0; l < L; l++)
             if (l < L / 2 - 1 || l == L - 1) o->keep[l] = 1.0f;
     }

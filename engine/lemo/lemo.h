@@ -22,10 +22,16 @@ typedef struct {
     int n_layers;
     float keep[JOB_MAX_LAYERS];      // per layer; 1 = dense
     uint64_t seed;                   // random scores: mixed with step and layer (lemo_layer_seed)
+    int pred_h1, pred_h2;            // predictor scores: the networks' hidden widths (predictor.h)
+    const float *pred_w;             // predictor scores: (L, n_w) fp32 weights on the device, set by
+                                     // whoever loaded them (the trainer) before the first step
 } LemoSpec;
 
 /* The per-layer schedule of config z for a model of L layers; an error names the key
- * (lemo.keep with the wrong count, lemo.dense_layers out of range). z->on == 0: dense. */
+ * (lemo.keep with the wrong count, lemo.dense_layers out of range). z->on == 0: dense. With
+ * predictor scores it reads the predictor's lemo.json for the widths (the memory plan needs
+ * them) and, with keep "auto", the calibrated schedule; its weights and the check that it fits
+ * the model are lemo_predictor_load's. */
 int lemo_resolve(const LemoConfig *z, int L, LemoSpec *out, Err *e);
 /* Blocks a layer keeping `keep` of nb blocks keeps: round(keep * nb) within [1, nb]. */
 int lemo_blocks_kept(float keep, int nb);

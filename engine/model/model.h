@@ -96,6 +96,8 @@ typedef struct {
     float *st;                // (S, R) the LoRA A outputs of those projections
     float *score;             // (S / block) block scores
     void *score_ws, *select_ws;  // the backend's lemo_block_scores and lemo_select_blocks workspaces
+    float *pred_ws;           // predictor scores: the predicted block matrix (nb*(nb+1)/2, padded to
+                              // 64 floats), then the forward's acts (lemo_predictor_acts)
 } LayerActs;
 
 /* How model_step picks each layer's kept rows. LEMO_SEL_SCHEDULE: the model's LemoSpec
@@ -164,6 +166,11 @@ typedef struct {
     // profile_select (L). NULL (the default): no synchronization, nothing recorded.
     double (*profile_clock)(void);
     double *profile, *profile_select;
+
+    // lemo prepare: when set, every step hands each layer's normed input h (S, C), on the
+    // device, to probe right after the layer's input norm (valid during the call only)
+    void (*probe)(void *ctx, int l, const void *h, int S);
+    void *probe_ctx;
 
     void *blocks[7];          // the per-category allocations, freed by model_free
     MemPlan plan;

@@ -122,10 +122,16 @@ static inline int att_to_host(const ActPolicy *act, int L, int j) {
 /* What sizes a buffer: the rows it holds of an S-row window whose attention runs over n of
  * them, and its row width; ROWS_WS: a backend workspace, its bytes from the backend. */
 typedef enum { ROWS_ALL, ROWS_KEPT, ROWS_TILE, ROWS_H2, ROWS_BLOCKS, ROWS_ONE, ROWS_WS } BufRows;
-typedef enum { W_C, W_Q, W_KV, W_F, W_NH, W_ONE, W_R, W_L, W_HS2, W_WS_ATTN, W_WS_SCORES, W_WS_SELECT } BufWidth;
+typedef enum { W_C, W_Q, W_KV, W_F, W_NH, W_ONE, W_R, W_L, W_HS2, W_WS_ATTN, W_WS_SCORES, W_WS_SELECT, W_WS_PRED } BufWidth;
 /* When it exists: always; h2 of its own (MLP tiles, or a gate/up adapter); an adapter on
- * target `target`; a LeMo schedule; exact scores; exact scores with a q or k adapter. */
-typedef enum { IF_ALWAYS, IF_H2, IF_ADAPTER, IF_LEMO, IF_EXACT, IF_EXACT_QK } BufIf;
+ * target `target`; a LeMo schedule; exact scores; exact scores with a q or k adapter; predictor
+ * scores. */
+typedef enum { IF_ALWAYS, IF_H2, IF_ADAPTER, IF_LEMO, IF_EXACT, IF_EXACT_QK, IF_PREDICTOR } BufIf;
+/* Floats of pred_ws for S rows (model.h's LayerActs says the layout). */
+static inline size_t model_pred_ws_floats(const ModelConfig *c, const LemoSpec *z, int S) {
+    size_t tri = (lemo_tri_size(S / z->block) + 63) / 64 * 64;
+    return tri + lemo_predictor_acts(S, c->hidden, c->head_dim, z->block, z->pred_h1, z->pred_h2);
+}
 typedef struct {
     const char *name;
     size_t field;             // offsetof(LayerActs, pointer), or of Model for the window's sets

@@ -127,7 +127,8 @@ double model_profile_mark(Model *m) {
 }
 
 /* LeMo's selection for layer l (DESIGN section 8 steps 2-3): block scores from the layer's
- * normed input a->h (exact: from its q, k of every row) or the random control, then the
+ * normed input a->h (exact: from its q, k of every row; predictor: the layer's predictors over
+ * h's blocks) or the random control, then the
  * top `select` blocks into idx (select * block rows, ascending), all on the device. */
 static void layer_select(LayerCtx *x, LayerActs *a, int *idx, int S) {
     Model *m = x->m;
@@ -139,6 +140,14 @@ static void layer_select(LayerCtx *x, LayerActs *a, int *idx, int S) {
         score_proj(x, a, TARGET_Q, a->sq, w->wq, w->bq, S);
         score_proj(x, a, TARGET_K, a->sk, w->wk, w->bk, S);
         be->lemo_block_scores(a->score, a->sq, a->sk, S, c->n_heads, c->n_kv_heads, c->head_dim, B, a->score_ws);
+    } else if (m->lemo.scores == LEMO_SCORES_PREDICTOR) {
+        // no gradient: the predictors are frozen while the adapter trains
+        const LemoSpec *z = &m->lemo;
+        size_t tri = (lemo_tri_size(nb) + 63) / 64 * 64;
+        size_t nw = lemo_predictor_weights(B, c->head_dim, z->pred_h1, z->pred_h2);
+        be->lemo_predictor_forward(a->pred_ws, a->pred_ws + tri, a->h, z->pred_w + (size_t)x->l * nw, S, c->hidden,
+                                   c->head_dim, B, z->pred_h1, z->pred_h2);
+        be->lemo_matrix_scores(a->score, a->pred_ws, nb);
     } else {
         be->lemo_random_scores(a->score, nb, lemo_layer_seed(x->lemo_seed, x->l));
     }
@@ -167,6 +176,7 @@ void model_layer_forward(LayerCtx *x, LayerActs *a, const void *xin, void *xout,
     int dense = idx == m->iota;
 
     be->rmsnorm_forward(a->h, a->rstd1, xin, w->attn_norm, S, C, c->norm_eps);
+    if (m->probe && xout) m->probe(m->probe_ctx, x->l, a->h, S);
     if (x->select) layer_select_timed(x, a, (int *)idx, S);
     const void *hk = a->h;
     if (!dense) {

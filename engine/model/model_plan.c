@@ -39,11 +39,13 @@ static const BufSpec attn_bufs[] = {
     BUF(dk, ROWS_ALL, W_KV, 0, IF_ALWAYS, 0),  BUF(dv, ROWS_ALL, W_KV, 0, IF_ALWAYS, 0),
     BUF(attn_ws, ROWS_WS, W_WS_ATTN, 0, IF_ALWAYS, 0),
 };
-/* LeMo's scoring set: q, k of every row (exact scores), the block scores, the workspaces. */
+/* LeMo's scoring set: q, k of every row (exact scores), the block scores, the workspaces (the
+ * predictors' too). */
 static const BufSpec score_bufs[] = {
     BUF(sq, ROWS_ALL, W_Q, 0, IF_EXACT, 0),          BUF(sk, ROWS_ALL, W_KV, 0, IF_EXACT, 0),
     BUF(st, ROWS_ALL, W_R, 1, IF_EXACT_QK, 0),       BUF(score, ROWS_BLOCKS, W_ONE, 1, IF_LEMO, 0),
     BUF(score_ws, ROWS_WS, W_WS_SCORES, 0, IF_EXACT, 0), BUF(select_ws, ROWS_WS, W_WS_SELECT, 0, IF_LEMO, 0),
+    BUF(pred_ws, ROWS_WS, W_WS_PRED, 1, IF_PREDICTOR, 0),
 };
 /* A dense view of a kept sparse layer's attention buffers, for evaluations. */
 static const BufSpec eval_bufs[] = {
@@ -91,6 +93,7 @@ static int buf_exists(const BufSpec *b, const BufCtx *x) {
     case IF_LEMO: return lemo;
     case IF_EXACT: return exact;
     case IF_EXACT_QK: return exact && (x->l->targets[TARGET_Q] || x->l->targets[TARGET_K]);
+    case IF_PREDICTOR: return lemo && x->z->scores == LEMO_SCORES_PREDICTOR;
     }
     return 0;
 }
@@ -103,6 +106,7 @@ static size_t buf_bytes(const BufSpec *b, const BufCtx *x) {
     case W_WS_ATTN: return x->bs->attention_bwd_ws_bytes((int)S, c->n_heads, c->n_kv_heads, c->head_dim);
     case W_WS_SCORES: return x->bs->lemo_scores_ws_bytes((int)S, x->z->block);
     case W_WS_SELECT: return x->bs->lemo_select_ws_bytes((int)S / x->z->block);
+    case W_WS_PRED: return 4 * model_pred_ws_floats(c, x->z, (int)S);
     default: break;
     }
     size_t rows = b->rows == ROWS_ALL      ? S

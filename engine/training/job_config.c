@@ -16,7 +16,7 @@
 const char *const job_target_names[JOB_MAX_TARGETS] = {
     "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
 const char *const act_names[ACT_N] = {"keep", "recompute", "offload", "offload_attention"};
-const char *const lemo_score_names[LEMO_SCORES_N] = {"exact", "random"};
+const char *const lemo_score_names[LEMO_SCORES_N] = {"exact", "random", "predictor"};
 
 int act_from_name(const char *name) {
     for (int a = 0; a < ACT_N; a++)
@@ -273,11 +273,12 @@ static int parse_memory(json_t *x, ActPolicy *p, int *act_auto, Err *e) {
     return 0;
 }
 
-/* lemo: {keep: F | [F per layer], scores: "exact" | "random", block: N, dense_layers: [l..],
- * seed: N} (job_config.h's LemoConfig). Fractions are in (0, 1]; the layer count of an array
- * is checked against the model when it is known (lemo_resolve). */
+/* lemo: {keep: F | [F per layer] | "auto", scores: "exact" | "random" | "predictor", block: N,
+ * dense_layers: [l..], seed: N, predictor: DIR} (job_config.h's LemoConfig). Fractions are in
+ * (0, 1]; the layer count of an array is checked against the model when it is known
+ * (lemo_resolve), and so is the predictor (lemo_predictor_load, in the trainer). */
 static int parse_lemo(json_t *o, LemoConfig *z, Err *e) {
-    static const char *const known[] = {"keep", "scores", "block", "dense_layers", "seed", NULL};
+    static const char *const known[] = {"keep", "scores", "block", "dense_layers", "seed", "predictor", NULL};
     if (!json_is_object(o)) return err_set_at(e, "lemo", 0, "'lemo' must be an object");
     if (check_keys(o, "lemo.", known, e)) return -1;
     z->on = 1;
@@ -287,8 +288,20 @@ static int parse_lemo(json_t *o, LemoConfig *z, Err *e) {
         z->scores = -1;
         for (int i = 0; i < LEMO_SCORES_N; i++)
             if (!strcmp(v, lemo_score_names[i])) z->scores = i;
-        if (z->scores < 0) return err_set_at(e, "lemo.scores", 0, "'lemo.scores' must be \"exact\" or \"random\"");
+        if (z->scores < 0)
+            return err_set_at(e, "lemo.scores", 0, "'lemo.scores' must be \"exact\", \"random\" or \"predictor\"");
     }
+    json_t *pd = json_object_get(o, "predictor");
+    if (pd) {
+        if (!json_is_string(pd) || !json_string_length(pd) || json_string_length(pd) >= sizeof z->predictor)
+            return err_set_at(e, "lemo.predictor", 0, "'lemo.predictor' must be the folder lemo prepare wrote");
+        strcpy(z->predictor, json_string_value(pd));
+    }
+    if (z->scores == LEMO_SCORES_PREDICTOR && !z->predictor[0])
+        return err_set_at(e, "lemo.predictor", 0, "'lemo.scores' \"predictor\" needs 'lemo.predictor', the folder "
+                          "lemo prepare wrote");
+    if (z->predictor[0] && z->scores != LEMO_SCORES_PREDICTOR)
+        return err_set_at(e, "lemo.predictor", 0, "'lemo.predictor' is read only with 'lemo.scores' \"predictor\"");
     // the sizes both backends implement (the CUDA scoring kernel is built for these)
     if (get_int(o, "block", "lemo.block", &z->block, 32, 128, e)) return -1;
     if (z->block != 32 && z->block != 64 && z->block != 128)
@@ -307,9 +320,15 @@ static int parse_lemo(json_t *o, LemoConfig *z, Err *e) {
             z->keep[i] = d;
         }
         z->n_keep = (int)n;
+    } else if (k && json_is_string(k) && !strcmp(json_string_value(k), "auto")) {
+        if (z->scores != LEMO_SCORES_PREDICTOR)
+            return err_set_at(e, "lemo.keep", 0, "'lemo.keep' \"auto\" is the predictor's calibrated schedule: it needs "
+                              "'lemo.scores' \"predictor\"");
+        z->keep_auto = 1;
     } else if (k) {
         double d = json_is_number(k) ? json_number_value(k) : -1;
-        if (!(d > 0 && d <= 1)) return err_set_at(e, "lemo.keep", 0, "'lemo.keep' must be a fraction in (0, 1]");
+        if (!(d > 0 && d <= 1))
+            return err_set_at(e, "lemo.keep", 0, "'lemo.keep' must be a fraction in (0, 1], one per layer or \"auto\"");
         z->keep_all = d;
     }
     json_t *d = json_object_get(o, "dense_layers");
@@ -420,7 +439,10 @@ int job_config_load(const char *path, JobConfig *c, Err *e) {
 json_t *lemo_config_to_json(const LemoConfig *z) {
     json_t *lm = json_pack("{s:s, s:i, s:I}", "scores", lemo_score_names[z->scores], "block", z->block, "seed",
                            (json_int_t)z->seed);
-    if (z->n_keep) {
+    if (z->predictor[0]) json_object_set_new(lm, "predictor", json_string(z->predictor));
+    if (z->keep_auto) {
+        json_object_set_new(lm, "keep", json_string("auto"));
+    } else if (z->n_keep) {
         json_t *k = json_array();
         for (int l = 0; l < z->n_keep; l++) json_array_append_new(k, json_real(z->keep[l]));
         json_object_set_new(lm, "keep", k);

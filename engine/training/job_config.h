@@ -54,9 +54,10 @@ int act_policy_check(const ActPolicy *p, int n_layers, Err *e);
 
 /* LeMo token elimination (DESIGN section 8): how each layer's attention keeps token blocks.
  * LEMO_SCORES_EXACT: the oracle block scores from the layer's own q, k; LEMO_SCORES_RANDOM:
- * the same number of blocks, drawn by seed, step and layer (the control). */
-enum { LEMO_SCORES_EXACT = 0, LEMO_SCORES_RANDOM = 1, LEMO_SCORES_N };
-extern const char *const lemo_score_names[LEMO_SCORES_N];  // "exact", "random"
+ * the same number of blocks, drawn by seed, step and layer (the control); LEMO_SCORES_PREDICTOR:
+ * the learned predictors of `lemo prepare` (predictor.h) from the layer's normed input. */
+enum { LEMO_SCORES_EXACT = 0, LEMO_SCORES_RANDOM = 1, LEMO_SCORES_PREDICTOR = 2, LEMO_SCORES_N };
+extern const char *const lemo_score_names[LEMO_SCORES_N];  // "exact", "random", "predictor"
 
 /* The "lemo" key as given; lemo_resolve (lemo.h) turns it into one keep fraction per layer
  * once the model's depth is known. */
@@ -71,6 +72,8 @@ typedef struct {
     int dense[JOB_MAX_LAYERS];       // layer indices kept dense
     uint64_t seed;                   // random scores; defaults to the job's seed
     int has_seed;
+    char predictor[JOB_PATH_MAX];    // scores "predictor": the folder lemo prepare wrote
+    int keep_auto;                   // keep "auto": the predictor's calibrated schedule
 } LemoConfig;
 
 typedef struct {

@@ -27,6 +27,7 @@
 #include "estimate.h"
 #include "fsutil.h"
 #include "peft.h"
+#include "predictor.h"
 #include "progress.h"
 
 static volatile sig_atomic_t stop_requested;
@@ -155,6 +156,8 @@ int trainer_run(const JobConfig *c, Err *e) {
     int rc = -1;
     Tokenizer *tok = NULL;
     Model *m = NULL;
+    LemoPredictor *pred = NULL;
+    float *pred_dev = NULL;
     Packed train = {0}, ev = {0};
     size_t *order = NULL;
     char path[4200];
@@ -187,9 +190,24 @@ int trainer_run(const JobConfig *c, Err *e) {
     ModelConfig mc;
     LemoSpec lemo;
     if (model_config_load(c->model, &mc, e) || lemo_resolve(&c->lemo, mc.n_layers, &lemo, e)) goto out;
+    // predictor scores: checked against this model and block before the model loads
+    if (lemo.on && lemo.scores == LEMO_SCORES_PREDICTOR &&
+        !(pred = lemo_predictor_load(c->lemo.predictor, c->model, &mc, lemo.block, "lemo.predictor", e)))
+        goto out;
     if (!(m = model_load(be, c->model, c->has_rope_scaling ? &c->rope_scaling : NULL, c->context_length, &spec,
                          act, &lemo, c->seed, e)))
         goto out;
+    if (pred) {  // the weights on the device for the step's scoring (model_layer.c)
+        size_t bytes = sizeof(float) * pred->n_w * mc.n_layers;
+        if (!(pred_dev = be->alloc(bytes))) {
+            err_set(e, "out of device memory for the predictor weights (%zu bytes)", bytes);
+            goto out;
+        }
+        be->copy_to_device(pred_dev, pred->w, bytes);
+        m->lemo.pred_w = pred_dev;
+        progress_log("info", "lemo: predictor %s (trained at %d tokens, held-out recall %.3f)%s", c->lemo.predictor,
+                     pred->context, (double)pred->recall_mean, c->lemo.keep_auto ? ", its calibrated schedule" : "");
+    }
     if (lemo.on) {  // what each layer's attention keeps, said once
         char what[400] = "";
         int n = 0, sparse = 0;
@@ -331,6 +349,8 @@ out:
     free(order);
     packed_free(&train);
     packed_free(&ev);
+    if (pred_dev) be->free(pred_dev);
+    lemo_predictor_free(pred);
     model_free(m);
     tokenizer_free(tok);
     return rc;
