@@ -128,8 +128,10 @@ struct Backend {
      * logits_s = x_s W^T (W (V,C) act); target (S) int32, -1 = no loss on that row.
      * Returns sum over counted rows of -log softmax(logits_s)[target_s] (fp64 on host)
      * and stores the number of counted rows in *count. If dx != NULL, dx (S,C) is
-     * WRITTEN with grad_scale * d(sum)/dx. */
-    double (*lm_head_ce)(void *dx, long *count, const void *x, const void *w, const int *target,
+     * WRITTEN with grad_scale * d(sum)/dx. If correct != NULL, *correct = the counted rows
+     * whose argmax logit is the target (a tie goes to the lowest index, on every backend),
+     * the numerator of the mean token accuracy: the logits exist only here, chunk by chunk. */
+    double (*lm_head_ce)(void *dx, long *count, long *correct, const void *x, const void *w, const int *target,
                          int S, int C, int V, float grad_scale);
 
     /* --- LeMo token selection (DESIGN section 8 steps 2-3) ---

@@ -137,6 +137,8 @@ typedef struct {
     LemoSpec lemo;            // the token-elimination schedule (lemo.on == 0: dense)
     int *rows;                // (L) host: the rows each layer's attention buffers hold (S_max: dense)
     int *n_kept;              // (L) host: the rows each layer attended over in the last step
+    long n_correct;           // counted targets of the last step whose argmax logit was the
+                              // target (the token accuracy's numerator, from the fused loss)
 
     void *resid;              // layer inputs (checkpoints) and the final residual, (S, C) each:
                               // one per layer that keeps its input on the device, then the

@@ -83,7 +83,7 @@ double model_step(Model *m, const int32_t *inputs, const int32_t *targets, int S
     // xf, dxf are dok, dh2: the last layer's forward is done with dok, and nothing writes
     // either until the final rmsnorm backward below has read them
     be->rmsnorm_forward(m->xf, m->rstdf, xL, m->final_norm, S, C, c->norm_eps);
-    double loss = be->lm_head_ce(backward ? m->dxf : NULL, count, m->xf, m->lm_head, m->tok_tgt, S, C, c->vocab,
+    double loss = be->lm_head_ce(backward ? m->dxf : NULL, count, &m->n_correct, m->xf, m->lm_head, m->tok_tgt, S, C, c->vocab,
                                  grad_scale);
     if (!backward) return loss;
 

@@ -103,26 +103,34 @@ static long count_targets(const int32_t *t, int S) {
     return n;
 }
 
-/* Mean loss over the first eval_windows eval windows; NAN when there are none. */
-static double run_eval(Model *m, const Packed *ev, int max_windows, long *tokens) {
+/* Mean loss over the first eval_windows eval windows; NAN when there are none. *accuracy:
+ * the share of their targets whose argmax logit is the target. */
+static double run_eval(Model *m, const Packed *ev, int max_windows, long *tokens, double *accuracy) {
     double sum = 0;
-    long cnt = 0;
+    long cnt = 0, hit = 0;
     size_t n = ev->n < (size_t)max_windows ? ev->n : (size_t)max_windows;
     for (size_t w = 0; w < n; w++) {
         long c = 0;
         sum += model_step(m, ev->inputs + w * ev->S, ev->targets + w * ev->S, ev->S, NULL, 0, 0, 0, 0, &c);
         cnt += c;
+        hit += m->n_correct;
     }
     *tokens = cnt;
+    *accuracy = cnt ? (double)hit / cnt : NAN;
     return cnt ? sum / cnt : NAN;
 }
 
+/* The eval line; eval_full says whether its windows were all of the held-out set (the
+ * server reports such a loss as OpenAI's full_valid_loss too). */
 static void emit_eval(Model *m, const Packed *ev, const JobConfig *c, int step, double *out) {
     if (!ev->n) return;
     long tokens;
-    double l = run_eval(m, ev, c->eval_windows, &tokens);
+    double acc, l = run_eval(m, ev, c->eval_windows, &tokens, &acc);
     *out = l;
-    progress_emit("eval", json_pack("{s:i, s:f, s:I}", "step", step, "eval_loss", l, "eval_tokens", (json_int_t)tokens));
+    json_t *o = json_pack("{s:i, s:f, s:I, s:b}", "step", step, "eval_loss", l, "eval_tokens", (json_int_t)tokens,
+                          "eval_full", ev->n <= (size_t)c->eval_windows);
+    json_object_set_new(o, "eval_accuracy", isnan(acc) ? json_null() : json_real(acc));
+    progress_emit("eval", o);
 }
 
 static int save_checkpoint(Model *m, const JobConfig *c, const TrainState *st, Err *e) {
@@ -292,6 +300,7 @@ int trainer_run(const JobConfig *c, Err *e) {
         }
         model_zero_grads(m);
         double sum = 0;
+        long hit = 0;
         for (int i = 0; i < c->grad_accum && total > 0; i++) {
             long cnt;
             uint64_t dseed = mix64(c->seed ^ mix64((uint64_t)step * 4096 + i));
@@ -300,6 +309,7 @@ int trainer_run(const JobConfig *c, Err *e) {
             LemoSelect sel = {LEMO_SEL_SCHEDULE, mix64(c->lemo.seed ^ mix64((uint64_t)step * 4096 + i) ^ 0x4C654D6Full), NULL, NULL};
             sum += model_step(m, train.inputs + win[i] * train.S, train.targets + win[i] * train.S, train.S, &sel, 1,
                               1, 1.0f / (float)total, dseed, &cnt);
+            hit += m->n_correct;
         }
         double gnorm = sqrt(be->sumsq(m->lora_grads, m->n_lora));
         if (c->optim.grad_clip > 0 && gnorm > c->optim.grad_clip)
@@ -317,6 +327,8 @@ int trainer_run(const JobConfig *c, Err *e) {
                               "avg_tokens_per_s", (double)(st.tokens - tokens_at_start) / el, "mem_bytes",
                               (json_int_t)be->mem_used(), "elapsed_s", el);
         if (!strcmp(be->name, "cuda")) json_object_set_new(o, "gpu_mem_bytes", json_integer((json_int_t)be->mem_used()));
+        // the share of the step's targets the model already predicted (argmax), before this update
+        json_object_set_new(o, "accuracy", total ? json_real((double)hit / total) : json_null());
         if (lemo.on) {  // the share of tokens each layer's attention kept (DESIGN section 6)
             json_t *kf = json_array();
             for (int l = 0; l < m->cfg.n_layers; l++)

@@ -83,7 +83,7 @@ void cpu_swiglu_backward(void *dgate, void *dup, const void *dout, const void *g
                          const void *up, size_t n);
 
 /* loss.c */
-double cpu_lm_head_ce(void *dx, long *count, const void *x, const void *w, const int *target,
+double cpu_lm_head_ce(void *dx, long *count, long *correct, const void *x, const void *w, const int *target,
                       int S, int C, int V, float grad_scale);
 
 /* optim.c */

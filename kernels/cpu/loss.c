@@ -6,7 +6,9 @@
  * is wanted, the logits buffer is overwritten in place by dlogits =
  * grad_scale * (softmax - onehot) and dx_chunk = dlogits W (sgemm). Rows without
  * a target get zero dlogits and so zero dx. Per-row losses are summed in row
- * order, so the total is reproducible bit for bit. */
+ * order, so the total is reproducible bit for bit. The argmax for the token accuracy
+ * comes from the same pass that finds the row's max (strict >, so a tie keeps the lowest
+ * index: the CUDA kernel follows the same rule). */
 #include "cpu_ops.h"
 
 #include <cblas.h>
@@ -24,20 +26,23 @@ size_t cpu_scratch_bytes(int S, int V, int R, int n, const int *K, const int *N,
 }
 
 /* Sum over counted rows (target in [0,V); -1 = not counted) of -log softmax(x W^T)[target];
- * *count = counted rows; dx (S,C), if not NULL, WRITTEN with grad_scale * d(sum)/dx.
- * x (S,C), w (V,C), target (S). */
-double cpu_lm_head_ce(void *dx, long *count, const void *x, const void *w, const int *target,
+ * *count = counted rows; *correct (if not NULL) = counted rows whose argmax is the target;
+ * dx (S,C), if not NULL, WRITTEN with grad_scale * d(sum)/dx. x (S,C), w (V,C), target (S). */
+double cpu_lm_head_ce(void *dx, long *count, long *correct, const void *x, const void *w, const int *target,
                       int S, int C, int V, float grad_scale) {
     const float *xs = x, *wt = w;
     float *dxs = dx;
     long cnt = 0;
     for (int s = 0; s < S; s++) cnt += target[s] >= 0 && target[s] < V;
     *count = cnt;
+    if (correct) *correct = 0;
     float *logits = malloc((size_t)CE_CHUNK * V * sizeof(float));   // (CE_CHUNK, V)
     double *rowloss = malloc(CE_CHUNK * sizeof(double));              // (CE_CHUNK)
-    if (!logits || !rowloss) {
+    char *rowhit = malloc(CE_CHUNK);                                  // (CE_CHUNK) argmax == target
+    if (!logits || !rowloss || !rowhit) {
         free(logits);
         free(rowloss);
+        free(rowhit);
         if (dxs) cpu_fill_nan(dxs, (size_t)S * C);
         return NAN;
     }
@@ -58,11 +63,15 @@ double cpu_lm_head_ce(void *dx, long *count, const void *x, const void *w, const
             int t = target[s0 + r];
             if (t < 0 || t >= V) {
                 rowloss[r] = 0;
+                rowhit[r] = 0;
                 if (dxs) memset(l, 0, (size_t)V * sizeof(float));
                 continue;
             }
             float mx = l[0];
-            for (int j = 1; j < V; j++) mx = l[j] > mx ? l[j] : mx;
+            int am = 0;
+            for (int j = 1; j < V; j++)
+                if (l[j] > mx) mx = l[j], am = j;
+            rowhit[r] = am == t;
             float lt = l[t];
             double sum = 0;
             for (int j = 0; j < V; j++) {
@@ -79,11 +88,14 @@ double cpu_lm_head_ce(void *dx, long *count, const void *x, const void *w, const
             }
         }
         for (int r = 0; r < n; r++) total += rowloss[r];
+        if (correct)
+            for (int r = 0; r < n; r++) *correct += rowhit[r];
         if (dxs)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, C, V, 1.0f, logits, V, wt,
                         C, 0.0f, dxs + (size_t)s0 * C, C);
     }
     free(logits);
     free(rowloss);
+    free(rowhit);
     return total;
 }

@@ -75,7 +75,7 @@ static inline size_t cuda_round_up(size_t a, size_t b) { return (a + b - 1) / b 
 
 /* The ops' scratch block (cuda_scratch) for a window (Backend.scratch_bytes): sized by its
  * largest user, the fused loss's chunk of fp32 logits + bf16 dlogits within 256 MiB plus S
- * fp32 row losses (cuda_loss.cu); a LoRA product's bf16 copies of A, B, t and dt for cuBLAS
+ * fp32 row losses and S int32 argmax hits (cuda_loss.cu); a LoRA product's bf16 copies of A, B, t and dt for cuBLAS
  * and, with dropout, a chunk of drop(x) rows (cuda_matmul.cu); or the gradient norm's 256
  * partial sums (cuda_optim.cu); grown to 1.25x the request, in MiB steps, as cuda_scratch
  * grows it. */
@@ -84,7 +84,7 @@ static inline size_t cuda_scratch_bytes(int Si, int Vi, int Ri, int n, const int
     size_t rows = ((size_t)256 << 20) / (V * 6);
     rows = rows < 64 ? 64 : rows / 64 * 64;
     if (rows > S) rows = S;
-    size_t need = cuda_round_up(rows * V * 4, 256) + cuda_round_up(rows * V * 2, 256) + cuda_round_up(4 * S, 256);
+    size_t need = cuda_round_up(rows * V * 4, 256) + cuda_round_up(rows * V * 2, 256) + 2 * cuda_round_up(4 * S, 256);
     for (int i = 0; i < n; i++) {
         size_t K = (size_t)Ks[i], N = (size_t)Ns[i];
         size_t drop = p > 0 ? cuda_round_up((size_t)cuda_lora_chunk_rows(Si, (int)K) * K * 2, 256) : 0;

@@ -176,7 +176,7 @@ void cuda_attention_backward_wgmma(float *dqacc, void *dk, void *dv, const void 
                                    int NKV, int HS);
 
 /* cuda_loss.cu: chunked LM head + cross-entropy */
-double cuda_lm_head_ce(void *dx, long *count, const void *x, const void *w, const int *target,
+double cuda_lm_head_ce(void *dx, long *count, long *correct, const void *x, const void *w, const int *target,
                        int S, int C, int V, float grad_scale);
 
 /* cuda_lemo.cu: LeMo's block scores and top-k block selection */

@@ -7,7 +7,9 @@
  * dlogits = grad_scale * (softmax - onehot) in bf16; then dx_chunk = dlogits W
  * (cuBLAS). Rows whose target is outside [0,V) (-1: no loss) count nothing and
  * get zero gradient. Per-row losses stay on the device until the end and are
- * summed on the host in fp64 in row order, so the total is reproducible. */
+ * summed on the host in fp64 in row order, so the total is reproducible. The token
+ * accuracy's argmax is the lowest index holding the row's max (the CPU twin's rule), found
+ * after the max reduction with one shared atomicMin: ties resolve the same on both. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -17,27 +19,31 @@
 #define CE_THREADS 512
 
 /* One block per row r of the chunk: rowloss[r] = lse - logit[target] (-inf when not
- * counted); dl(r,:) written when dl != NULL. */
-__global__ void ce_rows_kernel(float *rowloss, bf16 *dl, const float *logits, const int *target,
+ * counted), rowhit[r] = 1 when the argmax is the target; dl(r,:) written when dl != NULL. */
+__global__ void ce_rows_kernel(float *rowloss, int *rowhit, bf16 *dl, const float *logits, const int *target,
                                int V, float grad_scale) {
     __shared__ float red[32];
+    __shared__ int amin;
     int r = blockIdx.x;
     const float *l = logits + (size_t)r * V;
     int t = target[r];
     bool counted = t >= 0 && t < V;
     if (!counted) {
-        if (threadIdx.x == 0) rowloss[r] = -INFINITY;
+        if (threadIdx.x == 0) rowloss[r] = -INFINITY, rowhit[r] = 0;
         if (dl)
             for (int j = threadIdx.x; j < V; j += blockDim.x) dl[(size_t)r * V + j] = __float2bfloat16(0.0f);
         return;
     }
+    if (threadIdx.x == 0) amin = V;
     float mx = -INFINITY;
     for (int j = threadIdx.x; j < V; j += blockDim.x) mx = fmaxf(mx, l[j]);
-    mx = block_max(mx, red);
+    mx = block_max(mx, red);  // its barriers also publish amin = V
+    for (int j = threadIdx.x; j < V; j += blockDim.x)
+        if (l[j] == mx) { atomicMin(&amin, j); break; }  // this thread's lowest: j only grows
     float sum = 0.0f;
     for (int j = threadIdx.x; j < V; j += blockDim.x) sum += expf(l[j] - mx);
-    sum = block_sum(sum, red);
-    if (threadIdx.x == 0) rowloss[r] = mx + logf(sum) - l[t];
+    sum = block_sum(sum, red);  // its barriers order every atomicMin before the read below
+    if (threadIdx.x == 0) rowloss[r] = mx + logf(sum) - l[t], rowhit[r] = amin == t;
     if (dl) {
         float inv = 1.0f / sum;
         for (int j = threadIdx.x; j < V; j += blockDim.x) {
@@ -47,9 +53,10 @@ __global__ void ce_rows_kernel(float *rowloss, bf16 *dl, const float *logits, co
     }
 }
 
-double cuda_lm_head_ce(void *dx, long *count, const void *x, const void *w, const int *target,
+double cuda_lm_head_ce(void *dx, long *count, long *correct, const void *x, const void *w, const int *target,
                        int S, int C, int V, float grad_scale) {
     *count = 0;
+    if (correct) *correct = 0;
     if (S <= 0) return 0.0;
     size_t per_row = (size_t)V * (sizeof(float) + (dx ? sizeof(bf16) : 0));
     int chunk = (int)(CE_BUDGET / per_row);
@@ -58,10 +65,12 @@ double cuda_lm_head_ce(void *dx, long *count, const void *x, const void *w, cons
     size_t logit_bytes = align_up((size_t)chunk * V * sizeof(float), 256);
     size_t dl_bytes = dx ? align_up((size_t)chunk * V * sizeof(bf16), 256) : 0;
     size_t loss_bytes = align_up((size_t)S * sizeof(float), 256);
-    char *base = (char *)cuda_scratch(logit_bytes + dl_bytes + loss_bytes);
+    size_t hit_bytes = align_up((size_t)S * sizeof(int), 256);
+    char *base = (char *)cuda_scratch(logit_bytes + dl_bytes + loss_bytes + hit_bytes);
     float *logits = (float *)base;                               // (chunk, V)
     bf16 *dl = dx ? (bf16 *)(base + logit_bytes) : NULL;         // (chunk, V)
     float *rowloss = (float *)(base + logit_bytes + dl_bytes);   // (S)
+    int *rowhit = (int *)(base + logit_bytes + dl_bytes + loss_bytes);  // (S)
     const bf16 *xs = (const bf16 *)x;
     bf16 *dxs = (bf16 *)dx;
     float one = 1.0f, zero = 0.0f;
@@ -71,7 +80,7 @@ double cuda_lm_head_ce(void *dx, long *count, const void *x, const void *w, cons
         CUBLAS_CHECK(cublasGemmEx(cuda_cublas(), CUBLAS_OP_T, CUBLAS_OP_N, V, n, C, &one, w,
                                   CUDA_R_16BF, C, xs + (size_t)s0 * C, CUDA_R_16BF, C, &zero,
                                   logits, CUDA_R_32F, V, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-        ce_rows_kernel<<<n, CE_THREADS>>>(rowloss + s0, dl, logits, target + s0, V, grad_scale);
+        ce_rows_kernel<<<n, CE_THREADS>>>(rowloss + s0, rowhit + s0, dl, logits, target + s0, V, grad_scale);
         LAUNCH_CHECK();
         if (dx) {
             // dx_chunk^T (C,n) = W (C,V col-major) x dl^T (V,n)
@@ -82,16 +91,21 @@ double cuda_lm_head_ce(void *dx, long *count, const void *x, const void *w, cons
         }
     }
     float *host = (float *)malloc((size_t)S * sizeof(float));
-    if (!host) cuda_fatal("malloc", "out of host memory for per-row losses", __FILE__, __LINE__);
+    int *hits = (int *)malloc((size_t)S * sizeof(int));
+    if (!host || !hits) cuda_fatal("malloc", "out of host memory for per-row losses", __FILE__, __LINE__);
     CUDA_CHECK(cudaMemcpy(host, rowloss, (size_t)S * sizeof(float), cudaMemcpyDeviceToHost));
+    if (correct) CUDA_CHECK(cudaMemcpy(hits, rowhit, (size_t)S * sizeof(int), cudaMemcpyDeviceToHost));
     double total = 0.0;
-    long cnt = 0;
+    long cnt = 0, hit = 0;
     for (int s = 0; s < S; s++) {
         if (isinf(host[s]) && host[s] < 0.0f) continue;  // not counted
         total += host[s];
         cnt++;
+        if (correct) hit += hits[s];
     }
     free(host);
+    free(hits);
     *count = cnt;
+    if (correct) *correct = hit;
     return total;
 }

@@ -373,15 +373,50 @@ static void test_lm_head(void) {
     Pair px = pair_act(x, (size_t)S * C), pw = pair_act(w, (size_t)V * C), pt = pair_raw(tgt, S);
     Pair pdx = pair_out((size_t)S * C, 1);
     long cc = 0, cg = 0;
-    double lc = cpu->lm_head_ce(pdx.c, &cc, px.c, pw.c, pt.c, S, C, V, 0.5f);
-    double lg = gpu->lm_head_ce(pdx.g, &cg, px.g, pw.g, pt.g, S, C, V, 0.5f);
+    double lc = cpu->lm_head_ce(pdx.c, &cc, NULL, px.c, pw.c, pt.c, S, C, V, 0.5f);
+    double lg = gpu->lm_head_ce(pdx.g, &cg, NULL, px.g, pw.g, pt.g, S, C, V, 0.5f);
     printf("  %-34s cpu=%.6f gpu=%.6f rel=%.2e\n", "lm_head_ce loss", lc, lg, fabs(lg - lc) / fabs(lc));
     CHECK(cc == cg, "lm_head_ce count: cpu %ld gpu %ld", cc, cg);
     CHECK(fabs(lg - lc) <= 2e-3 * fabs(lc), "lm_head_ce loss: cpu %.6f gpu %.6f", lc, lg);  // bf16 x,W; fp32 logits
     compare("lm_head_ce dx", &pdx, 1e-2);  // dlogits rounded to bf16 before dlogits W
     long c2 = 0;
-    double l2 = gpu->lm_head_ce(NULL, &c2, px.g, pw.g, pt.g, S, C, V, 1.0f);
+    double l2 = gpu->lm_head_ce(NULL, &c2, NULL, px.g, pw.g, pt.g, S, C, V, 1.0f);
     CHECK(c2 == cg && l2 == lg, "lm_head_ce without dx: %.6f (%ld) vs %.6f (%ld)", l2, c2, lg, cg);
+
+    /* The argmax count (token accuracy). Half the rows aim at their best entry by the exact
+     * logits of the bf16 inputs both backends hold, so there are hits to count; rows whose
+     * best two logits lie within 1e-3 may honestly differ (fp32 sums in another order). The
+     * last 10 rows are zeros: every logit is exactly 0 on both, a V-way tie that goes to
+     * index 0 on both (targets 0 count, 5 do not). */
+    long close = 0;
+    for (int s = 0; s < S; s++) {
+        double b0 = -INFINITY, b1 = -INFINITY;
+        int am = 0;
+        for (int j = 0; j < V; j++) {
+            double l = 0;
+            for (int c = 0; c < C; c++) l += (double)x[(size_t)s * C + c] * w[(size_t)j * C + c];
+            if (l > b0) b1 = b0, b0 = l, am = j;
+            else if (l > b1) b1 = l;
+        }
+        if (s >= S - 10) tgt[s] = s % 2 ? 0 : 5;
+        else if (s % 2 == 0) tgt[s] = am;
+        close += tgt[s] >= 0 && s < S - 10 && b0 - b1 < 1e-3;
+    }
+    for (int s = S - 10; s < S; s++) memset(x + (size_t)s * C, 0, (size_t)C * sizeof(float));
+    Pair px2 = pair_act(x, (size_t)S * C), pt2 = pair_raw(tgt, S);
+    long hc = -1, hg = -1, hg2 = -1;
+    cpu->lm_head_ce(NULL, &cc, &hc, px2.c, pw.c, pt2.c, S, C, V, 1.0f);
+    gpu->lm_head_ce(pdx.g, &cg, &hg, px2.g, pw.g, pt2.g, S, C, V, 1.0f);
+    gpu->lm_head_ce(NULL, &c2, &hg2, px2.g, pw.g, pt2.g, S, C, V, 1.0f);
+    printf("  %-34s cpu=%ld gpu=%ld of %ld (%ld near ties)\n", "lm_head_ce argmax hits", hc, hg, cc, close);
+    CHECK(hc >= 100 && labs(hg - hc) <= close, "lm_head_ce argmax hits: cpu %ld gpu %ld (%ld near ties)", hc, hg, close);
+    CHECK(hg2 == hg, "lm_head_ce argmax hits without dx: %ld, with dx %ld", hg2, hg);
+    long tc = -1, tg = -1;
+    cpu->lm_head_ce(NULL, &cc, &tc, (char *)px2.c + (size_t)(S - 10) * C * 4, pw.c, (int *)pt2.c + S - 10, 10, C, V, 1.0f);
+    gpu->lm_head_ce(NULL, &cg, &tg, (char *)px2.g + (size_t)(S - 10) * C * gpu->act_size, pw.g, (int *)pt2.g + S - 10,
+                    10, C, V, 1.0f);
+    CHECK(tc == 5 && tg == 5, "lm_head_ce ties go to the lowest index: cpu %ld gpu %ld hits of 10 (want 5)", tc, tg);
+    pair_free(&px2), pair_free(&pt2);
     pair_free(&px), pair_free(&pw), pair_free(&pt), pair_free(&pdx);
     free(x), free(w), free(tgt);
 }
