@@ -37,7 +37,9 @@ static void usage(FILE *f) {
             "  rope_scaling {type linear|llama3, factor, ...} (default: the model's),\n"
             "  memory {checkpointing true, offload false, offload_attention false,\n"
             "          layers [one of keep|recompute|offload|offload_attention per layer] (default: all alike),\n"
-            "          auto false (alone: pick per layer the fastest policy that fits the device)}\n");
+            "          auto false (alone: pick per layer the fastest policy that fits the device)},\n"
+            "  lemo {keep 0.4 | [per layer] | \"auto\" (predictor only), scores exact|random|predictor,\n"
+            "        predictor DIR (lemo prepare --out), block 64, dense_layers, seed} (default: dense)\n");
 }
 
 int cmd_train(int argc, char **argv) {

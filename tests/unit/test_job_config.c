@@ -125,7 +125,25 @@ int main(void) {
     bad("{" BASE ",\"lemo\":{\"keep\":0}}", "lemo.keep");
     bad("{" BASE ",\"lemo\":{\"keep\":1.5}}", "lemo.keep");
     bad("{" BASE ",\"lemo\":{\"keep\":[0.5,\"half\"]}}", "lemo.keep");
-    bad("{" BASE ",\"lemo\":{\"scores\":\"predictor\"}}", "lemo.scores");
+    bad("{" BASE ",\"lemo\":{\"scores\":\"oracle\"}}", "lemo.scores");
+    // predictor scores: the folder is required and only read with them; keep "auto" needs them
+    bad("{" BASE ",\"lemo\":{\"scores\":\"predictor\"}}", "lemo.predictor");
+    bad("{" BASE ",\"lemo\":{\"scores\":\"predictor\",\"predictor\":7}}", "lemo.predictor");
+    bad("{" BASE ",\"lemo\":{\"scores\":\"exact\",\"predictor\":\"p\"}}", "lemo.predictor");
+    bad("{" BASE ",\"lemo\":{\"keep\":\"auto\"}}", "lemo.keep");
+    bad("{" BASE ",\"lemo\":{\"scores\":\"predictor\",\"predictor\":\"p\",\"keep\":\"most\"}}", "lemo.keep");
+    CHECK(job_config_parse("{" BASE ",\"lemo\":{\"scores\":\"predictor\",\"predictor\":\"/nonexistent/p\","
+                           "\"keep\":\"auto\"}}", &c, &e) == 0 && c.lemo.scores == LEMO_SCORES_PREDICTOR &&
+              c.lemo.keep_auto && !strcmp(c.lemo.predictor, "/nonexistent/p"), "predictor auto: %s", e.msg);
+    CHECK(lemo_resolve(&c.lemo, 6, &z, &e) == -1 && !strcmp(e.param, "lemo.predictor") && strstr(e.msg, "/nonexistent/p"),
+          "a missing predictor folder names lemo.predictor: %s", e.msg);
+    {
+        char *pt = job_config_to_json(&c);
+        JobConfig pc;
+        CHECK(pt && job_config_parse(pt, &pc, &e) == 0 && pc.lemo.keep_auto && !strcmp(pc.lemo.predictor, "/nonexistent/p"),
+              "predictor round trip: %s", e.msg);
+        free(pt);
+    }
     bad("{" BASE ",\"lemo\":{\"block\":48}}", "lemo.block");
     bad("{" BASE ",\"lemo\":{\"dense_layers\":[-1]}}", "lemo.dense_layers");
     bad("{" BASE ",\"lemo\":{\"seed\":\"x\"}}", "lemo.seed");
