@@ -186,6 +186,14 @@ size_t cuda_lemo_scores_ws_bytes(int S, int B);
 void cuda_lemo_random_scores(float *score, int nb, uint64_t seed);
 void cuda_lemo_select_blocks(int *idx, const float *score, int nb, int k, int B, void *ws);
 size_t cuda_lemo_select_ws_bytes(int nb);
+void cuda_lemo_block_matrix(float *A, const void *q, const void *k, int S, int NH, int NKV, int HS, int B);
+void cuda_lemo_matrix_scores(float *score, const float *A, int nb);
+/* cuda_lemo_predictor.cu: LeMo's pattern predictors, their backward and SmoothL1 */
+void cuda_lemo_predictor_forward(float *A, float *acts, const void *h, const float *w, int S, int C, int HS, int B,
+                                 int H1, int H2);
+void cuda_lemo_predictor_backward(float *dw, const float *dA, const float *acts, const float *w, int S, int C,
+                                  int HS, int B, int H1, int H2, float *ws);
+double cuda_lemo_smooth_l1(float *d, const float *p, const float *t, size_t n, float beta, float scale);
 
 /* cuda_optim.cu: fp32 optimizer-side ops */
 double cuda_sumsq(const float *g, size_t n);

@@ -20,6 +20,8 @@
  *     score[n] = sum_{m >= n} A[m,n] + sum_{m < n} A[n,m], in double in a fixed order
  *     (lane-strided, then a fixed shuffle tree): no atomics, so the scores are
  *     bit-identical run to run.
+ * The same two kernels run apart as lemo_block_matrix (the triangle, the predictors' training
+ * target) and lemo_matrix_scores (a predicted triangle reduced like the exact one).
  * B is a template (32, 64, 128: the tile lives in registers); the head size is any
  * multiple of 16, its last stage narrower where HS is not a multiple of 64.
  *
@@ -240,6 +242,36 @@ void cuda_lemo_block_scores(float *score, const void *q, const void *k, int S, i
         lemo_launch_pairs<64>(A, q, k, pairs, NH, NKV, HS);
     else
         lemo_launch_pairs<128>(A, q, k, pairs, NH, NKV, HS);
+    lemo_score_reduce_kernel<<<cdiv((size_t)nb * 32, 256), 256>>>(score, A, nb);
+    LAUNCH_CHECK();
+}
+
+/* The triangle itself (the predictors' training target): the same pair kernel, unreduced. */
+void cuda_lemo_block_matrix(float *A, const void *q, const void *k, int S, int NH, int NKV, int HS, int B) {
+    if (S <= 0) return;
+    if (B != 32 && B != 64 && B != 128)
+        cuda_fatal("lemo_block_matrix", "LeMo block size must be 32, 64 or 128 on CUDA", __FILE__, __LINE__);
+    if (S % B != 0) cuda_fatal("lemo_block_matrix", "S must be a multiple of the block size", __FILE__, __LINE__);
+    if (NKV <= 0 || NH % NKV != 0)
+        cuda_fatal("lemo_block_matrix", "query heads must be a multiple of kv heads", __FILE__, __LINE__);
+    if (HS <= 0 || HS % 16 != 0)
+        cuda_fatal("lemo_block_matrix", "head size must be a multiple of 16 on CUDA", __FILE__, __LINE__);
+    if (!aligned16(q) || !aligned16(k))
+        cuda_fatal("lemo_block_matrix", "q and k must be 16-byte aligned", __FILE__, __LINE__);
+    int nb = S / B;
+    long pairs = (long)nb * (nb + 1) / 2;
+    if (pairs > INT_MAX) cuda_fatal("lemo_block_matrix", "too many block pairs for one grid", __FILE__, __LINE__);
+    lemo_setup();
+    if (B == 32)
+        lemo_launch_pairs<32>(A, q, k, pairs, NH, NKV, HS);
+    else if (B == 64)
+        lemo_launch_pairs<64>(A, q, k, pairs, NH, NKV, HS);
+    else
+        lemo_launch_pairs<128>(A, q, k, pairs, NH, NKV, HS);
+}
+
+void cuda_lemo_matrix_scores(float *score, const float *A, int nb) {
+    if (nb <= 0) return;
     lemo_score_reduce_kernel<<<cdiv((size_t)nb * 32, 256), 256>>>(score, A, nb);
     LAUNCH_CHECK();
 }

@@ -12,7 +12,8 @@
  * printed, with the max abs error of every case. The LeMo ops: block scores also pass an
  * element-wise bound and repeat bit for bit; block selection (on identical scores, ties,
  * NaN and signed zeros included) and random scores must equal the CPU's exactly; CUB's
- * storage must fit backend_cuda.h's plain-C bound. LEMO_TEST_ONLY=word runs only the cases
+ * storage must fit backend_cuda.h's plain-C bound; the block matrix, its reduction and the
+ * predictors' forward, backward and SmoothL1 against the CPU. LEMO_TEST_ONLY=word runs only the cases
  * whose name holds it (lemo, attention, ...).
  *
  * Needs a GPU: without one it skips (exit 77) and says why. */
@@ -503,6 +504,95 @@ static void test_lemo_scores(void) {
     }
 }
 
+/* LeMo's block matrix (unreduced) and its reduction, against the CPU on the same inputs. */
+static void test_lemo_matrix(void) {
+    struct { int S, NH, NKV, HS, B; } cs[] = {{1024, 6, 2, 64, 64}, {4096, 32, 8, 128, 64}, {2048, 8, 2, 64, 128}};
+    for (size_t ci = 0; ci < sizeof cs / sizeof cs[0]; ci++) {
+        int S = cs[ci].S, NH = cs[ci].NH, NKV = cs[ci].NKV, HS = cs[ci].HS, B = cs[ci].B, nb = S / B;
+        size_t nq = (size_t)S * NH * HS, nk = (size_t)S * NKV * HS, tri = lemo_tri_size(nb);
+        float *q = host_rand(nq, 2.0f), *k = host_rand(nk, 2.0f);
+        Pair pq = pair_act(q, nq), pk = pair_act(k, nk), pa = pair_out(tri, 0), ps = pair_out(nb, 0);
+        cpu->lemo_block_matrix(pa.c, pq.c, pk.c, S, NH, NKV, HS, B);
+        gpu->lemo_block_matrix(pa.g, pq.g, pk.g, S, NH, NKV, HS, B);
+        char name[96];
+        snprintf(name, sizeof name, "lemo_block_matrix (S=%d %d/%d HS=%d B=%d)", S, NH, NKV, HS, B);
+        compare(name, &pa, 5e-6);
+        compare_each("  elementwise", &pa, 1e-6, 1e-5);
+        // the reduction of the same triangle (the GPU's copy uploaded to both)
+        gpu->copy_to_host(pa.c, pa.g, tri * 4);
+        cpu->lemo_matrix_scores(ps.c, pa.c, nb);
+        gpu->lemo_matrix_scores(ps.g, pa.g, nb);
+        compare("  lemo_matrix_scores", &ps, 1e-6);
+        pair_free(&pq), pair_free(&pk), pair_free(&pa), pair_free(&ps);
+        free(q), free(k);
+    }
+}
+
+/* LeMo's predictors: forward (the predicted triangle and every activation the backward
+ * reads), backward (weight gradients accumulated onto the same start) and SmoothL1, against
+ * the CPU on the same bf16 input and fp32 weights. Both sides run fp32 GEMMs, summed in
+ * other orders. The 7B-shape case at 16K tokens also prints the forward's time. */
+static void test_lemo_predictor(void) {
+    struct { int S, C, HS, B, H1, H2; } cs[] = {
+        {1024, 384, 64, 64, 128, 128},   // refmodel-22m's shape, the default widths
+        {512, 256, 32, 32, 16, 24},      // odd widths, block 32
+        {2048, 512, 64, 128, 32, 8192},  // H2 = D, the paper's second width
+        {16384, 4096, 128, 64, 128, 128},  // Llama-2-7B's shape
+    };
+    for (size_t ci = 0; ci < sizeof cs / sizeof cs[0]; ci++) {
+        int S = cs[ci].S, C = cs[ci].C, HS = cs[ci].HS, B = cs[ci].B, H1 = cs[ci].H1, H2 = cs[ci].H2, nb = S / B;
+        size_t nw = lemo_predictor_weights(B, HS, H1, H2), na = lemo_predictor_acts(S, C, HS, B, H1, H2);
+        size_t tri = lemo_tri_size(nb), nws = lemo_predictor_bwd_ws(S, C, HS, B, H1, H2);
+        float *h = host_rand((size_t)S * C, 1.0f), *w = malloc(nw * 4);
+        // weights at PyTorch's nn.Linear scale per layer (uniform +-1/sqrt(in)): the first
+        // layer's in is D, the others' H1 and H2
+        size_t half = nw / 2, n1 = (size_t)H1 * B * HS, n2 = (size_t)H2 * H1;
+        for (size_t i = 0; i < nw; i++) {
+            size_t j = i % half;
+            int in = j < n1 ? B * HS : j < n1 + n2 ? H1 : H2;
+            w[i] = rng_uniform() / sqrtf((float)in);
+        }
+        Pair ph = pair_act(h, (size_t)S * C), pw = pair_raw(w, nw), pa = pair_out(tri, 0), pact = pair_out(na, 0);
+        cpu->lemo_predictor_forward(pa.c, pact.c, ph.c, pw.c, S, C, HS, B, H1, H2);
+        gpu->sync();
+        double t0 = now_ms();
+        gpu->lemo_predictor_forward(pa.g, pact.g, ph.g, pw.g, S, C, HS, B, H1, H2);
+        gpu->sync();
+        double t1 = now_ms();
+        gpu->lemo_predictor_forward(pa.g, pact.g, ph.g, pw.g, S, C, HS, B, H1, H2);
+        gpu->sync();
+        double t2 = now_ms();
+        char name[112];
+        snprintf(name, sizeof name, "lemo_predictor_forward (S=%d C=%d HS=%d B=%d %d-%d)", S, C, HS, B, H1, H2);
+        printf("  %s: gpu %.2f ms (first call %.2f)\n", name, t2 - t1, t1 - t0);
+        compare(name, &pa, 2e-5);
+        compare("  acts", &pact, 2e-5);
+        // backward: dA from SmoothL1 against a random target, dw accumulated onto random values
+        float *t = malloc(tri * 4);
+        for (size_t i = 0; i < tri; i++) t[i] = ((float *)pa.c)[i] + rng_uniform();
+        float *dw0 = host_rand(nw, 0.01f);
+        Pair pt = pair_raw(t, tri), pd = pair_out(tri, 0), pdw = pair_raw(dw0, nw);
+        gpu->copy_to_device(pa.g, pa.c, tri * 4);  // both from the CPU's prediction
+        double lc = cpu->lemo_smooth_l1(pd.c, pa.c, pt.c, tri, 0.5f, 1.0f / (float)tri);
+        double lg = gpu->lemo_smooth_l1(pd.g, pa.g, pt.g, tri, 0.5f, 1.0f / (float)tri);
+        printf("  lemo_smooth_l1: cpu %.12g gpu %.12g\n", lc, lg);
+        CHECK(fabs(lc - lg) <= 1e-9 * fabs(lc) + 1e-12, "lemo_smooth_l1: cpu %.12g gpu %.12g", lc, lg);
+        compare("  lemo_smooth_l1 d", &pd, 1e-7);
+        float *wsc = malloc(nws * 4);
+        void *wsg = gpu->alloc(nws * 4);
+        memset(wsc, 0xFF, nws * 4);
+        gpu->copy_to_device(wsg, wsc, nws * 4);
+        gpu->copy_to_device(pact.g, pact.c, na * 4);  // the same acts on both
+        gpu->copy_to_device(pd.g, pd.c, tri * 4);
+        cpu->lemo_predictor_backward(pdw.c, pd.c, pact.c, pw.c, S, C, HS, B, H1, H2, wsc);
+        gpu->lemo_predictor_backward(pdw.g, pd.g, pact.g, pw.g, S, C, HS, B, H1, H2, wsg);
+        compare("  lemo_predictor_backward dw", &pdw, 1e-4);
+        free(wsc), gpu->free(wsg), free(t), free(dw0), free(h), free(w);
+        pair_free(&ph), pair_free(&pw), pair_free(&pa), pair_free(&pact), pair_free(&pt), pair_free(&pd);
+        pair_free(&pdw);
+    }
+}
+
 /* n scores with ties, NaN, -0 and +0 and infinities on purpose: half drawn from a few levels,
  * half continuous. */
 static float *lemo_tied_scores(int n) {
@@ -636,7 +726,7 @@ int main(void) {
         {"memory", test_memory}, {"rows", test_rows}, {"rmsnorm", test_rmsnorm}, {"matmul", test_matmul},
         {"lora", test_lora}, {"rope", test_rope}, {"attention", test_attention}, {"swiglu", test_swiglu},
         {"lm_head", test_lm_head}, {"optim", test_optim}, {"lemo_scores", test_lemo_scores},
-        {"lemo_select", test_lemo_select},
+        {"lemo_select", test_lemo_select}, {"lemo_matrix", test_lemo_matrix}, {"lemo_predictor", test_lemo_predictor},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         if (!only || strstr(cases[i].name, only)) cases[i].fn();
