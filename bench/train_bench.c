@@ -12,9 +12,11 @@
  *       each optionally followed by +keepN: then the last N layers keep their activations
  *       (memory.layers; no recompute there) and the others follow POLICY; or auto: what
  *       memory.auto picks for each context on this device (estimate_auto_policy);
- *       CONTEXTS like 4096,16384. BENCH_LEMO=random|exact: LeMo at the default schedule
- *       (layers l < L/2 - 1 and the last dense, 40% of the 64-token blocks elsewhere), chosen
- *       inside every step; memory.auto then knows it. BENCH_MLP_TILES=N: the MLP in N row tiles
+ *       CONTEXTS like 4096,16384. BENCH_LEMO=random|exact|predictor: LeMo at the default
+ *       schedule (layers l < L/2 - 1 and the last dense, 40% of the 64-token blocks elsewhere),
+ *       chosen inside every step; memory.auto then knows it. predictor: predictors of the
+ *       model's widths with seeded random weights (DIR/predictor-random, written once): their
+ *       time and memory, not their recall. BENCH_MLP_TILES=N: the MLP in N row tiles
  *       (auto picks its own). BENCH_PROFILE=1: after the timed steps one more step synchronized
  *       around every layer, printing a per-layer time breakdown of layer 0 and of the first
  *       sparse layer (forward, LeMo's selection within it, recompute, backward) and the bytes
@@ -40,6 +42,7 @@
 #include "estimate.h"
 #include "job_config.h"
 #include "model.h"
+#include "predictor.h"
 
 #ifdef LEMO_CUDA
 #include <cuda_runtime_api.h>
@@ -229,10 +232,35 @@ static int run(const char *dir, const char *policy_name, const char *contexts, i
     job_config_defaults(&defaults);
     bench_lemo = defaults.lemo;
     const char *lv = getenv("BENCH_LEMO");
+    LemoPredictor *pred = NULL;
     if (lv && *lv) {
         bench_lemo.on = 1;
-        bench_lemo.scores = !strcmp(lv, "exact") ? LEMO_SCORES_EXACT : LEMO_SCORES_RANDOM;
+        bench_lemo.scores = !strcmp(lv, "exact")       ? LEMO_SCORES_EXACT
+                            : !strcmp(lv, "predictor") ? LEMO_SCORES_PREDICTOR
+                                                       : LEMO_SCORES_RANDOM;
         bench_lemo.seed = 42;
+    }
+    if (bench_lemo.on && bench_lemo.scores == LEMO_SCORES_PREDICTOR) {
+        // predictors of the model's widths with seeded random weights, written once beside the
+        // model: their speed and size are what is measured, not their recall
+        snprintf(bench_lemo.predictor, sizeof bench_lemo.predictor, "%s/predictor-random", dir);
+        char lj[JOB_PATH_MAX + 32];
+        snprintf(lj, sizeof lj, "%s/lemo.json", bench_lemo.predictor);
+        struct stat st;
+        if (stat(lj, &st)) {
+            int h1, h2;
+            lemo_predictor_widths(&mc, bench_lemo.block, &h1, &h2);
+            LemoPredictor *p = lemo_predictor_new(dir, &mc, bench_lemo.block, h1, h2, 7, &ce);
+            if (!p || lemo_predictor_save(p, bench_lemo.predictor, NULL, &ce)) {
+                fprintf(stderr, "train_bench: predictor: %s\n", ce.msg);
+                return 1;
+            }
+            lemo_predictor_free(p);
+        }
+        if (!(pred = lemo_predictor_load(bench_lemo.predictor, dir, &mc, bench_lemo.block, "lemo.predictor", &ce))) {
+            fprintf(stderr, "train_bench: predictor: %s\n", ce.msg);
+            return 1;
+        }
     }
     const char *tv = getenv("BENCH_MLP_TILES");
     act.mlp_tiles = tv ? atoi(tv) : 0;
@@ -267,6 +295,18 @@ static int run(const char *dir, const char *policy_name, const char *contexts, i
             printf("{\"bench\":\"ours\",\"context\":%d,\"policy\":\"%s\",\"oom\":true,\"error\":\"%s\"}\n", S,
                    policy_name, e.msg);
             break;
+        }
+        void *pred_dev = NULL;
+        if (pred) {  // as the trainer does: the weights on the device for the step's scoring
+            size_t bytes = sizeof(float) * pred->n_w * mc.n_layers;
+            if (!(pred_dev = be->alloc(bytes))) {
+                printf("{\"bench\":\"ours\",\"context\":%d,\"policy\":\"%s\",\"oom\":true,\"error\":\"predictor "
+                       "weights\"}\n", S, policy_name);
+                model_free(m);
+                break;
+            }
+            be->copy_to_device(pred_dev, pred->w, bytes);
+            m->lemo.pred_w = pred_dev;
         }
         double load_s = now_s() - t0;
         int V = m->cfg.vocab;
@@ -348,8 +388,10 @@ static int run(const char *dir, const char *policy_name, const char *contexts, i
         }
         free(ts), free(in), free(tg);
         model_free(m);
+        if (pred_dev) be->free(pred_dev);
     }
     free(list);
+    lemo_predictor_free(pred);
     return 0;
 #endif
 }

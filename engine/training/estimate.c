@@ -134,6 +134,14 @@ static void plan_for(const ModelConfig *mc, const LoraSpec *spec, const JobConfi
     model_plan(mc, S, spec, act, &z, &bs, p);
 }
 
+/* LeMo predictor scores: the predictors' fp32 weights of every layer, on the device beside
+ * the model (the trainer uploads them whole). */
+static size_t predictor_bytes(const ModelConfig *mc, const JobConfig *jc) {
+    LemoSpec z = lemo_for(mc, jc);
+    if (!z.on || z.scores != LEMO_SCORES_PREDICTOR) return 0;
+    return sizeof(float) * (size_t)mc->n_layers * lemo_predictor_weights(z.block, mc->head_dim, z.pred_h1, z.pred_h2);
+}
+
 static size_t peak_for(const ModelConfig *mc, const JobConfig *jc, int S, int cuda, size_t data_bytes) {
     LoraSpec spec = {jc->lora.r, jc->lora.alpha, jc->lora.dropout, {0}};
     memcpy(spec.targets, jc->lora.targets, sizeof spec.targets);
@@ -141,7 +149,8 @@ static size_t peak_for(const ModelConfig *mc, const JobConfig *jc, int S, int cu
     plan_for(mc, &spec, jc, &jc->act, S, cuda, &p);
     // on the CPU the offloaded checkpoints live in the same memory as everything else
     BackendSizes bs = sizes_for(cuda);
-    return p.total + scratch_for(mc, &spec, S, &bs) + bs.runtime_bytes + (cuda ? 0 : data_bytes + p.host);
+    return p.total + scratch_for(mc, &spec, S, &bs) + bs.runtime_bytes + predictor_bytes(mc, jc) +
+           (cuda ? 0 : data_bytes + p.host);
 }
 
 /* Host bytes a CUDA job holds besides the device: pinned offloaded checkpoints and the packed
@@ -406,6 +415,8 @@ int estimate_job(const JobConfig *jc_in, const char *device, size_t device_mem, 
         if (per[a]) json_object_set_new(ml, act_names[a], json_integer(per[a]));
     json_object_set_new(*out, "memory_layers", ml);
     json_object_set_new(*out, "mlp_tiles", json_integer(act_tiles(&jc->act)));
+    size_t pb = predictor_bytes(&mc, jc);
+    if (pb) json_object_set_new(json_object_get(*out, "breakdown"), "lemo_predictor", json_integer((json_int_t)pb));
     if (z.on) {  // LeMo: the share of tokens each layer's attention keeps
         json_t *kf = json_array();
         for (int l = 0; l < mc.n_layers; l++) json_array_append_new(kf, json_real((double)lemo_rows(&z, l, S) / S));
