@@ -1,5 +1,5 @@
 /* api.h: the request handlers, one file per resource (api_files.c, api_jobs.c, ...). The
- * route table in http.c is the one place that maps paths to them. */
+ * route table in routes.c is the one place that maps paths to them. */
 #ifndef LEMO_API_H
 #define LEMO_API_H
 
@@ -16,6 +16,8 @@ int api_files_list(Req *r);
 int api_files_get(Req *r);
 int api_files_content(Req *r);
 int api_files_delete(Req *r);
+/* Where a file's bytes are: files/ID.jsonl (datasets) or files/ID.csv (results). */
+void file_path(const Server *srv, const FileRow *f, char *out, size_t cap);
 
 int api_jobs_create(Req *r);
 int api_jobs_list(Req *r);
@@ -36,6 +38,10 @@ int api_adapter_file(Req *r);
 
 int api_models_list(Req *r);
 int api_models_get(Req *r);
+int api_models_delete(Req *r);
+
+/* GET /openapi.json (api_openapi.c). */
+int api_openapi(Req *r);
 
 /* GET of anything outside /v1: the dashboard's static files. */
 int api_web(Req *r);

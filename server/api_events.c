@@ -1,5 +1,6 @@
-/* api_events.c: GET /v1/fine_tuning/jobs/{id}/events (newest first, OpenAI's order, with
- * ?limit= and ?after= cursors; ?stream=true hands over to sse.c) and .../checkpoints. */
+/* api_events.c: GET /v1/fine_tuning/jobs/{id}/events (newest first, OpenAI's order, or
+ * ?order=asc, with ?limit= and ?after= cursors; ?stream=true hands over to sse.c) and
+ * .../checkpoints. */
 #include <stdlib.h>
 
 #include "api.h"
@@ -8,16 +9,16 @@
 
 int api_events_list(Req *r) {
     if (http_query_bool(r, "stream")) return api_events_stream(r);
-    int limit;
+    int limit, asc;
     const char *after;
-    if (http_list_params(r, 20, 1000, &limit, &after)) return MHD_YES;
+    if (http_list_params(r, 20, 1000, &limit, &after, &asc)) return MHD_YES;
     JobRow j;
     if (job_of_path(r, &j)) return MHD_YES;
     job_row_free(&j);
     EventRow *rows;
     int n, more;
     Err e;
-    int rc = db_event_list(r->srv->db, r->params[0], after, limit, &rows, &n, &more, &e);
+    int rc = db_event_list(r->srv->db, r->params[0], after, limit, asc, &rows, &n, &more, &e);
     if (rc == -2) return http_error(r, 400, "invalid_request_error", "invalid_cursor", "after", "Unknown 'after' event id");
     if (rc) return http_500(r, "%s", e.msg);
     json_t *data = json_array();
@@ -29,7 +30,7 @@ int api_events_list(Req *r) {
 int api_checkpoints_list(Req *r) {
     int limit;
     const char *after;
-    if (http_list_params(r, 10, 1000, &limit, &after)) return MHD_YES;
+    if (http_list_params(r, 10, 1000, &limit, &after, NULL)) return MHD_YES;
     JobRow j;
     if (job_of_path(r, &j)) return MHD_YES;
     CheckpointRow *rows;

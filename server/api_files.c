@@ -23,6 +23,7 @@
 #include "data.h"
 #include "multipart.h"
 #include "netaddr_curl.h"
+#include "results.h"
 #include "srv_util.h"
 
 enum { UP_RAW = 1, UP_MULTIPART = 2 };
@@ -180,6 +181,10 @@ int api_files_body(Req *r, const char *data, size_t n) {
         return -1;
     }
     return 0;
+}
+
+void file_path(const Server *srv, const FileRow *f, char *out, size_t cap) {
+    snprintf(out, cap, "%s/files/%s.%s", srv->data_dir, f->id, strcmp(f->purpose, RESULTS_PURPOSE) ? "jsonl" : "csv");
 }
 
 /* The file object as the API shows it. */
@@ -443,13 +448,13 @@ int api_files_create(Req *r) {
 }
 
 int api_files_list(Req *r) {
-    int limit;
+    int limit, asc;
     const char *after;
-    if (http_list_params(r, 100, 10000, &limit, &after)) return MHD_YES;
+    if (http_list_params(r, 100, 10000, &limit, &after, &asc)) return MHD_YES;
     FileRow *rows;
     int n, more;
     Err e;
-    int rc = db_file_list(r->srv->db, http_query(r, "purpose"), after, limit, &rows, &n, &more, &e);
+    int rc = db_file_list(r->srv->db, http_query(r, "purpose"), after, limit, asc, &rows, &n, &more, &e);
     if (rc == -2) return http_error(r, 400, "invalid_request_error", "invalid_cursor", "after", "Unknown 'after' id");
     if (rc) return http_500(r, "%s", e.msg);
     json_t *data = json_array();
@@ -481,7 +486,7 @@ int api_files_content(Req *r) {
     FileRow f;
     if (file_lookup(r, &f)) return MHD_YES;
     char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s/files/%s.jsonl", r->srv->data_dir, f.id);
+    file_path(r->srv, &f, path, sizeof path);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (fd < 0 || fstat(fd, &st)) {
@@ -490,7 +495,7 @@ int api_files_content(Req *r) {
     }
     struct MHD_Response *resp = MHD_create_response_from_fd64((uint64_t)st.st_size, fd);
     if (!resp) { close(fd); return MHD_NO; }
-    MHD_add_response_header(resp, "Content-Type", "application/jsonl");
+    MHD_add_response_header(resp, "Content-Type", strcmp(f.purpose, RESULTS_PURPOSE) ? "application/jsonl" : "text/csv");
     char disp[400];
     snprintf(disp, sizeof disp, "attachment; filename=\"%s\"", f.filename);
     for (char *p = disp + 22; *p && p[1]; p++)
@@ -510,7 +515,7 @@ int api_files_delete(Req *r) {
     if (used < 0 || db_file_delete(r->srv->db, f.id, &e) < 0)
         return http_500(r, "%s", e.msg);
     char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s/files/%s.jsonl", r->srv->data_dir, f.id);
+    file_path(r->srv, &f, path, sizeof path);
     unlink(path);
     return http_json(r, 200, json_pack("{s:s, s:s, s:b}", "id", f.id, "object", "file", "deleted", 1));
 }

@@ -36,8 +36,9 @@ static int env_file(void *ctx, const char *id, char *path, size_t cap) {
     Server *srv = ctx;
     FileRow f;
     Err e;
-    if (db_file_get(srv->db, id, &f, &e) != 1) return -1;
-    snprintf(path, cap, "%s/files/%s.jsonl", srv->data_dir, f.id);
+    // a results CSV is not a dataset: to the request it is no fine-tune file at all
+    if (db_file_get(srv->db, id, &f, &e) != 1 || strcmp(f.purpose, "fine-tune")) return -1;
+    file_path(srv, &f, path, cap);
     return 0;
 }
 
@@ -247,14 +248,75 @@ out:
     return res;
 }
 
+/* OpenAI's metadata bounds: at most 16 pairs, keys up to 64 characters, values up to 512. */
+enum { META_MAX_PAIRS = 16, META_MAX_KEY = 64, META_MAX_VALUE = 512 };
+
+/* The ?metadata[KEY]=VALUE filters (and ?metadata=null) of a job list, gathered from every
+ * query argument; the first bad one is kept to answer. */
+typedef struct {
+    json_t *pairs;        // {KEY: VALUE}
+    int want_null;
+    char bad_param[96];
+    char bad_msg[200];
+} MetaFilter;
+
+static enum MHD_Result meta_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+    (void)kind;
+    MetaFilter *f = cls;
+    if (f->bad_param[0] || strncmp(key, "metadata", 8)) return MHD_YES;
+    const char *k = key + 8;
+    size_t kl = strlen(k);
+    if (!*k) {
+        if (value && !strcmp(value, "null")) f->want_null = 1;
+        else {
+            snprintf(f->bad_param, sizeof f->bad_param, "metadata");
+            snprintf(f->bad_msg, sizeof f->bad_msg, "'metadata' alone takes only null (jobs without metadata); "
+                     "filter with metadata[KEY]=VALUE");
+        }
+        return MHD_YES;
+    }
+    if (k[0] != '[' || kl < 2 || k[kl - 1] != ']') return MHD_YES;  // metadataX: not ours, ignored as unknown
+    snprintf(f->bad_param, sizeof f->bad_param, "%.*s", (int)(kl < 80 ? kl + 8 : 88), key);
+    for (char *c = f->bad_param; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == '"') *c = '?';
+    size_t name_len = kl - 2;
+    if (name_len == 0 || name_len > META_MAX_KEY)
+        snprintf(f->bad_msg, sizeof f->bad_msg, "A metadata filter's key must have 1 to %d characters", META_MAX_KEY);
+    else if (!value || strlen(value) > META_MAX_VALUE)
+        snprintf(f->bad_msg, sizeof f->bad_msg, "A metadata filter's value must be given and have at most %d characters",
+                 META_MAX_VALUE);
+    else if (json_object_size(f->pairs) >= META_MAX_PAIRS)
+        snprintf(f->bad_msg, sizeof f->bad_msg, "At most %d metadata filters", META_MAX_PAIRS);
+    else {
+        char name[META_MAX_KEY + 1];
+        snprintf(name, sizeof name, "%.*s", (int)name_len, k + 1);
+        json_t *v = json_string(value);   // NULL: not UTF-8
+        if (v && strlen(name) == name_len && !json_object_set_new(f->pairs, name, v)) {
+            f->bad_param[0] = 0;
+            return MHD_YES;
+        }
+        snprintf(f->bad_msg, sizeof f->bad_msg, "A metadata filter's key and value must be UTF-8 text");
+    }
+    return MHD_YES;
+}
+
 int api_jobs_list(Req *r) {
-    int limit;
+    int limit, asc;
     const char *after;
-    if (http_list_params(r, 20, 100, &limit, &after)) return MHD_YES;
+    if (http_list_params(r, 20, 100, &limit, &after, &asc)) return MHD_YES;
+    MetaFilter mf = {json_object(), 0, "", ""};
+    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, meta_arg, &mf);
+    if (mf.bad_param[0]) {
+        json_decref(mf.pairs);
+        return http_error(r, 400, "invalid_request_error", "invalid_metadata_filter", mf.bad_param, "%s", mf.bad_msg);
+    }
+    char *meta = json_object_size(mf.pairs) ? json_dumps(mf.pairs, JSON_COMPACT) : NULL;
+    json_decref(mf.pairs);
     JobRow *rows;
     int n, more;
     Err e;
-    int rc = db_job_list(r->srv->db, after, limit, &rows, &n, &more, &e);
+    int rc = db_job_list(r->srv->db, after, limit, asc, meta, mf.want_null, &rows, &n, &more, &e);
+    free(meta);
     if (rc == -2) return http_error(r, 400, "invalid_request_error", "invalid_cursor", "after", "Unknown 'after' job id");
     if (rc) return http_500(r, "%s", e.msg);
     StrBuf b = {0};

@@ -1,4 +1,5 @@
-/* api_models.c: GET /v1/models and /v1/models/{id}: the base models (folders with a
+/* api_models.c: GET /v1/models and /v1/models/{id}, DELETE /v1/models/{id} (fine-tuned ones):
+ * the base models (folders with a
  * config.json under the --models roots; the first root holding a name wins) and the
  * fine-tuned adapters of succeeded jobs. A model whose config.json has
  * "lemo_random_init": true (made by `lemo init-model`) is marked "random_init": true. With no
@@ -157,4 +158,63 @@ int api_models_get(Req *r) {
         if (found) return http_json(r, 200, found);
     }
     return http_not_found(r, "model", id);
+}
+
+/* DELETE /v1/models/{model}: a fine-tuned model "ft:BASE[:SUFFIX]:JOB_ID" goes away with its
+ * adapter, its job's checkpoints and their download tars; the job record stays, its
+ * fine_tuned_model cleared (OpenAI's reply {"id","object":"model","deleted":true}). The id
+ * only selects a job: the paths removed are built from the validated job id, never from the
+ * model id, so no id can reach outside the job's folder. The database forgets the model
+ * first, then the folders go: a crash in between leaves unreferenced bytes, never a listed
+ * model without its adapter. */
+int api_models_delete(Req *r) {
+    const char *id = r->params[0];
+    char dir[PATH_MAX];
+    if (models_find(r->srv, id, dir, sizeof dir, NULL, NULL) == 0)
+        return http_error(r, 403, "invalid_request_error", "model_not_deletable", "model",
+                          "'%s' is a base model (a folder under --models): only fine-tuned models (ft:...) can be "
+                          "deleted over the API", id);
+    const char *colon = strrchr(id, ':');
+    const char *job_id = colon ? colon + 1 : "";
+    if (strncmp(id, "ft:", 3) || !id_valid(job_id, "ftjob-")) return http_not_found(r, "model", id);
+    Db *db = r->srv->db;
+    Err e;
+    JobRow j;
+    int rc = db_job_get(db, job_id, &j, &e);
+    if (rc < 0) return http_500(r, "%s", e.msg);
+    if (rc == 0 || strcmp(j.fine_tuned_model, id)) {
+        if (rc == 1) job_row_free(&j);
+        return http_not_found(r, "model", id);
+    }
+    job_row_free(&j);
+    char jdir[PATH_MAX], mark[PATH_MAX];
+    snprintf(jdir, sizeof jdir, "%s/jobs/%s", r->srv->data_dir, job_id);
+    snprintf(mark, sizeof mark, "/jobs/%s/", job_id);  // how another job's config would name its files
+    if (db_begin(db, &e)) return http_500(r, "%s", e.msg);
+    int used = db_model_in_use(db, id, mark, &e);
+    if (used != 0) {
+        db_rollback(db);
+        if (used < 0) return http_500(r, "%s", e.msg);
+        return http_error(r, 409, "invalid_request_error", "model_in_use", "model",
+                          "%d job%s that ha%s not finished use%s %s; cancel %s first", used, used == 1 ? "" : "s",
+                          used == 1 ? "s" : "ve", used == 1 ? "s" : "", id, used == 1 ? "it" : "them");
+    }
+    char msg[600];
+    snprintf(msg, sizeof msg, "Fine-tuned model %.500s deleted: its adapter and checkpoints were removed", id);
+    int cleared = db_job_clear_model(db, job_id, id, &e);
+    if (cleared < 0 || (cleared == 1 && (db_checkpoint_delete_job(db, job_id, &e) < 0 ||
+                                         db_event_add(db, job_id, "info", "message", msg, NULL, &e) < 0))) {
+        db_rollback(db);
+        return http_500(r, "%s", e.msg);
+    }
+    if (db_commit(db, &e)) return http_500(r, "%s", e.msg);
+    if (cleared == 0) return http_not_found(r, "model", id);  // deleted meanwhile by another request
+    server_notify_events(r->srv);
+    static const char *const parts[] = {"adapter", "checkpoints", "downloads"};
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        char p[PATH_MAX + 32];
+        snprintf(p, sizeof p, "%s/%s", jdir, parts[i]);
+        fs_remove_tree(p);
+    }
+    return http_json(r, 200, json_pack("{s:s, s:s, s:b}", "id", id, "object", "model", "deleted", 1));
 }

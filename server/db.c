@@ -17,21 +17,28 @@
 #include "srv_util.h"
 
 #define JOB_COLS "seq,id,model,status,created_at,started_at,finished_at,training_file,validation_file,seed," \
-                 "suffix,request,config,error,progress,trained_tokens,estimated_finish,fine_tuned_model,stop_request"
+                 "suffix,request,config,error,progress,trained_tokens,estimated_finish,fine_tuned_model,stop_request,result_file"
 #define EVENT_COLS "seq,id,job_id,created_at,level,type,message,data"
 #define CKPT_COLS "seq,id,job_id,step,path,created_at,metrics"
 #define FILE_COLS "seq,id,filename,purpose,bytes,n_examples,created_at"
 #define KEY_COLS "id,name,salt,hash,created_at,last_used_at,revoked_at"
 #define TERMINAL "('succeeded','failed','cancelled')"
+/* ?metadata[KEY]=VALUE filters of the job list: ?3 a JSON object of the pairs (NULL: none), all of
+ * which the job's metadata must hold; ?4 non-NULL: only jobs without metadata (?metadata=null) */
+#define JOB_FILTER "(?3 IS NULL OR NOT EXISTS (SELECT 1 FROM json_each(?3) f WHERE NOT EXISTS (SELECT 1 FROM " \
+                   "json_each(jobs.request,'$.metadata') m WHERE m.key=f.key AND m.type='text' AND m.value=f.value))) " \
+                   "AND (?4 IS NULL OR coalesce(json_type(jobs.request,'$.metadata'),'null')='null' OR " \
+                   "json_extract(jobs.request,'$.metadata')='{}')"
 
 enum {
     S_BEGIN, S_COMMIT, S_ROLLBACK,
-    S_FILE_INSERT, S_FILE_GET, S_FILE_SEQ, S_FILE_LIST, S_FILE_DELETE, S_FILE_IN_USE,
-    S_JOB_INSERT, S_JOB_GET, S_JOB_SEQ, S_JOB_LIST, S_JOB_SUCCEEDED, S_JOB_NEXT, S_JOB_RUN, S_JOB_STATUS,
+    S_FILE_INSERT, S_FILE_GET, S_FILE_SEQ, S_FILE_LIST, S_FILE_LIST_ASC, S_FILE_DELETE, S_FILE_IN_USE,
+    S_JOB_INSERT, S_JOB_GET, S_JOB_SEQ, S_JOB_LIST, S_JOB_LIST_ASC, S_JOB_SUCCEEDED, S_JOB_CLEAR_MODEL,
+    S_JOB_RESULT_FILE, S_MODEL_IN_USE, S_JOB_NEXT, S_JOB_RUN, S_JOB_STATUS,
     S_JOB_REQUEUE_BACK, S_JOB_REQUEUE_KEEP, S_JOB_STOP, S_JOB_PROGRESS, S_JOB_IDS, S_STAT_JOBS, S_STAT_TOKENS,
     S_STAT_FILES,
-    S_EV_INSERT, S_EV_SEQ, S_EV_LIST, S_EV_SINCE,
-    S_CK_PUT, S_CK_SEQ, S_CK_LIST, S_CK_MAX,
+    S_EV_INSERT, S_EV_SEQ, S_EV_LIST, S_EV_LIST_ASC, S_EV_SINCE,
+    S_CK_PUT, S_CK_SEQ, S_CK_LIST, S_CK_MAX, S_CK_DELETE_JOB,
     S_KEY_INSERT, S_KEY_GET, S_KEY_LIST, S_KEY_REVOKE, S_KEY_COUNT, S_KEY_TOUCH,
     S_COUNT
 };
@@ -45,6 +52,8 @@ static const char *const SQL[S_COUNT] = {
     [S_FILE_SEQ] = "SELECT seq FROM files WHERE id=?",
     [S_FILE_LIST] = "SELECT " FILE_COLS " FROM files WHERE (?1 IS NULL OR purpose=?1) AND seq<?2 "
                     "ORDER BY seq DESC LIMIT ?3",
+    [S_FILE_LIST_ASC] = "SELECT " FILE_COLS " FROM files WHERE (?1 IS NULL OR purpose=?1) AND seq>?2 "
+                        "ORDER BY seq LIMIT ?3",
     [S_FILE_DELETE] = "DELETE FROM files WHERE id=?",
     [S_FILE_IN_USE] = "SELECT count(*) FROM jobs WHERE (training_file=?1 OR validation_file=?1) "
                       "AND status NOT IN " TERMINAL,
@@ -53,8 +62,12 @@ static const char *const SQL[S_COUNT] = {
                      "?4,?5,?6,?7,?8,?9)",
     [S_JOB_GET] = "SELECT " JOB_COLS " FROM jobs WHERE id=?",
     [S_JOB_SEQ] = "SELECT seq FROM jobs WHERE id=?",
-    [S_JOB_LIST] = "SELECT " JOB_COLS " FROM jobs WHERE seq<? ORDER BY seq DESC LIMIT ?",
+    [S_JOB_LIST] = "SELECT " JOB_COLS " FROM jobs WHERE seq<?1 AND " JOB_FILTER " ORDER BY seq DESC LIMIT ?2",
+    [S_JOB_LIST_ASC] = "SELECT " JOB_COLS " FROM jobs WHERE seq>?1 AND " JOB_FILTER " ORDER BY seq LIMIT ?2",
     [S_JOB_SUCCEEDED] = "SELECT " JOB_COLS " FROM jobs WHERE status='succeeded' ORDER BY seq DESC LIMIT ?",
+    [S_JOB_CLEAR_MODEL] = "UPDATE jobs SET fine_tuned_model=NULL WHERE id=?1 AND fine_tuned_model=?2",
+    [S_JOB_RESULT_FILE] = "UPDATE jobs SET result_file=?2 WHERE id=?1",
+    [S_MODEL_IN_USE] = "SELECT count(*) FROM jobs WHERE status NOT IN " TERMINAL " AND (model=?1 OR instr(config,?2)>0)",
     [S_JOB_NEXT] = "SELECT id FROM jobs WHERE status='queued' ORDER BY queue_pos, seq LIMIT 1",
     [S_JOB_RUN] = "UPDATE jobs SET status='running', started_at=coalesce(started_at,?2), stop_request=NULL "
                   "WHERE id=?1 AND status='queued'",
@@ -74,6 +87,7 @@ static const char *const SQL[S_COUNT] = {
     [S_EV_INSERT] = "INSERT INTO events(id,job_id,created_at,level,type,message,data) VALUES(?,?,?,?,?,?,?)",
     [S_EV_SEQ] = "SELECT seq FROM events WHERE id=? AND job_id=?",
     [S_EV_LIST] = "SELECT " EVENT_COLS " FROM events WHERE job_id=? AND seq<? ORDER BY seq DESC LIMIT ?",
+    [S_EV_LIST_ASC] = "SELECT " EVENT_COLS " FROM events WHERE job_id=? AND seq>? ORDER BY seq LIMIT ?",
     [S_EV_SINCE] = "SELECT " EVENT_COLS " FROM events WHERE job_id=? AND seq>? ORDER BY seq LIMIT ?",
     [S_CK_PUT] = "INSERT INTO checkpoints(id,job_id,step,path,created_at,metrics) VALUES(?,?,?,?,?,?) "
                  "ON CONFLICT(job_id,step) DO UPDATE SET path=excluded.path, metrics=excluded.metrics, "
@@ -81,6 +95,7 @@ static const char *const SQL[S_COUNT] = {
     [S_CK_SEQ] = "SELECT seq FROM checkpoints WHERE id=? AND job_id=?",
     [S_CK_LIST] = "SELECT " CKPT_COLS " FROM checkpoints WHERE job_id=? AND seq<? ORDER BY seq DESC LIMIT ?",
     [S_CK_MAX] = "SELECT coalesce(max(step),0) FROM checkpoints WHERE job_id=?",
+    [S_CK_DELETE_JOB] = "DELETE FROM checkpoints WHERE job_id=?",
     [S_KEY_INSERT] = "INSERT INTO api_keys(id,name,salt,hash,created_at) VALUES(?,?,?,?,?)",
     [S_KEY_GET] = "SELECT " KEY_COLS " FROM api_keys WHERE id=?",
     [S_KEY_LIST] = "SELECT " KEY_COLS " FROM api_keys ORDER BY created_at, id",
@@ -282,9 +297,10 @@ void checkpoint_rows_free(CheckpointRow *r, int n) {
     free(r);
 }
 
-/* Resolves an ?after= cursor to its seq: INT64_MAX for none, -2 if unknown. */
-static int64_t db_cursor(Db *db, int stmt, const char *after, const char *job_id) {
-    if (!after || !*after) return INT64_MAX;
+/* Resolves an ?after= cursor to its seq: for none, the end a list starts from (INT64_MAX
+ * newest first, 0 with asc); -2 if unknown. */
+static int64_t db_cursor(Db *db, int stmt, const char *after, const char *job_id, int asc) {
+    if (!after || !*after) return asc ? 0 : INT64_MAX;
     sqlite3_stmt *s = db_stmt(db, stmt);
     sqlite3_bind_text(s, 1, after, -1, SQLITE_TRANSIENT);
     if (job_id) sqlite3_bind_text(s, 2, job_id, -1, SQLITE_TRANSIENT);
@@ -337,12 +353,12 @@ int db_file_get(Db *db, const char *id, FileRow *out, Err *e) {
     return rc == SQLITE_ROW;
 }
 
-int db_file_list(Db *db, const char *purpose, const char *after, int limit, FileRow **rows, int *n,
+int db_file_list(Db *db, const char *purpose, const char *after, int limit, int asc, FileRow **rows, int *n,
                  int *has_more, Err *e) {
     *rows = NULL; *n = 0; *has_more = 0;
-    int64_t cur = db_cursor(db, S_FILE_SEQ, after, NULL);
+    int64_t cur = db_cursor(db, S_FILE_SEQ, after, NULL, asc);
     if (cur == -2) return -2;
-    sqlite3_stmt *s = db_stmt(db, S_FILE_LIST);
+    sqlite3_stmt *s = db_stmt(db, asc ? S_FILE_LIST_ASC : S_FILE_LIST);
     bind_text(s, 1, purpose);
     sqlite3_bind_int64(s, 2, cur);
     sqlite3_bind_int(s, 3, limit + 1);
@@ -402,6 +418,7 @@ static void job_from_row(sqlite3_stmt *s, JobRow *j) {
     j->estimated_finish = sqlite3_column_int64(s, 16);
     col_cpy(s, 17, j->fine_tuned_model, sizeof j->fine_tuned_model);
     col_cpy(s, 18, j->stop_request, sizeof j->stop_request);
+    col_cpy(s, 19, j->result_file, sizeof j->result_file);
 }
 
 int db_job_insert(Db *db, const JobRow *j, Err *e) {
@@ -448,14 +465,42 @@ static int job_rows(Db *db, sqlite3_stmt *s, int limit, JobRow **rows, int *n, i
     return 0;
 }
 
-int db_job_list(Db *db, const char *after, int limit, JobRow **rows, int *n, int *has_more, Err *e) {
+int db_job_list(Db *db, const char *after, int limit, int asc, const char *metadata_json, int metadata_null,
+                JobRow **rows, int *n, int *has_more, Err *e) {
     *rows = NULL; *n = 0; *has_more = 0;
-    int64_t cur = db_cursor(db, S_JOB_SEQ, after, NULL);
+    int64_t cur = db_cursor(db, S_JOB_SEQ, after, NULL, asc);
     if (cur == -2) return -2;
-    sqlite3_stmt *s = db_stmt(db, S_JOB_LIST);
+    sqlite3_stmt *s = db_stmt(db, asc ? S_JOB_LIST_ASC : S_JOB_LIST);
     sqlite3_bind_int64(s, 1, cur);
     sqlite3_bind_int(s, 2, limit + 1);
+    bind_text(s, 3, metadata_json);
+    if (metadata_null) sqlite3_bind_int(s, 4, 1);
     return job_rows(db, s, limit, rows, n, has_more, e);
+}
+
+int db_job_clear_model(Db *db, const char *id, const char *fine_tuned_model, Err *e) {
+    sqlite3_stmt *s = db_stmt(db, S_JOB_CLEAR_MODEL);
+    sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(s, 2, fine_tuned_model, -1, SQLITE_TRANSIENT);
+    return db_exec_stmt(db, s, e, "clear fine-tuned model");
+}
+
+int db_job_set_result_file(Db *db, const char *id, const char *file_id, Err *e) {
+    sqlite3_stmt *s = db_stmt(db, S_JOB_RESULT_FILE);
+    sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
+    bind_text(s, 2, file_id);
+    return db_exec_stmt(db, s, e, "set result file") < 0 ? -1 : 0;
+}
+
+int db_model_in_use(Db *db, const char *model, const char *job_dir, Err *e) {
+    sqlite3_stmt *s = db_stmt(db, S_MODEL_IN_USE);
+    sqlite3_bind_text(s, 1, model, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(s, 2, job_dir, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(s);
+    int v = rc == SQLITE_ROW ? (int)sqlite3_column_int64(s, 0) : -1;
+    if (rc != SQLITE_ROW) db_fail(db, e, "model in use");
+    db_done(db, s);
+    return v;
 }
 
 int db_job_list_succeeded(Db *db, int max, JobRow **rows, int *n, Err *e) {
@@ -628,12 +673,12 @@ static int event_rows(Db *db, sqlite3_stmt *s, int limit, EventRow **rows, int *
     return 0;
 }
 
-int db_event_list(Db *db, const char *job_id, const char *after, int limit, EventRow **rows, int *n,
+int db_event_list(Db *db, const char *job_id, const char *after, int limit, int asc, EventRow **rows, int *n,
                   int *has_more, Err *e) {
     *rows = NULL; *n = 0; *has_more = 0;
-    int64_t cur = db_cursor(db, S_EV_SEQ, after, job_id);
+    int64_t cur = db_cursor(db, S_EV_SEQ, after, job_id, asc);
     if (cur == -2) return -2;
-    sqlite3_stmt *s = db_stmt(db, S_EV_LIST);
+    sqlite3_stmt *s = db_stmt(db, asc ? S_EV_LIST_ASC : S_EV_LIST);
     sqlite3_bind_text(s, 1, job_id, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(s, 2, cur);
     sqlite3_bind_int(s, 3, limit + 1);
@@ -668,7 +713,7 @@ int db_checkpoint_put(Db *db, const char *job_id, int64_t step, const char *path
 int db_checkpoint_list(Db *db, const char *job_id, const char *after, int limit, CheckpointRow **rows, int *n,
                        int *has_more, Err *e) {
     *rows = NULL; *n = 0; *has_more = 0;
-    int64_t cur = db_cursor(db, S_CK_SEQ, after, job_id);
+    int64_t cur = db_cursor(db, S_CK_SEQ, after, job_id, 0);
     if (cur == -2) return -2;
     sqlite3_stmt *s = db_stmt(db, S_CK_LIST);
     sqlite3_bind_text(s, 1, job_id, -1, SQLITE_TRANSIENT);
@@ -699,6 +744,12 @@ int db_checkpoint_list(Db *db, const char *job_id, const char *after, int limit,
 
 int64_t db_checkpoint_max_step(Db *db, const char *job_id, Err *e) {
     return db_count1(db, S_CK_MAX, job_id, e, "max checkpoint");
+}
+
+int db_checkpoint_delete_job(Db *db, const char *job_id, Err *e) {
+    sqlite3_stmt *s = db_stmt(db, S_CK_DELETE_JOB);
+    sqlite3_bind_text(s, 1, job_id, -1, SQLITE_TRANSIENT);
+    return db_exec_stmt(db, s, e, "delete checkpoints");
 }
 
 /* ---- API keys ---- */

@@ -42,6 +42,7 @@ typedef struct {
     int64_t trained_tokens, estimated_finish;      // 0 = unknown
     char fine_tuned_model[400];
     char stop_request[16];
+    char result_file[48];                          // "" = none (the results CSV's file id)
 } JobRow;
 
 typedef struct {
@@ -83,10 +84,11 @@ void job_row_free(JobRow *r);
 void event_rows_free(EventRow *r, int n);
 void checkpoint_rows_free(CheckpointRow *r, int n);
 
-/* Files. Lists are newest first; `after` (an id or NULL) starts after that item: -2 if unknown. */
+/* Files. Lists are newest first (asc: oldest first); `after` (an id or NULL) starts after that
+ * item in the list's order: -2 if unknown. */
 int db_file_insert(Db *db, const FileRow *f, Err *e);
 int db_file_get(Db *db, const char *id, FileRow *out, Err *e);
-int db_file_list(Db *db, const char *purpose, const char *after, int limit, FileRow **rows, int *n,
+int db_file_list(Db *db, const char *purpose, const char *after, int limit, int asc, FileRow **rows, int *n,
                  int *has_more, Err *e);
 int db_file_delete(Db *db, const char *id, Err *e);
 /* Number of jobs not yet finished that read this file. */
@@ -95,7 +97,16 @@ int db_file_in_use(Db *db, const char *id, Err *e);
 /* Jobs. */
 int db_job_insert(Db *db, const JobRow *j, Err *e);
 int db_job_get(Db *db, const char *id, JobRow *out, Err *e);
-int db_job_list(Db *db, const char *after, int limit, JobRow **rows, int *n, int *has_more, Err *e);
+/* metadata_json: a JSON object of KEY: VALUE strings the job's metadata must all hold (NULL:
+ * no filter); metadata_null: only jobs without metadata. */
+int db_job_list(Db *db, const char *after, int limit, int asc, const char *metadata_json, int metadata_null,
+                JobRow **rows, int *n, int *has_more, Err *e);
+/* Clears the job's fine_tuned_model if it is still that name: 1 cleared, 0 not (any more). */
+int db_job_clear_model(Db *db, const char *id, const char *fine_tuned_model, Err *e);
+int db_job_set_result_file(Db *db, const char *id, const char *file_id, Err *e);
+/* Number of unfinished jobs that train from `model` or whose config names a path under
+ * job_dir (another job's adapter or checkpoints). */
+int db_model_in_use(Db *db, const char *model, const char *job_dir, Err *e);
 /* Jobs that finished with an adapter (newest first, at most max), for /v1/models. */
 int db_job_list_succeeded(Db *db, int max, JobRow **rows, int *n, Err *e);
 /* Claims the oldest queued job (status -> running): 1 claimed (out filled), 0 none. */
@@ -115,8 +126,8 @@ int db_stats(Db *db, DbStats *s, Err *e);
 /* Events. db_event_add returns the new event's seq (> 0) or -1. */
 int64_t db_event_add(Db *db, const char *job_id, const char *level, const char *type, const char *message,
                      const char *data_json, Err *e);
-/* Newest first, with an ?after= cursor. */
-int db_event_list(Db *db, const char *job_id, const char *after, int limit, EventRow **rows, int *n,
+/* Newest first (asc: oldest first), with an ?after= cursor. */
+int db_event_list(Db *db, const char *job_id, const char *after, int limit, int asc, EventRow **rows, int *n,
                   int *has_more, Err *e);
 /* Oldest first, seq > after_seq (the event stream). */
 int db_event_since(Db *db, const char *job_id, int64_t after_seq, int limit, EventRow **rows, int *n, Err *e);
@@ -128,6 +139,8 @@ int db_checkpoint_list(Db *db, const char *job_id, const char *after, int limit,
                        int *has_more, Err *e);
 /* The highest checkpointed step of a job, 0 if none. */
 int64_t db_checkpoint_max_step(Db *db, const char *job_id, Err *e);
+/* Forgets a job's checkpoints (their folders are the caller's); returns how many. */
+int db_checkpoint_delete_job(Db *db, const char *job_id, Err *e);
 
 /* API keys. */
 int db_key_insert(Db *db, const KeyRow *k, Err *e);

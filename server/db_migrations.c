@@ -6,6 +6,7 @@
 
 const char *const db_migration_names[] = {
     "0001_init.sql",
+    "0002_results.sql",
 };
 
 const char *const db_migration_sql[] = {
@@ -79,6 +80,11 @@ const char *const db_migration_sql[] = {
         "    last_used_at INTEGER,\n"
         "    revoked_at  INTEGER\n"
         ");\n",
+    /* 0002_results.sql */
+        "-- 0002_results.sql: a succeeded job's results file (OpenAI's result_files): the CSV of its step\n"
+        "-- metrics, stored as a file of purpose \"fine-tune-results\" (files/FILE_ID.csv).\n"
+        "\n"
+        "ALTER TABLE jobs ADD COLUMN result_file TEXT;   -- \"file-...\" once the job succeeded\n",
 };
 
 const int db_migration_count = (int)(sizeof db_migration_names / sizeof db_migration_names[0]);

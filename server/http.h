@@ -1,8 +1,9 @@
 /* http.h: the HTTP layer: libmicrohttpd glue, the route table, request bodies and the JSON
  * reply helpers every handler uses.
  *
- * One route table maps (method, path pattern) to a handler; `{}` in a pattern matches one
- * path segment, which the handler reads from r->params. A request body is collected into
+ * One route table (routes.c) maps (method, path pattern) to a handler; `{name}` in a pattern
+ * matches one path segment, which the handler reads from r->params in order. The same table
+ * documents the API: GET /openapi.json is generated from it (api_openapi.c). A request body is collected into
  * r->body up to Server.max_body_bytes (413 beyond), except for routes that stream their body
  * (file uploads), which get each chunk through on_body. Handlers answer with exactly one of
  * the http_* reply functions and return its result. Every API error has the OpenAI shape
@@ -35,7 +36,15 @@ typedef struct Route {
     int (*on_body)(Req *r, const char *data, size_t n);
     int open;              // 1: no API key needed (health, dashboard); ROUTE_OPEN_IF_PUBLIC: only
                            // with --public-metrics (metrics: they name jobs)
+    const char *summary;   // one line for the API document
+    const char *query;     // the query parameters it reads, space-separated (api_openapi.c's table)
+    const char *errors;    // the error codes (api_errors.c) it answers with beyond every route's
+                           // own (server_error, and invalid_api_key where a key is needed), space-separated
 } Route;
+
+/* routes.c: the route table, walked by the dispatcher and by the API document. */
+extern const Route http_routes[];
+extern const int http_n_routes;
 
 struct Req {
     Server *srv;
@@ -88,8 +97,9 @@ const char *http_query(Req *r, const char *key);
 const char *http_header(Req *r, const char *name);
 /* 1 if the query parameter is "true" or "1". */
 int http_query_bool(Req *r, const char *key);
-/* Reads ?limit= (default def, 1..max) and ?after=; 0 ok, -1 after replying 400. */
-int http_list_params(Req *r, int def, int max, int *limit, const char **after);
+/* Reads ?limit= (default def, 1..max), ?after= and, when asc is not NULL, ?order= (asc or
+ * desc, default desc: newest first, as OpenAI); 0 ok, -1 after replying 400. */
+int http_list_params(Req *r, int def, int max, int *limit, const char **after, int *asc);
 /* Parses the collected body as a JSON object; NULL after replying 400. */
 json_t *http_body_json(Req *r);
 /* Parses a Range header value against a resource size: 0 no/ignored range, 1 range set

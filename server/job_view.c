@@ -65,7 +65,9 @@ void job_write_json(StrBuf *b, const JobRow *j) {
     sb_json_str(b, j->suffix[0] ? j->suffix : NULL);
     sb_puts(b, ",\"user_provided_suffix\":");
     sb_json_str(b, j->suffix[0] ? j->suffix : NULL);
-    sb_puts(b, ",\"organization_id\":\"org-local\",\"result_files\":[],\"integrations\":[],\"progress\":");
+    sb_puts(b, ",\"organization_id\":\"org-local\",\"result_files\":[");
+    if (j->result_file[0]) sb_json_str(b, j->result_file);
+    sb_puts(b, "],\"integrations\":[],\"progress\":");
     put_raw(b, j->progress, "{}");
     sb_puts(b, "}");
 }

@@ -24,6 +24,7 @@
 
 #include "job_state.h"
 #include "job_view.h"
+#include "results.h"
 #include "srv_util.h"
 #include "webhook.h"
 
@@ -137,6 +138,42 @@ static double jnum(json_t *o, const char *k, double def) {
     return json_is_number(v) ? json_number_value(v) : def;
 }
 
+/* Sets o[key] to the number, or to null when it is NaN (not measured). */
+static void set_num(json_t *o, const char *key, double v) {
+    json_object_set_new(o, key, isnan(v) ? json_null() : json_real(v));
+}
+
+/* Stores a metrics event: data is the trainer's line (type, loss, lr, tokens_per_s, ...: what
+ * the dashboard and the line's readers know) with OpenAI's metrics fields added (step,
+ * train_loss, train_mean_token_accuracy, valid_loss, ...), which clients of OpenAI's API read. */
+static void add_metrics_event(Server *srv, const char *job_id, json_t *line, json_t *data, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static void add_metrics_event(Server *srv, const char *job_id, json_t *line, json_t *data, const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    json_t *all = json_deep_copy(line);
+    json_object_update(all, data);
+    char *txt = json_dumps(all, JSON_COMPACT | JSON_REAL_PRECISION(10));
+    json_decref(all);
+    add_event(srv, job_id, "info", "metrics", txt, "%s", msg);
+    free(txt);
+}
+
+/* The metrics of the job's newest step and eval, in OpenAI's checkpoint metrics shape. */
+static json_t *progress_metrics(json_t *p, int64_t step) {
+    json_t *m = json_pack("{s:I}", "step", (json_int_t)step);
+    set_num(m, "train_loss", jnum(p, "loss", NAN));
+    set_num(m, "train_mean_token_accuracy", jnum(p, "accuracy", NAN));
+    set_num(m, "valid_loss", jnum(p, "eval_loss", NAN));
+    set_num(m, "valid_mean_token_accuracy", jnum(p, "eval_accuracy", NAN));
+    set_num(m, "full_valid_loss", jnum(p, "full_eval_loss", NAN));
+    set_num(m, "full_valid_mean_token_accuracy", jnum(p, "full_eval_accuracy", NAN));
+    return m;
+}
+
 /* Handles one progress line (inside the caller's transaction). */
 static void handle_line(Slot *sl, const char *job_id, const char *line, RunState *st) {
     Server *srv = sl->s->srv;
@@ -157,10 +194,14 @@ static void handle_line(Slot *sl, const char *job_id, const char *line, RunState
         int64_t total = (int64_t)jnum(o, "total_steps", (double)st->total_steps);
         st->step = step;
         st->total_steps = total;
-        double eval_loss = jnum(st->progress, "eval_loss", NAN);
         json_t *p = json_deep_copy(o);
         json_object_del(p, "type");
-        if (!isnan(eval_loss)) json_object_set_new(p, "eval_loss", json_real(eval_loss));
+        // the latest eval's numbers stay in the progress until the next eval
+        static const char *const keep[] = {"eval_loss", "eval_accuracy", "full_eval_loss", "full_eval_accuracy"};
+        for (size_t k = 0; k < sizeof keep / sizeof keep[0]; k++) {
+            double v = jnum(st->progress, keep[k], NAN);
+            if (!isnan(v)) json_object_set_new(p, keep[k], json_real(v));
+        }
         json_decref(st->progress);
         st->progress = p;
         if (json_is_number(json_object_get(o, "tokens"))) st->trained_tokens = (int64_t)jnum(o, "tokens", 0);
@@ -171,8 +212,12 @@ static void handle_line(Slot *sl, const char *job_id, const char *line, RunState
         Err e;
         db_job_set_progress(srv->db, job_id, ptxt, st->trained_tokens, est, &e);
         free(ptxt);
-        add_event(srv, job_id, "info", "metrics", line, "Step %lld/%lld: training loss=%.4f", (long long)step,
-                  (long long)total, jnum(o, "loss", NAN));
+        json_t *md = json_pack("{s:I, s:I}", "step", (json_int_t)step, "total_steps", (json_int_t)total);
+        set_num(md, "train_loss", jnum(o, "loss", NAN));
+        set_num(md, "train_mean_token_accuracy", jnum(o, "accuracy", NAN));
+        add_metrics_event(srv, job_id, o, md, "Step %lld/%lld: training loss=%.4f", (long long)step, (long long)total,
+                          jnum(o, "loss", NAN));
+        json_decref(md);
         pthread_mutex_lock(&sl->s->mu);
         sl->info.step = step;
         sl->info.total_steps = total;
@@ -191,22 +236,37 @@ static void handle_line(Slot *sl, const char *job_id, const char *line, RunState
         free(ptxt);
         add_event(srv, job_id, "info", "message", line, "Training started: %lld steps", (long long)st->total_steps);
     } else if (!strcmp(type, "eval")) {
-        double el = jnum(o, "eval_loss", NAN);
+        double el = jnum(o, "eval_loss", NAN), ea = jnum(o, "eval_accuracy", NAN);
+        int64_t es = (int64_t)jnum(o, "step", 0);
+        int full = json_is_true(json_object_get(o, "eval_full"));
+        /* OpenAI's valid_loss is over a sample of the validation set, full_valid_loss over all
+         * of it: the trainer's eval is both when its eval_windows covered the whole set */
+        json_t *md = json_pack("{s:I}", "step", (json_int_t)es);
+        if ((int64_t)jnum(st->progress, "step", -1) == es) {  // the train numbers of the same step
+            set_num(md, "train_loss", jnum(st->progress, "loss", NAN));
+            set_num(md, "train_mean_token_accuracy", jnum(st->progress, "accuracy", NAN));
+        }
+        set_num(md, "valid_loss", el);
+        set_num(md, "valid_mean_token_accuracy", ea);
+        if (full) {
+            set_num(md, "full_valid_loss", el);
+            set_num(md, "full_valid_mean_token_accuracy", ea);
+        }
         if (json_is_object(st->progress)) {
-            json_object_set_new(st->progress, "eval_loss", json_real(el));
+            set_num(st->progress, "eval_loss", el);
+            set_num(st->progress, "eval_accuracy", ea);
+            if (full) set_num(st->progress, "full_eval_loss", el), set_num(st->progress, "full_eval_accuracy", ea);
             char *ptxt = json_dumps(st->progress, JSON_COMPACT | JSON_REAL_PRECISION(10));
             Err e;
             db_job_set_progress(srv->db, job_id, ptxt, st->trained_tokens, 0, &e);
             free(ptxt);
         }
-        add_event(srv, job_id, "info", "metrics", line, "Step %lld: eval loss=%.4f", (long long)jnum(o, "step", 0), el);
+        add_metrics_event(srv, job_id, o, md, "Step %lld: eval loss=%.4f", (long long)es, el);
+        json_decref(md);
     } else if (!strcmp(type, "checkpoint")) {
         int64_t step = (int64_t)jnum(o, "step", 0);
         json_t *pv = json_object_get(o, "path");
-        json_t *m = json_pack("{s:I}", "step", (json_int_t)step);
-        double tl = jnum(st->progress, "loss", NAN), vl = jnum(st->progress, "eval_loss", NAN);
-        json_object_set_new(m, "train_loss", isnan(tl) ? json_null() : json_real(tl));
-        json_object_set_new(m, "valid_loss", isnan(vl) ? json_null() : json_real(vl));
+        json_t *m = progress_metrics(st->progress, step);
         char *mt = json_dumps(m, JSON_COMPACT | JSON_REAL_PRECISION(10));
         Err e;
         if (db_checkpoint_put(srv->db, job_id, step, json_is_string(pv) ? json_string_value(pv) : "", mt, &e))
@@ -440,13 +500,22 @@ static void run_job(Slot *sl, JobRow *j) {
 
     int exited0 = WIFEXITED(status) && WEXITSTATUS(status) == 0;
     const char *hook = NULL;
+    // the results CSV is on disk before the job reads succeeded, so a succeeded job has it
+    int succeeded = st.saw_done && (exited0 || WIFSIGNALED(status));
+    FileRow results;
+    Err re = {0};
+    int have_results = succeeded && results_write(srv, j->id, &results, &re) == 0;
     if (db_begin(srv->db, &e) == 0) {
         // the done line comes after the adapter is in place: a kill after it loses nothing
-        if (st.saw_done && (exited0 || WIFSIGNALED(status))) {
+        if (succeeded) {
             char name[400];
             ft_name(j, name, sizeof name);
             db_job_move(srv->db, j->id, JOB_SUCCEEDED, JOB_BY_TRAINER_EXIT, NULL, name, &e);
             add_event(srv, j->id, "info", "message", NULL, "The job has successfully completed: %s", name);
+            if (have_results && (db_file_insert(srv->db, &results, &re) || db_job_set_result_file(srv->db, j->id, results.id, &re)))
+                have_results = 0;
+            if (!have_results)
+                add_event(srv, j->id, "warn", "message", NULL, "No results file: %s", re.msg[0] ? re.msg : "not written");
             hook = "job.succeeded";
         } else if (exited0 && st.saw_cancelled && !strcmp(stop, "pause")) {
             db_job_move(srv->db, j->id, JOB_PAUSED, JOB_BY_TRAINER_EXIT, NULL, NULL, &e);
