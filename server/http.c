@@ -289,9 +289,8 @@ void http_pend(Req *r, int status, const char *code, const char *param, const ch
 }
 
 static int req_answer_pending(Req *r) {
-    const char *type = r->pending_status == 401 ? "authentication_error"
-                       : r->pending_status == 404 ? "invalid_request_error"
-                                                   : "invalid_request_error";
+    const ApiError *ae = api_error_find(r->pending_code);  // a pended 500 is a server_error, a 401 authentication
+    const char *type = ae ? ae->type : r->pending_status >= 500 ? "server_error" : "invalid_request_error";
     return http_json(r, (unsigned)r->pending_status,
                      error_obj((unsigned)r->pending_status, type, r->pending_code, r->pending_param, r->pending_msg, 0));
 }
