@@ -327,15 +327,22 @@ static int prepare_run(const PrepArgs *a, Err *e) {
         model_step(m, pk.inputs + w * S, pk.targets + w * S, S, NULL, 0, 0, 0, 0, &cnt);
     }
     be->sync();
-    double scale[JOB_MAX_LAYERS];
+    // each layer's targets standardised: (A - mean) / std over its training windows, so the
+    // loss weighs the deviations that rank blocks, not the common level (which ranks none)
+    double scale[JOB_MAX_LAYERS], shift[JOB_MAX_LAYERS];
     for (int l = 0; l < L; l++) {
-        double s = 0;
+        double s = 0, s2 = 0, n = (double)tri * n_train;
         for (size_t w = 0; w < n_train; w++)
-            for (size_t i = 0; i < tri; i++) s += a_pool[(w * L + l) * tri + i];
-        scale[l] = s / ((double)tri * n_train);
+            for (size_t i = 0; i < tri; i++) {
+                double v = a_pool[(w * L + l) * tri + i];
+                s += v, s2 += v * v;
+            }
+        shift[l] = s / n;
+        scale[l] = sqrt(fmax(s2 / n - shift[l] * shift[l], 0));
         if (!(scale[l] > 0)) scale[l] = 1;
         for (size_t w = 0; w < n_train; w++)
-            for (size_t i = 0; i < tri; i++) a_pool[(w * L + l) * tri + i] /= (float)scale[l];
+            for (size_t i = 0; i < tri; i++)
+                a_pool[(w * L + l) * tri + i] = (float)((a_pool[(w * L + l) * tri + i] - shift[l]) / scale[l]);
     }
     progress_log("info", "prepare: exact block matrices of %zu windows x %d layers (%.1f s)", n_train, L, now_s() - t0);
 

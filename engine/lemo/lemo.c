@@ -39,7 +39,8 @@ static int lemo_read_predictor(const LemoConfig *z, int L, LemoSpec *o, Err *e) 
     o->pred_h2 = (int)json_integer_value(json_object_get(w, "hidden2"));
     if (o->pred_h1 <= 0 || o->pred_h2 <= 0) {
         rc = err_set_at(e, "lemo.predictor", 0, "'lemo.predictor': %s has no widths.hidden1 and widths.hidden2", path);
-    } else if (z->keep_auto) {
+    } else if (z->keep_auto && json_integer_value(json_object_get(json_object_get(j, "model"), "n_layers")) == L) {
+        // (a predictor of another depth is for another model: lemo_predictor_load says so, naming both)
         if (!json_is_array(k) || (int)json_array_size(k) != L)
             rc = err_set_at(e, "lemo.keep", 0, "'lemo.keep' \"auto\": %s has no calibrated schedule of %d layers", path, L);
         for (int l = 0; !rc && l < L; l++) {

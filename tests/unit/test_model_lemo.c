@@ -32,9 +32,20 @@
 
 static int32_t in[S], tg[S];
 
+/* Predictor scores: random predictors of hidden widths PH over the tiny model's head_dim 4
+ * (host memory is the CPU backend's device memory). */
+#define PH 8
+static float pred_w[3 * 2 * (PH * BLK * 4 + PH * PH + 4 * PH)];
+
 static LemoSpec schedule(int scores, float keep, int L) {
-    LemoSpec z = {1, scores, BLK, L, {0}, 77};
+    LemoSpec z = {.on = 1, .scores = scores, .block = BLK, .n_layers = L, .seed = 77};
     for (int l = 0; l < L; l++) z.keep[l] = keep;
+    if (scores == LEMO_SCORES_PREDICTOR) {
+        unsigned long long r = 99;
+        for (size_t i = 0; i < sizeof pred_w / sizeof pred_w[0]; i++) pred_w[i] = 0.5f * tiny_randn(&r);
+        z.pred_h1 = z.pred_h2 = PH;
+        z.pred_w = pred_w;
+    }
     return z;
 }
 
