@@ -12,8 +12,10 @@
  * was cut short does not load as a valid predictor.
  *
  * Widths (the rule, lemo_predictor_widths): D = B * HS in, H1 = 128, H2 = 128, HS out. The
- * paper's Llama-2-7B networks are 8192-128-8192-128 (H2 = D); on refmodel-22m at 4K tokens
- * H2 = 128 held the recall of H2 = D (bench/RESULTS.md, 2026-12-04), at a sixth of the weights. */
+ * paper's Llama-2-7B networks are 8192-128-8192-128 (H2 = D). H2 = 128 is not a measured
+ * choice: the recall these reach on refmodel-22m is still near random selection's
+ * (bench/RESULTS.md, 2026-12-04), so no width could be told to hold it better than another;
+ * lemo prepare --hidden2 sets it. */
 #ifndef LEMO_PREDICTOR_H
 #define LEMO_PREDICTOR_H
 
