@@ -32,7 +32,7 @@ static int file_path(void *ctx, const char *id, char *path, size_t cap) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const uint8_t *nul = memchr(data, 0, size);
     size_t blen = nul ? (size_t)(nul - data) : size;
-    JobEnv env = {model_dir, file_path, NULL, "/out", 0};
+    JobEnv env = {model_dir, file_path, NULL, "/out", 0, "/lemo", 1};
     JobSpec sp;
     Err e = {0};
     if (job_request_resolve((const char *)data, blen, &env, &sp, &e) == 0) {

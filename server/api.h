@@ -20,6 +20,9 @@ int api_files_delete(Req *r);
 void file_path(const Server *srv, const FileRow *f, char *out, size_t cap);
 
 int api_jobs_create(Req *r);
+/* Creates a job from body (the POST /v1/fine_tuning/jobs body); prepare_only: a LeMo
+ * preparation job (POST /v1/models/{id}/lemo builds the body). */
+int api_jobs_create_from(Req *r, const char *body, size_t body_len, int prepare_only);
 int api_jobs_list(Req *r);
 int api_jobs_get(Req *r);
 int api_jobs_cancel(Req *r);
@@ -39,6 +42,7 @@ int api_adapter_file(Req *r);
 int api_models_list(Req *r);
 int api_models_get(Req *r);
 int api_models_delete(Req *r);
+int api_models_lemo_prepare(Req *r);
 
 /* GET /openapi.json (api_openapi.c). */
 int api_openapi(Req *r);

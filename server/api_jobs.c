@@ -129,7 +129,9 @@ static int jobs_dry_run(Req *r) {
     fs_mkdirs(dir, NULL);
     snprintf(dir, sizeof dir, "%s/tmp/estimate-XXXXXX", r->srv->data_dir);
     if (!mkdtemp(dir)) return http_500(r, "cannot create a temp directory");
-    JobEnv env = {env_model, env_file, r->srv, dir, r->srv->allow_internal_urls};
+    char lemo_dir[PATH_MAX];
+    snprintf(lemo_dir, sizeof lemo_dir, "%s/lemo", r->srv->data_dir);
+    JobEnv env = {env_model, env_file, r->srv, dir, r->srv->allow_internal_urls, lemo_dir, 0};
     JobSpec spec;
     Err e = {0};
     if (job_request_resolve(r->body ? r->body : "", r->body_len, &env, &spec, &e)) {
@@ -160,19 +162,24 @@ static int jobs_dry_run(Req *r) {
 
 int api_jobs_create(Req *r) {
     if (http_query_bool(r, "dry_run")) return jobs_dry_run(r);
+    return api_jobs_create_from(r, r->body, r->body_len, 0);
+}
+
+int api_jobs_create_from(Req *r, const char *body, size_t body_len, int prepare_only) {
     JobRow j;
     memset(&j, 0, sizeof j);
     id_new("ftjob-", j.id);
-    char dir[PATH_MAX];
+    char dir[PATH_MAX], lemo_dir[PATH_MAX];
     snprintf(dir, sizeof dir, "%s/jobs/%s", r->srv->data_dir, j.id);
-    JobEnv env = {env_model, env_file, r->srv, dir, r->srv->allow_internal_urls};
+    snprintf(lemo_dir, sizeof lemo_dir, "%s/lemo", r->srv->data_dir);
+    JobEnv env = {env_model, env_file, r->srv, dir, r->srv->allow_internal_urls, lemo_dir, prepare_only};
     JobSpec spec;
     Err e = {0};
-    if (!r->body || !r->body_len) {
+    if (!body || !body_len) {
         err_set(&e, "The request body must be a JSON object with at least 'model' and 'training_file'");
         return http_error_from(r, 400, "invalid_json", &e);
     }
-    if (job_request_resolve(r->body, r->body_len, &env, &spec, &e)) {
+    if (job_request_resolve(body, body_len, &env, &spec, &e)) {
         job_spec_free(&spec);
         return http_error_from(r, 400, spec.code, &e);
     }
@@ -185,8 +192,9 @@ int api_jobs_create(Req *r) {
         res = http_500(r, "cannot write the job's config in %s", dir);
         goto out;
     }
-    // refuse what cannot run: a job its own estimate says does not fit (?force=true overrides)
-    if (!http_query_bool(r, "force")) {
+    // refuse what cannot run: a job its own estimate says does not fit (?force=true overrides);
+    // a preparation trains no adapter, so the training estimate does not price it
+    if (!prepare_only && !http_query_bool(r, "force")) {
         json_t *est = NULL;
         int answered = 0, er = estimate_config(r, cfg_path, 1, &est, &answered);
         if (er < 0) {
@@ -227,7 +235,9 @@ int api_jobs_create(Req *r) {
     j.config = cfg;
     Db *db = r->srv->db;
     if (db_begin(db, &e) || db_job_insert(db, &j, &e) ||
-        db_event_add(db, j.id, "info", "message", "Created fine-tuning job", NULL, &e) < 0 ||
+        db_event_add(db, j.id, "info", "message", prepare_only ? "Created a LeMo preparation job: it trains the base "
+                     "model's predictors and calibrates its schedule, then stops (no adapter)" : "Created fine-tuning job",
+                     NULL, &e) < 0 ||
         db_event_add(db, j.id, "info", "message", "Job queued", NULL, &e) < 0) {
         db_rollback(db);
         res = http_500(r, "%s", e.msg);

@@ -11,7 +11,9 @@
 
 #include "fsutil.h"
 #include "api.h"
+#include "lemo_store.h"
 #include "models.h"
+#include "scheduler.h"
 #include "srv_util.h"
 
 int models_name_valid(const char *name) {
@@ -55,8 +57,17 @@ int models_find(Server *srv, const char *name, char *dir, size_t cap, int *max_p
     return -1;
 }
 
+/* The base model's LeMo predictors (lemo_store.h), with a preparation running now. */
+static json_t *model_lemo(Server *srv, const char *name) {
+    char ld[PATH_MAX], job[48] = "";
+    int block = 0;
+    snprintf(ld, sizeof ld, "%s/lemo", srv->data_dir);
+    scheduler_lemo_preparing(srv->sched, name, job, sizeof job, &block);
+    return lemo_store_model_json(ld, name, job, block);
+}
+
 /* The model object of a base model folder. */
-static json_t *base_model_json(const char *name, const char *dir, json_t *cfg) {
+static json_t *base_model_json(Server *srv, const char *name, const char *dir, json_t *cfg) {
     char p[PATH_MAX + 16];
     struct stat st;
     snprintf(p, sizeof p, "%s/config.json", dir);
@@ -69,6 +80,7 @@ static json_t *base_model_json(const char *name, const char *dir, json_t *cfg) {
                           json_is_true(ri));
     json_object_set_new(o, "model_type", json_is_string(mt) ? json_copy(mt) : json_null());
     json_object_set_new(o, "max_position_embeddings", json_is_integer(mp) ? json_copy(mp) : json_null());
+    json_object_set_new(o, "lemo", model_lemo(srv, name));
     return o;
 }
 
@@ -97,7 +109,7 @@ static void list_base(Server *srv, json_t *data) {
             snprintf(dir, sizeof dir, "%s/%s", srv->models[i], de->d_name);
             json_t *cfg = model_config(dir);
             if (!cfg) continue;
-            json_array_append_new(data, base_model_json(de->d_name, dir, cfg));
+            json_array_append_new(data, base_model_json(srv, de->d_name, dir, cfg));
             json_decref(cfg);
         }
         closedir(d);
@@ -141,7 +153,7 @@ int api_models_get(Req *r) {
     char dir[PATH_MAX];
     if (models_find(r->srv, id, dir, sizeof dir, NULL, NULL) == 0) {
         json_t *cfg = model_config(dir);
-        json_t *o = base_model_json(id, dir, cfg);
+        json_t *o = base_model_json(r->srv, id, dir, cfg);
         json_decref(cfg);
         return http_json(r, 200, o);
     }
@@ -217,4 +229,64 @@ int api_models_delete(Req *r) {
         fs_remove_tree(p);
     }
     return http_json(r, 200, json_pack("{s:s, s:s, s:b}", "id", id, "object", "model", "deleted", 1));
+}
+
+/* POST /v1/models/{model}/lemo: prepares the base model's LeMo predictors as a queued job
+ * (events and progress as any job's; method.lemo.prepare.only). Body: training_file
+ * (required), validation_file, block (64), context_length, steps, train_windows, keep_mean,
+ * seed, rope_scaling; a model that has them already gets new ones (jobs then use those). The
+ * reply is the job. */
+int api_models_lemo_prepare(Req *r) {
+    const char *id = r->params[0];
+    char dir[PATH_MAX];
+    if (models_find(r->srv, id, dir, sizeof dir, NULL, NULL))
+        return !strncmp(id, "ft:", 3) ? http_error(r, 400, "invalid_request_error", "invalid_value", "model",
+                                                   "'%s' is a fine-tuned model: LeMo's predictors belong to base models",
+                                                   id)
+                                      : http_not_found(r, "model", id);
+    json_error_t je;
+    json_t *b = r->body_len ? json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &je) : json_object();
+    if (!json_is_object(b)) {
+        json_decref(b);
+        return http_error(r, 400, "invalid_request_error", "invalid_json", NULL,
+                          "The request body must be a JSON object with 'training_file'");
+    }
+    static const char *const known[] = {"training_file", "validation_file", "block", "context_length", "steps",
+                                        "train_windows", "keep_mean", "seed", "rope_scaling", NULL};
+    const char *k;
+    json_t *v;
+    json_object_foreach(b, k, v) {
+        int ok = 0;
+        for (int i = 0; known[i]; i++) ok |= !strcmp(k, known[i]);
+        if (!ok) {
+            char p[80];
+            snprintf(p, sizeof p, "%.60s", k);
+            json_decref(b);
+            return http_error(r, 400, "invalid_request_error", "unknown_parameter", p, "Unknown field '%s' (known: "
+                              "training_file, validation_file, block, context_length, steps, train_windows, keep_mean, "
+                              "seed, rope_scaling)", p);
+        }
+    }
+    /* the same request a LeMo job makes, so every field is checked as a job's is */
+    json_t *prep = json_pack("{s:b}", "only", 1);
+    static const char *const pk[] = {"steps", "train_windows", "context_length", "keep_mean", "seed", NULL};
+    for (int i = 0; pk[i]; i++)
+        if ((v = json_object_get(b, pk[i]))) json_object_set(prep, pk[i], v);
+    json_t *lemo = json_pack("{s:s, s:o, s:{s:i}}", "scores", "predictor", "prepare", prep, "hyperparameters",
+                             "max_steps", 1);
+    if ((v = json_object_get(b, "block"))) json_object_set(lemo, "block", v);
+    json_t *ctx = json_object_get(b, "context_length");
+    json_t *hp = json_object_get(lemo, "hyperparameters");
+    if (json_is_integer(ctx)) json_object_set(hp, "context_length", ctx);  // the window prepare packs
+    if ((v = json_object_get(b, "rope_scaling"))) json_object_set(hp, "rope_scaling", v);
+    json_t *req = json_pack("{s:s, s:{s:s, s:o}}", "model", id, "method", "type", "lemo", "lemo", lemo);
+    if ((v = json_object_get(b, "training_file"))) json_object_set(req, "training_file", v);
+    if ((v = json_object_get(b, "validation_file"))) json_object_set(req, "validation_file", v);
+    json_decref(b);
+    char *txt = json_dumps(req, JSON_COMPACT);
+    json_decref(req);
+    if (!txt) return http_500(r, "out of memory");
+    int res = api_jobs_create_from(r, txt, strlen(txt), 1);
+    free(txt);
+    return res;
 }

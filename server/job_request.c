@@ -2,6 +2,7 @@
 #include "job_request.h"
 
 #include <limits.h>
+#include <stddef.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -96,7 +97,7 @@ static json_t *hp_collect(json_t *body, JobSpec *out, json_t **lemo, int *is_lem
             snprintf(p, sizeof p, "method.%s", sub);
             if (!json_is_object(s)) { json_decref(hp); FAIL("invalid_type", p, "'%s' must be an object", p); return NULL; }
             static const char *const lemo_keys[] = {"hyperparameters", "keep", "scores", "block", "dense_layers", "seed",
-                                                    NULL};
+                                                    "prepare", NULL};
             json_object_foreach(s, k, v) {
                 int ok = !strcmp(k, "hyperparameters");
                 for (int i = 1; is_lemo && lemo_keys[i]; i++) ok |= !strcmp(k, lemo_keys[i]);
@@ -104,7 +105,7 @@ static json_t *hp_collect(json_t *body, JobSpec *out, json_t **lemo, int *is_lem
                     snprintf(p, sizeof p, "method.%s.%.50s", sub, k);
                     json_decref(hp);
                     FAIL("unknown_parameter", p, "Unknown field '%s'%s", p, is_lemo ? " (method.lemo takes "
-                         "hyperparameters, keep, scores, block, dense_layers, seed)" : "");
+                         "hyperparameters, keep, scores, block, dense_layers, seed, prepare)" : "");
                     return NULL;
                 }
             }
@@ -258,6 +259,23 @@ static int top_fields(json_t *b, const JobEnv *env, JobSpec *out, char *model_di
         }
     }
     return 0;
+}
+
+void job_lemo_predictor_dir(const char *lemo_dir, const char *model, int block, char *out, size_t cap) {
+    snprintf(out, cap, "%s/%s/b%d", lemo_dir, model, block);
+}
+
+int job_lemo_prepare_of(json_t *request, LemoPrepare *p) {
+    json_t *m = json_object_get(request, "method");
+    json_t *lz = json_object_get(m, "lemo"), *pp = json_object_get(lz, "prepare");
+    if (!json_is_object(pp)) return -1;
+    p->steps = (long)json_integer_value(json_object_get(pp, "steps"));
+    p->train_windows = (long)json_integer_value(json_object_get(pp, "train_windows"));
+    p->context_length = (long)json_integer_value(json_object_get(pp, "context_length"));
+    p->seed = (long)json_integer_value(json_object_get(pp, "seed"));
+    p->keep_mean = json_number_value(json_object_get(pp, "keep_mean"));
+    p->only = json_is_true(json_object_get(pp, "only"));
+    return p->steps > 0 && p->train_windows > 0 && p->context_length > 0 ? 0 : -1;
 }
 
 int job_request_resolve(const char *body, size_t len, const JobEnv *env, JobSpec *out, Err *e) {
@@ -428,10 +446,11 @@ int job_request_resolve(const char *body, size_t len, const JobEnv *env, JobSpec
                                            act_offloads(mem), "offload_attention", mem == ACT_OFFLOAD_ATT);
     if (layers) json_object_set_new(mem_cfg, "layers", layers);
     json_object_set_new(cfg, "memory", mem_cfg);
-    // LeMo (method.type "lemo"): its keys go to the trainer's "lemo" as they are; the trainer's
-    // parser checks them (errors come back as method.lemo.KEY). The learned predictors and the
-    // calibrated schedule are not built yet: "predictor" scores and keep "auto" are refused.
-    json_t *lemo_cfg = NULL;
+    /* LeMo (method.type "lemo"): its keys go to the trainer's "lemo" as they are; the trainer's
+     * parser checks them (errors come back as method.lemo.KEY). Scores default to the learned
+     * predictors, kept per base model in the data directory: a job on a model without them
+     * prepares them first (the scheduler's phase), with method.lemo.prepare's settings. */
+    json_t *lemo_cfg = NULL, *prep_out = NULL;
     if (is_lemo) {
         lemo_cfg = json_object();
         static const char *const lk[] = {"keep", "scores", "block", "dense_layers", "seed", NULL};
@@ -439,16 +458,96 @@ int job_request_resolve(const char *body, size_t len, const JobEnv *env, JobSpec
             json_t *v = lemo_in ? json_object_get(lemo_in, lk[i]) : NULL;
             if (v && !json_is_null(v)) json_object_set(lemo_cfg, lk[i], v);
         }
-        json_t *sc = json_object_get(lemo_cfg, "scores"), *kp = json_object_get(lemo_cfg, "keep");
-        if ((sc && json_is_string(sc) && !strcmp(json_string_value(sc), "predictor")) || (kp && is_auto(kp))) {
-            json_decref(cfg);
-            json_decref(targets);
-            json_decref(lemo_cfg);
-            FAIL("unsupported_value", sc && json_is_string(sc) && !strcmp(json_string_value(sc), "predictor") ?
-                 "method.lemo.scores" : "method.lemo.keep",
-                 "LeMo's learned predictors and calibrated schedule are not available on this server yet: use "
-                 "'method.lemo.scores' \"exact\" or \"random\" and a 'method.lemo.keep' fraction (or one per layer)");
+        if (!json_object_get(lemo_cfg, "scores")) json_object_set_new(lemo_cfg, "scores", json_string("predictor"));
+        json_t *sc = json_object_get(lemo_cfg, "scores"), *bk = json_object_get(lemo_cfg, "block");
+        int predictor = json_is_string(sc) && !strcmp(json_string_value(sc), "predictor");
+        json_t *pin = lemo_in ? json_object_get(lemo_in, "prepare") : NULL;
+        if (pin && !json_is_null(pin) && !predictor) {
+            json_decref(cfg), json_decref(targets), json_decref(lemo_cfg);
+            FAIL("invalid_value", "method.lemo.prepare", "'method.lemo.prepare' is read only with 'method.lemo.scores' "
+                 "\"predictor\" (the default)");
             goto fail;
+        }
+        if (predictor) {
+            if (!env->lemo_dir) {
+                json_decref(cfg), json_decref(targets), json_decref(lemo_cfg);
+                FAIL("unsupported_value", "method.lemo.scores", "this server keeps no LeMo predictors: use "
+                     "'method.lemo.scores' \"exact\" or \"random\"");
+                goto fail;
+            }
+            LemoPrepare lp = {LEMO_PREPARE_DEFAULT_STEPS, LEMO_PREPARE_DEFAULT_WINDOWS, 0, 42, 0.6, 0};
+            if (pin && !json_is_null(pin)) {
+                if (!json_is_object(pin)) {
+                    json_decref(cfg), json_decref(targets), json_decref(lemo_cfg);
+                    FAIL("invalid_type", "method.lemo.prepare", "'method.lemo.prepare' must be an object (steps, "
+                         "train_windows, context_length, keep_mean, seed)");
+                    goto fail;
+                }
+                static const struct { const char *k; long lo, hi; size_t off; } ints[] = {
+                    {"steps", 1, 100000, offsetof(LemoPrepare, steps)},
+                    {"train_windows", 1, 4096, offsetof(LemoPrepare, train_windows)},
+                    {"context_length", 64, 1 << 20, offsetof(LemoPrepare, context_length)},
+                    {"seed", 0, 1L << 40, offsetof(LemoPrepare, seed)}};
+                const char *pk;
+                json_t *pv;
+                json_object_foreach(pin, pk, pv) {
+                    char pp[96];
+                    snprintf(pp, sizeof pp, "method.lemo.prepare.%.40s", pk);
+                    int known = !strcmp(pk, "keep_mean") || (!strcmp(pk, "only") && env->allow_prepare_only);
+                    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) known |= !strcmp(pk, ints[i].k);
+                    if (!known) {
+                        json_decref(cfg), json_decref(targets), json_decref(lemo_cfg);
+                        FAIL("unknown_parameter", pp, "Unknown field '%s' (method.lemo.prepare takes steps, "
+                             "train_windows, context_length, keep_mean, seed)", pp);
+                        goto fail;
+                    }
+                    int bad = 0;
+                    if (!strcmp(pk, "only")) {
+                        bad = !json_is_boolean(pv);
+                        lp.only = json_is_true(pv);
+                    } else if (!strcmp(pk, "keep_mean")) {
+                        bad = !json_is_number(pv) || !(json_number_value(pv) >= 0.2 && json_number_value(pv) <= 1);
+                        lp.keep_mean = json_number_value(pv);
+                    }
+                    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+                        if (strcmp(pk, ints[i].k)) continue;
+                        bad = !json_is_integer(pv) || json_integer_value(pv) < ints[i].lo ||
+                              json_integer_value(pv) > ints[i].hi;
+                        *(long *)((char *)&lp + ints[i].off) = (long)json_integer_value(pv);
+                        if (bad) {
+                            json_decref(cfg), json_decref(targets), json_decref(lemo_cfg);
+                            FAIL("invalid_value", pp, "'%s' must be an integer from %ld to %ld", pp, ints[i].lo,
+                                 ints[i].hi);
+                            goto fail;
+                        }
+                    }
+                    if (bad) {
+                        json_decref(cfg), json_decref(targets), json_decref(lemo_cfg);
+                        FAIL("invalid_value", pp, !strcmp(pk, "only") ? "'%s' must be true or false"
+                                                                      : "'%s' must be a number from 0.2 to 1", pp);
+                        goto fail;
+                    }
+                }
+            }
+            int block = json_is_integer(bk) ? (int)json_integer_value(bk) : 64;
+            int block_ok = block == 32 || block == 64 || block == 128;  // else the trainer's parser says so
+            if (!lp.context_length) {  // the job's context, within what a preparation needs and affords
+                lp.context_length = ctx < LEMO_PREPARE_MAX_CONTEXT ? ctx : LEMO_PREPARE_MAX_CONTEXT;
+                if (block_ok) lp.context_length = lp.context_length / block * block;
+                if (block_ok && lp.context_length < 2 * block) lp.context_length = 2 * block;
+            } else if (block_ok && lp.context_length % block) {
+                json_decref(cfg), json_decref(targets), json_decref(lemo_cfg);
+                FAIL("invalid_value", "method.lemo.prepare.context_length", "'method.lemo.prepare.context_length' (%ld) "
+                     "must be a multiple of 'method.lemo.block' (%d)", lp.context_length, block);
+                goto fail;
+            }
+            char pdir[PATH_MAX];
+            job_lemo_predictor_dir(env->lemo_dir, out->model, block, pdir, sizeof pdir);
+            json_object_set_new(lemo_cfg, "predictor", json_string(pdir));
+            prep_out = json_pack("{s:I, s:I, s:I, s:f, s:I}", "steps", (json_int_t)lp.steps, "train_windows",
+                                 (json_int_t)lp.train_windows, "context_length", (json_int_t)lp.context_length,
+                                 "keep_mean", lp.keep_mean, "seed", (json_int_t)lp.seed);
+            if (lp.only) json_object_set_new(prep_out, "only", json_true());
         }
         json_object_set(cfg, "lemo", lemo_cfg);
     }
@@ -465,17 +564,19 @@ int job_request_resolve(const char *body, size_t len, const JobEnv *env, JobSpec
         json_decref(cfg);
         json_decref(targets);
         json_decref(lemo_cfg);
+        json_decref(prep_out);
         FAIL("invalid_value", p, "%s", ce.msg);
         goto fail;
     }
 
     LemoSpec lz;  // LeMo's per-layer schedule against the model's depth, where it is known
-    if (is_lemo && n_layers > 0 && lemo_resolve(&jc.lemo, n_layers, &lz, &ce)) {
+    if (is_lemo && n_layers > 0 && lemo_resolve_planned(&jc.lemo, n_layers, &lz, &ce)) {
         char p[128];
         map_config_param(ce.param, p, sizeof p);
         json_decref(cfg);
         json_decref(targets);
         json_decref(lemo_cfg);
+        json_decref(prep_out);
         FAIL("invalid_value", p, "%s", ce.msg);
         goto fail;
     }
@@ -505,6 +606,8 @@ int job_request_resolve(const char *body, size_t len, const JobEnv *env, JobSpec
     json_t *method = json_pack("{s:s}", "type", is_lemo ? "lemo" : "supervised");
     // LeMo's settings as the trainer resolved them (its defaults filled in)
     json_t *sub = is_lemo ? lemo_config_to_json(&jc.lemo) : json_object();
+    json_object_del(sub, "predictor");  // a server path: the job object names the base model's predictor by prepare
+    if (prep_out) json_object_set_new(sub, "prepare", prep_out);
     json_object_set(sub, "hyperparameters", hpo);
     json_object_set_new(method, is_lemo ? "lemo" : "supervised", sub);
     out->request = json_pack("{s:O, s:o, s:O}", "hyperparameters", hpo, "method", method, "metadata",

@@ -27,7 +27,26 @@ typedef struct {
     void *ctx;
     const char *output_dir;   // where the trainer writes (jobs/JOB_ID)
     int allow_internal_urls;  // 0: a metadata.webhook_url whose host is a literal internal IP is refused
+    const char *lemo_dir;     // where base models' LeMo predictors live (DATA/lemo); NULL: none
+    int allow_prepare_only;   // method.lemo.prepare.only is accepted (POST /v1/models/{id}/lemo)
 } JobEnv;
+
+/* LeMo's predictor folder of base model `model` at block B: LEMO_DIR/MODEL/bB. */
+void job_lemo_predictor_dir(const char *lemo_dir, const char *model, int block, char *out, size_t cap);
+
+/* method.lemo.prepare's settings with their defaults: how the service prepares a base model's
+ * predictors (the job's first phase when it has none; POST /v1/models/{id}/lemo). */
+typedef struct {
+    long steps, train_windows, context_length, seed;
+    double keep_mean;
+    int only;                 // a preparation job: no training after it
+} LemoPrepare;
+#define LEMO_PREPARE_DEFAULT_STEPS 200
+#define LEMO_PREPARE_DEFAULT_WINDOWS 32
+#define LEMO_PREPARE_MAX_CONTEXT 16384  // the paper trains on 16K windows
+/* Reads request.method.lemo.prepare (as job_request_resolve stored it) into p; 0 when the
+ * request is a LeMo job with predictor scores, -1 otherwise. */
+int job_lemo_prepare_of(json_t *request, LemoPrepare *p);
 
 typedef struct {
     char model[256];

@@ -62,5 +62,10 @@ const Route http_routes[] = {
     {.method = "DELETE", .pattern = "/v1/models/{model}", .handler = api_models_delete,
      .summary = "Delete a fine-tuned model: its adapter and its job's checkpoints (the job stays)",
      .errors = "not_found model_not_deletable model_in_use"},
+    {.method = "POST", .pattern = "/v1/models/{model}/lemo", .handler = api_models_lemo_prepare,
+     .summary = "Prepare a base model's LeMo predictors and calibrated schedule, as a queued job (its progress and "
+                "events as any job's)",
+     .errors = "not_found invalid_json invalid_type invalid_value unknown_parameter missing_required_parameter "
+               "file_not_found context_beyond_model"},
 };
 const int http_n_routes = (int)(sizeof http_routes / sizeof http_routes[0]);

@@ -22,8 +22,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "job_request.h"
 #include "job_state.h"
 #include "job_view.h"
+#include "lemo.h"
+#include "lemo_store.h"
 #include "results.h"
 #include "srv_util.h"
 #include "webhook.h"
@@ -39,6 +42,9 @@ typedef struct {
     pthread_t th;
     pid_t pid;            // child pid while running (under s->mu)
     SlotInfo info;        // under s->mu
+    /* a LeMo preparation running here (under s->mu): its predictor folder, base model, block */
+    char preparing[PATH_MAX], prep_model[256], prep_job[48];
+    int prep_block;
 } Slot;
 
 struct Scheduler {
@@ -50,8 +56,14 @@ struct Scheduler {
     int stopping;
 };
 
+/* The child a job's slot runs: the LeMo preparation (its first phase when the base model has
+ * no predictor yet, or all of a preparation job), then the trainer. */
+typedef enum { PHASE_PREPARE, PHASE_TRAIN } Phase;
+
 /* What the reader learned from the child's lines. */
 typedef struct {
+    Phase phase;
+    int prep_done;        // the preparation printed its done line
     int saw_done, saw_cancelled;
     int64_t step, total_steps, cancel_step;
     json_t *progress;     // the job's progress object
@@ -130,6 +142,11 @@ int scheduler_recover(Server *srv, Err *e) {
                     ids[i], (long long)step);
         }
     }
+    if (n >= 0) {  // predictors whose preparation a crash cut short
+        char ld[PATH_MAX];
+        snprintf(ld, sizeof ld, "%s/lemo", srv->data_dir);
+        lemo_store_sweep(ld);
+    }
     return n < 0 ? -1 : 0;
 }
 
@@ -175,6 +192,83 @@ static json_t *progress_metrics(json_t *p, int64_t step) {
 }
 
 /* Handles one progress line (inside the caller's transaction). */
+static void store_progress(Server *srv, const char *job_id, RunState *st, int64_t est) {
+    char *ptxt = json_dumps(st->progress, JSON_COMPACT | JSON_REAL_PRECISION(10));
+    Err e;
+    db_job_set_progress(srv->db, job_id, ptxt, st->trained_tokens, est, &e);
+    free(ptxt);
+}
+
+/* "[a, b, ...]" of a JSON array of fractions, two decimals each. */
+static void fractions(json_t *a, char *out, size_t cap) {
+    size_t n = 0, i;
+    json_t *x;
+    out[0] = 0;
+    json_array_foreach(a, i, x) {
+        if (n + 16 >= cap) break;
+        n += (size_t)snprintf(out + n, cap - n, "%s%s", i ? ", " : "[", json_is_number(x) ? "" : "-");
+        if (json_is_number(x)) n += (size_t)snprintf(out + n, cap - n, "%.2f", json_number_value(x));
+    }
+    if (n + 2 < cap) snprintf(out + n, cap - n, "%s", n ? "]" : "[]");
+}
+
+/* One line of `lemo prepare` (start, step, calibrate, recall, done, log, error): events, and
+ * the job's progress.lemo_prepare {stage, step, total_steps, loss, recall, ...}. */
+static void handle_prepare_line(Server *srv, const char *job_id, const char *type, json_t *o, const char *line,
+                                RunState *st) {
+    json_t *lp = json_object_get(st->progress, "lemo_prepare");
+    if (!json_is_object(lp)) json_object_set_new(st->progress, "lemo_prepare", lp = json_object());
+    char a[1024];
+    if (!strcmp(type, "start")) {
+        json_object_set_new(lp, "stage", json_string("targets"));
+        json_object_set(lp, "context", json_object_get(o, "context"));
+        json_object_set(lp, "block", json_object_get(o, "block"));
+        add_event(srv, job_id, "info", "message", line, "LeMo: training the predictors (%lld parameters, %lld windows of "
+                  "%lld tokens, blocks of %lld); first the exact block scores of the frozen model",
+                  (long long)jnum(o, "params", 0), (long long)jnum(o, "train_windows", 0), (long long)jnum(o, "context", 0),
+                  (long long)jnum(o, "block", 0));
+    } else if (!strcmp(type, "step")) {
+        json_object_set_new(lp, "stage", json_string("training"));
+        json_object_set(lp, "step", json_object_get(o, "step"));
+        json_object_set(lp, "loss", json_object_get(o, "loss"));
+        add_event(srv, job_id, "info", "message", line, "LeMo predictors: step %lld/%lld, loss %.4f",
+                  (long long)jnum(o, "step", 0), (long long)jnum(lp, "total_steps", 0), jnum(o, "loss", NAN));
+    } else if (!strcmp(type, "calibrate")) {
+        json_object_set_new(lp, "stage", json_string("calibrated"));
+        json_object_set(lp, "schedule", json_object_get(o, "keep"));
+        json_object_set(lp, "mean_keep", json_object_get(o, "mean_keep"));
+        fractions(json_object_get(o, "keep"), a, sizeof a);
+        add_event(srv, job_id, "info", "message", line, "LeMo schedule calibrated: mean keep %.2f, per layer %s",
+                  jnum(o, "mean_keep", NAN), a);
+    } else if (!strcmp(type, "recall")) {
+        json_object_set(lp, "recall", json_object_get(o, "mean"));
+        json_object_set(lp, "random_recall", json_object_get(o, "random"));
+        fractions(json_object_get(o, "recall"), a, sizeof a);
+        add_event(srv, job_id, "info", "message", line, "LeMo predictors' held-out recall at keep %.2f: %.3f "
+                  "(random choice: %.3f), per layer %s", jnum(o, "keep", NAN), jnum(o, "mean", NAN),
+                  jnum(o, "random", NAN), a);
+    } else if (!strcmp(type, "done")) {
+        st->prep_done = 1;
+        json_object_set_new(lp, "stage", json_string("done"));
+        json_object_set(lp, "elapsed_s", json_object_get(o, "elapsed_s"));
+    } else if (!strcmp(type, "log")) {
+        const char *lv = json_string_value(json_object_get(o, "level"));
+        const char *msg = json_string_value(json_object_get(o, "message"));
+        add_event(srv, job_id, lv && !strncmp(lv, "warn", 4) ? "warn" : "info", "message", line, "%.900s",
+                  msg ? msg : line);
+    } else if (!strcmp(type, "error")) {
+        json_t *m = json_object_get(o, "message"), *p = json_object_get(o, "param");
+        snprintf(a, sizeof a, "LeMo's preparation failed: %.900s", json_is_string(m) ? json_string_value(m) : line);
+        json_decref(st->error);
+        st->error = json_pack("{s:s, s:s}", "code", "lemo_prepare_failed", "message", a);
+        json_object_set_new(st->error, "param", json_is_string(p) && json_string_length(p) ? json_copy(p) : json_null());
+        add_event(srv, job_id, "error", "message", line, "%s", a);
+    } else {
+        add_event(srv, job_id, "info", "message", line, "%.60s", type);
+    }
+    store_progress(srv, job_id, st, 0);
+}
+
 static void handle_line(Slot *sl, const char *job_id, const char *line, RunState *st) {
     Server *srv = sl->s->srv;
     json_t *o = json_loads(line, JSON_DECODE_ANY, NULL);
@@ -184,6 +278,11 @@ static void handle_line(Slot *sl, const char *job_id, const char *line, RunState
         char msg[600];
         snprintf(msg, sizeof msg, "%.500s", line);
         add_event(srv, job_id, "info", "message", NULL, "%s", msg);
+        json_decref(o);
+        return;
+    }
+    if (st->phase == PHASE_PREPARE) {
+        handle_prepare_line(srv, job_id, type, o, line, st);
         json_decref(o);
         return;
     }
@@ -313,14 +412,13 @@ static void handle_line(Slot *sl, const char *job_id, const char *line, RunState
     json_decref(o);
 }
 
-/* Forks and execs `EXE train CONFIG` with stdout -> pipe, stderr -> log; returns the pid. */
-static pid_t spawn_trainer(Slot *sl, const char *config_path, const char *log_path, int *out_fd) {
-    Server *srv = sl->s->srv;
+/* Forks and execs argv (this binary's `train CONFIG` or `prepare ...`) with stdout -> pipe,
+ * stderr -> log, on the slot's GPU; returns the pid. */
+static pid_t spawn_child(Slot *sl, char *const argv[], const char *log_path, int *out_fd) {
     int p[2];
     if (pipe2(p, O_CLOEXEC)) return -1;
     int logfd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     int nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    char *argv[] = {srv->exe, "train", (char *)config_path, NULL};
     int nenv = 0;
     while (environ[nenv]) nenv++;
     char **envp = calloc((size_t)nenv + 2, sizeof *envp);
@@ -407,6 +505,96 @@ static void notify_terminal(Server *srv, const char *job_id, const char *type) {
     job_row_free(&j);
 }
 
+/* The preparation job j needs before it trains (1; its settings in *lp, its trainer config in
+ * *jc): a preparation job always, a LeMo job with predictor scores when its base model has no
+ * predictor at that block yet. */
+static int job_needs_prepare(const JobRow *j, LemoPrepare *lp, JobConfig *jc) {
+    json_t *req = json_loads(j->request ? j->request : "{}", 0, NULL);
+    int has = job_lemo_prepare_of(req, lp) == 0;
+    json_decref(req);
+    Err e;
+    if (!has || job_config_parse(j->config, jc, &e) || jc->lemo.scores != LEMO_SCORES_PREDICTOR) return 0;
+    return lp->only || !lemo_predictor_ready(jc->lemo.predictor);
+}
+
+/* Waits until no other slot prepares the same predictor folder, then marks it this slot's; 0
+ * claimed, -1 when the server stops or the job is asked to stop meanwhile. */
+static int prepare_claim(Slot *sl, const JobRow *j, const JobConfig *jc) {
+    Scheduler *s = sl->s;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        int busy = 0;
+        for (int i = 0; i < s->n; i++) busy |= &s->slots[i] != sl && !strcmp(s->slots[i].preparing, jc->lemo.predictor);
+        if (!busy || s->stopping) break;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&s->cond, &s->mu, &ts);
+        pthread_mutex_unlock(&s->mu);
+        JobRow cur;
+        Err e;
+        int asked = db_job_get(s->srv->db, j->id, &cur, &e) == 1 && (job_row_free(&cur), cur.stop_request[0]);
+        pthread_mutex_lock(&s->mu);
+        if (asked) { pthread_mutex_unlock(&s->mu); return -1; }
+    }
+    int ok = !s->stopping;
+    if (ok) {
+        snprintf(sl->preparing, sizeof sl->preparing, "%s", jc->lemo.predictor);
+        snprintf(sl->prep_model, sizeof sl->prep_model, "%s", j->model);
+        snprintf(sl->prep_job, sizeof sl->prep_job, "%s", j->id);
+        sl->prep_block = jc->lemo.block;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return ok ? 0 : -1;
+}
+
+static void prepare_release(Slot *sl) {
+    pthread_mutex_lock(&sl->s->mu);
+    sl->preparing[0] = sl->prep_model[0] = 0;
+    pthread_cond_broadcast(&sl->s->cond);
+    pthread_mutex_unlock(&sl->s->mu);
+}
+
+int scheduler_lemo_preparing(Scheduler *s, const char *model, char *job_id, size_t cap, int *block) {
+    int found = 0;
+    if (!s) return 0;
+    pthread_mutex_lock(&s->mu);
+    for (int i = 0; i < s->n && !found; i++)
+        if (s->slots[i].prep_model[0] && !strcmp(s->slots[i].prep_model, model)) {
+            snprintf(job_id, cap, "%s", s->slots[i].prep_job);
+            *block = s->slots[i].prep_block;
+            found = 1;
+        }
+    pthread_mutex_unlock(&s->mu);
+    return found;
+}
+
+/* `lemo prepare`'s command line for job config jc with the job's settings lp, writing into
+ * out; the strings live in buf. */
+typedef struct { char num[8][32], rope[48], *argv[40]; } PrepareArgv;
+static void prepare_argv(Server *srv, const JobConfig *jc, const LemoPrepare *lp, const char *out, PrepareArgv *a) {
+    int n = 0, k = 0;
+    char **v = a->argv;
+#define NUM(flag, fmt, x) (v[n++] = flag, snprintf(a->num[k], sizeof a->num[k], fmt, x), v[n++] = a->num[k++])
+    v[n++] = srv->exe, v[n++] = "prepare", v[n++] = "--model", v[n++] = (char *)jc->model;
+    v[n++] = "--data", v[n++] = (char *)jc->train_file;
+    if (jc->eval_file[0]) v[n++] = "--eval-data", v[n++] = (char *)jc->eval_file;
+    v[n++] = "--out", v[n++] = (char *)out, v[n++] = "--device", v[n++] = (char *)jc->device;
+    NUM("--context", "%ld", lp->context_length);
+    NUM("--block", "%d", jc->lemo.block);
+    NUM("--steps", "%ld", lp->steps);
+    NUM("--train-windows", "%ld", lp->train_windows);
+    NUM("--keep-mean", "%.6g", lp->keep_mean);
+    NUM("--seed", "%ld", lp->seed);
+    v[n++] = "--fit-context", v[n++] = "1";
+#undef NUM
+    if (jc->has_rope_scaling && jc->rope_scaling.type == ROPE_LINEAR) {
+        snprintf(a->rope, sizeof a->rope, "linear:%g", (double)jc->rope_scaling.factor);
+        v[n++] = "--rope-scaling", v[n++] = a->rope;
+    }
+    v[n] = NULL;
+}
+
 /* Runs one claimed job to its end and records the outcome. */
 static void run_job(Slot *sl, JobRow *j) {
     Server *srv = sl->s->srv;
@@ -438,19 +626,60 @@ static void run_job(Slot *sl, JobRow *j) {
     else
         add_event(srv, j->id, "info", "message", NULL, "Fine-tuning job started on slot %d", sl->index);
     server_notify_events(srv);
+    /* LeMo's predictors first, where the job needs them and its base model has none yet (or
+     * all of a preparation job): written into a partial folder and installed by rename, so no
+     * job ever reads a half-written predictor; a crash or kill restarts the preparation */
+    LemoPrepare lp = {0};
+    JobConfig *jcp = malloc(sizeof *jcp);  // large (paths): off the slot thread's stack
+    int prep = jcp && job_needs_prepare(j, &lp, jcp), prep_only = prep && lp.only;
+    char part[PATH_MAX + 16] = "";
+    if (prep) {
+        if (prepare_claim(sl, j, jcp)) {
+            prep = 0;  // stopping: the outcome below records it
+        } else if (!lp.only && lemo_predictor_ready(jcp->lemo.predictor)) {
+            prepare_release(sl);  // another job prepared it while this one waited
+            prep = 0;
+            add_event(srv, j->id, "info", "message", NULL, "LeMo: the predictors of %s are ready (another job prepared "
+                      "them)", j->model);
+        } else {
+            lemo_store_partial(jcp->lemo.predictor, part, sizeof part);
+            add_event(srv, j->id, "info", "message", NULL, prep_only ? "LeMo: preparing the predictors of %s (blocks of "
+                      "%d tokens) and calibrating its schedule" : "LeMo: %s has no predictors for blocks of %d tokens "
+                      "yet: this job prepares them first (once per base model; later LeMo jobs on it reuse them)",
+                      j->model, jcp->lemo.block);
+        }
+        server_notify_events(srv);
+    }
+    st.phase = prep ? PHASE_PREPARE : PHASE_TRAIN;
+    if (prep) {  // the step lines say how far; the total is the job's setting
+        json_t *lpj = json_pack("{s:s, s:I, s:I}", "stage", "queued", "step", (json_int_t)0, "total_steps",
+                                (json_int_t)lp.steps);
+        json_object_set_new(st.progress, "lemo_prepare", lpj);
+    }
     int status = 0, retries = 0;
     char stop[16] = "";
     JobRow cur;
     for (;;) {
         int fd = -1;
-        pid_t pid = spawn_trainer(sl, cfg, log, &fd);
+        pid_t pid;
+        if (st.phase == PHASE_PREPARE) {
+            PrepareArgv pa;
+            fs_remove_tree(part);  // what a killed run left
+            prepare_argv(srv, jcp, &lp, part, &pa);
+            pid = spawn_child(sl, pa.argv, log, &fd);
+        } else {
+            char *argv[] = {srv->exe, "train", cfg, NULL};
+            pid = spawn_child(sl, argv, log, &fd);
+        }
         if (pid < 0) {
+            if (st.phase == PHASE_PREPARE) prepare_release(sl);
             db_job_move(srv->db, j->id, JOB_FAILED, JOB_BY_SCHEDULER,
                         "{\"code\":\"server_error\",\"message\":\"cannot start the trainer process\",\"param\":null}",
                         NULL, &e);
             server_notify_events(srv);
             json_decref(st.progress);
             json_decref(st.error);
+            free(jcp);
             return;
         }
         pthread_mutex_lock(&sl->s->mu);
@@ -495,8 +724,31 @@ static void run_job(Slot *sl, JobRow *j) {
             st.t0 = 0;
             continue;
         }
+        if (st.phase == PHASE_PREPARE && WIFEXITED(status) && WEXITSTATUS(status) == 0 && st.prep_done && !stop[0] &&
+            !srv->stopping) {
+            Err ie;
+            if (lemo_store_install(jcp->lemo.predictor, &ie)) {
+                json_decref(st.error);
+                st.error = json_pack("{s:s, s:s, s:n}", "code", "lemo_prepare_failed", "message", ie.msg, "param");
+                break;
+            }
+            prepare_release(sl);
+            json_t *lpj = json_object_get(st.progress, "lemo_prepare");
+            add_event(srv, j->id, "info", "message", NULL, "LeMo: the predictors of %s are ready (held-out recall %.3f "
+                      "against random's %.3f; %.0f s)%s", j->model, jnum(lpj, "recall", NAN), jnum(lpj, "random_recall", NAN),
+                      jnum(lpj, "elapsed_s", NAN), prep_only ? "" : "; training starts");
+            server_notify_events(srv);
+            if (prep_only) { st.saw_done = 1; break; }
+            st.phase = PHASE_TRAIN;
+            st.t0 = 0;
+            retries = 0;
+            continue;
+        }
         break;
     }
+    if (prep) prepare_release(sl);
+    Phase ended_in = st.phase;
+    free(jcp);
 
     int exited0 = WIFEXITED(status) && WEXITSTATUS(status) == 0;
     const char *hook = NULL;
@@ -504,10 +756,15 @@ static void run_job(Slot *sl, JobRow *j) {
     int succeeded = st.saw_done && (exited0 || WIFSIGNALED(status));
     FileRow results;
     Err re = {0};
-    int have_results = succeeded && results_write(srv, j->id, &results, &re) == 0;
+    int have_results = succeeded && !prep_only && results_write(srv, j->id, &results, &re) == 0;
     if (db_begin(srv->db, &e) == 0) {
         // the done line comes after the adapter is in place: a kill after it loses nothing
-        if (succeeded) {
+        if (succeeded && prep_only) {
+            db_job_move(srv->db, j->id, JOB_SUCCEEDED, JOB_BY_TRAINER_EXIT, NULL, NULL, &e);
+            add_event(srv, j->id, "info", "message", NULL, "The preparation has successfully completed: LeMo jobs on %s "
+                      "use its predictors", j->model);
+            hook = "job.succeeded";
+        } else if (succeeded) {
             char name[400];
             ft_name(j, name, sizeof name);
             db_job_move(srv->db, j->id, JOB_SUCCEEDED, JOB_BY_TRAINER_EXIT, NULL, name, &e);
@@ -521,6 +778,9 @@ static void run_job(Slot *sl, JobRow *j) {
             db_job_move(srv->db, j->id, JOB_PAUSED, JOB_BY_TRAINER_EXIT, NULL, NULL, &e);
             add_event(srv, j->id, "info", "message", NULL, "Job paused at step %lld; resume continues from there",
                       (long long)st.cancel_step);
+        } else if (ended_in == PHASE_PREPARE && !strcmp(stop, "pause")) {
+            db_job_move(srv->db, j->id, JOB_PAUSED, JOB_BY_TRAINER_EXIT, NULL, NULL, &e);
+            add_event(srv, j->id, "info", "message", NULL, "Job paused during LeMo's preparation; resume prepares again");
         } else if (!strcmp(stop, "shutdown") || (srv->stopping && strcmp(stop, "cancel") && strcmp(stop, "pause"))) {
             db_job_move(srv->db, j->id, JOB_QUEUED, JOB_BY_SCHEDULER, NULL, NULL, &e);
             add_event(srv, j->id, "info", "message", NULL, "The server is stopping: job stopped at step %lld and "

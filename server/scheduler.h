@@ -9,6 +9,7 @@
 #ifndef LEMO_SCHEDULER_H
 #define LEMO_SCHEDULER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "err.h"
@@ -32,6 +33,9 @@ Scheduler *scheduler_start(Server *srv, int n, int gpus, Err *e);
 void scheduler_wake(Scheduler *s);
 /* SIGTERM to the child training job_id (it checkpoints and exits); 1 if one was running. */
 int scheduler_signal_job(Scheduler *s, const char *job_id);
+/* 1 when a slot is preparing LeMo predictors of base model `model` now: the job in job_id,
+ * the block in *block. */
+int scheduler_lemo_preparing(Scheduler *s, const char *model, char *job_id, size_t cap, int *block);
 /* Copies up to max busy slots' numbers; returns how many. */
 int scheduler_slot_info(Scheduler *s, SlotInfo *out, int max);
 int scheduler_slots(Scheduler *s);

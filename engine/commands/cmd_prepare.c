@@ -48,7 +48,7 @@
 enum { F_STR, F_INT, F_NUM };
 typedef struct {
     const char *model, *data, *eval_data, *out, *device, *rope;
-    long context, steps, seed, block, h1, h2, train_windows, eval_windows, calib_windows, log_every;
+    long context, steps, seed, block, h1, h2, train_windows, eval_windows, calib_windows, log_every, fit_context;
     double keep_mean, lr, recall_keep;
 } PrepArgs;
 #define OFF(f) offsetof(PrepArgs, f)
@@ -58,6 +58,7 @@ static const struct { const char *name; int kind; size_t off; const char *def, *
     {"--out", F_STR, OFF(out), NULL, "folder to write predictor.safetensors and lemo.json into (required)"},
     {"--eval-data", F_STR, OFF(eval_data), "", "held-out JSONL for recall (default: the last --eval-windows of --data)"},
     {"--context", F_INT, OFF(context), "1024", "window length in tokens, a multiple of --block"},
+    {"--fit-context", F_INT, OFF(fit_context), "0", "1: halve --context (down to two blocks) until the data gives held-out windows"},
     {"--steps", F_INT, OFF(steps), "200", "predictor training steps (one window, every layer)"},
     {"--lr", F_NUM, OFF(lr), "1e-3", "AdamW learning rate (betas 0.9, 0.95; 20 warmup steps)"},
     {"--keep-mean", F_NUM, OFF(keep_mean), "0.6", "mean attention keep over all layers the schedule meets"},
@@ -261,6 +262,14 @@ static int prepare_run(const PrepArgs *a, Err *e) {
     if (!(tok = tokenizer_load(path, e))) goto out;
     int tmpl = data_pick_template(tok, TEMPLATE_AUTO);
     if (data_load_jsonl(a->data, tok, tmpl, NULL, NULL, &ts, e) || data_pack(&ts, S, &pk, e)) goto out;
+    /* a small dataset at a long context gives one window or none: the predictors are per
+     * block, so shorter windows train them as well (the trained context is recorded) */
+    while (a->fit_context && !a->eval_data[0] && pk.n < 2 && S / 2 >= 2 * B && (S / 2) % B == 0) {
+        packed_free(&pk);
+        progress_log("info", "prepare: %s gives fewer than 2 windows of %d tokens: preparing at %d", a->data, S, S / 2);
+        S /= 2;
+        if (data_pack(&ts, S, &pk, e)) goto out;
+    }
     size_t n_train = (size_t)a->train_windows, n_eval = (size_t)a->eval_windows;
     const int32_t *ev_in, *ev_tg;
     if (a->eval_data[0]) {

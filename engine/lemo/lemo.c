@@ -5,6 +5,9 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "predictor.h"
 
 int lemo_blocks_kept(float keep, int nb) {
     int k = (int)lround((double)keep * nb);
@@ -52,6 +55,28 @@ static int lemo_read_predictor(const LemoConfig *z, int L, LemoSpec *o, Err *e) 
     }
     json_decref(j);
     return rc;
+}
+
+int lemo_predictor_ready(const char *dir) {
+    char path[JOB_PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/lemo.json", dir);
+    return access(path, R_OK) == 0;
+}
+
+int lemo_resolve_planned(const LemoConfig *z, int L, LemoSpec *o, Err *e) {
+    if (z->on && z->scores == LEMO_SCORES_PREDICTOR && !lemo_predictor_ready(z->predictor)) {
+        // what lemo prepare's defaults would make: its widths, and (keep "auto") the default
+        // schedule in place of the calibration that does not exist yet
+        LemoConfig d = *z;
+        d.scores = LEMO_SCORES_EXACT;
+        d.keep_auto = 0;
+        if (lemo_resolve(&d, L, o, e)) return -1;
+        o->scores = LEMO_SCORES_PREDICTOR;
+        o->pred_h1 = LEMO_PRED_H1, o->pred_h2 = LEMO_PRED_H2;
+        o->pending = 1;
+        return 0;
+    }
+    return lemo_resolve(z, L, o, e);
 }
 
 int lemo_resolve(const LemoConfig *z, int L, LemoSpec *o, Err *e) {

@@ -25,6 +25,7 @@ typedef struct {
     int pred_h1, pred_h2;            // predictor scores: the networks' hidden widths (predictor.h)
     const float *pred_w;             // predictor scores: (L, n_w) fp32 weights on the device, set by
                                      // whoever loaded them (the trainer) before the first step
+    int pending;                     // lemo_resolve_planned: the predictor is not prepared yet
 } LemoSpec;
 
 /* The per-layer schedule of config z for a model of L layers; an error names the key
@@ -33,6 +34,13 @@ typedef struct {
  * them) and, with keep "auto", the calibrated schedule; its weights and the check that it fits
  * the model are lemo_predictor_load's. */
 int lemo_resolve(const LemoConfig *z, int L, LemoSpec *out, Err *e);
+/* As lemo_resolve, for planning a job whose predictor may not be prepared yet (the service's
+ * first LeMo job on a model prepares it as its first phase): with no DIR/lemo.json it plans
+ * with lemo prepare's default widths and, for keep "auto", the default schedule, and sets
+ * out->pending. The trainer itself uses lemo_resolve: it never runs on a missing predictor. */
+int lemo_resolve_planned(const LemoConfig *z, int L, LemoSpec *out, Err *e);
+/* 1 when dir holds a finished predictor (its lemo.json, written last, is there). */
+int lemo_predictor_ready(const char *dir);
 /* Blocks a layer keeping `keep` of nb blocks keeps: round(keep * nb) within [1, nb]. */
 int lemo_blocks_kept(float keep, int nb);
 /* Rows layer l attends over in an S-row window: S when dense (spec NULL, off, keep 1 or

@@ -116,7 +116,7 @@ static size_t scratch_for(const ModelConfig *mc, const LoraSpec *l, int S, const
 static LemoSpec lemo_for(const ModelConfig *mc, const JobConfig *jc) {
     LemoSpec z;
     Err e;
-    if (lemo_resolve(&jc->lemo, mc->n_layers, &z, &e)) {
+    if (lemo_resolve_planned(&jc->lemo, mc->n_layers, &z, &e)) {
         LemoConfig off = jc->lemo;
         off.on = 0;
         lemo_resolve(&off, mc->n_layers, &z, &e);
@@ -420,8 +420,15 @@ int estimate_job(const JobConfig *jc_in, const char *device, size_t device_mem, 
     if (z.on) {  // LeMo: the share of tokens each layer's attention keeps
         json_t *kf = json_array();
         for (int l = 0; l < mc.n_layers; l++) json_array_append_new(kf, json_real((double)lemo_rows(&z, l, S) / S));
-        json_object_set_new(*out, "lemo", json_pack("{s:s, s:i, s:o}", "scores", lemo_score_names[z.scores], "block",
-                                                   z.block, "kept_fraction", kf));
+        json_t *lo = json_pack("{s:s, s:i, s:o}", "scores", lemo_score_names[z.scores], "block", z.block,
+                               "kept_fraction", kf);
+        if (z.scores == LEMO_SCORES_PREDICTOR) {
+            // not prepared yet: priced with prepare's default widths (and, for keep "auto", the
+            // default schedule: the calibrated one is chosen by the preparation)
+            json_object_set_new(lo, "predictor", json_string(z.pending ? "pending" : "ready"));
+            if (z.pending && jc->lemo.keep_auto) json_object_set_new(lo, "schedule", json_string("default until prepared"));
+        }
+        json_object_set_new(*out, "lemo", lo);
     }
     return 0;
 }

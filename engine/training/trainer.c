@@ -213,8 +213,10 @@ int trainer_run(const JobConfig *c, Err *e) {
         }
         be->copy_to_device(pred_dev, pred->w, bytes);
         m->lemo.pred_w = pred_dev;
-        progress_log("info", "lemo: predictor %s (trained at %d tokens, held-out recall %.3f)%s", c->lemo.predictor,
-                     pred->context, (double)pred->recall_mean, c->lemo.keep_auto ? ", its calibrated schedule" : "");
+        // named by its model, not its folder: the line reaches a service's events
+        progress_log("info", "lemo: the predictor of %s (blocks of %d, trained at %d tokens, held-out recall %.3f)%s",
+                     pred->model_name, pred->block, pred->context, (double)pred->recall_mean,
+                     c->lemo.keep_auto ? ", its calibrated schedule" : "");
     }
     if (lemo.on) {  // what each layer's attention keeps, said once
         char what[400] = "";

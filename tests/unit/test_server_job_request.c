@@ -23,7 +23,7 @@ static int file_path(void *ctx, const char *id, char *path, size_t cap) {
     return 0;
 }
 
-static JobEnv env = {model_dir, file_path, NULL, "/data/jobs/ftjob-x", 0};
+static JobEnv env = {model_dir, file_path, NULL, "/data/jobs/ftjob-x", 0, "/data/lemo", 0};
 
 static json_t *cfg_of(const char *body, JobSpec *sp) {
     Err e = {0};
@@ -83,6 +83,61 @@ static void check_webhook_internal_ip(void) {
         CHECK(rc == 0 && !strcmp(sp.webhook_url, passed[i]), "%s accepted: %s", passed[i], e.msg);
         job_spec_free(&sp);
     }
+}
+
+/* method.type "lemo": predictor scores by default, their folder under the data directory's
+ * lemo/MODEL/bB, the preparation's settings with their defaults in the job's request, no
+ * server path in it; a server without a predictor store refuses predictor scores. */
+static void lemo_checks(void) {
+    JobSpec sp;
+    json_t *c = cfg_of("{\"model\": \"tiny\", \"training_file\": \"file-abc\", \"method\": {\"type\": \"lemo\", "
+                       "\"lemo\": {\"hyperparameters\": {\"context_length\": 256}}}}", &sp);
+    json_t *lz = json_object_get(c, "lemo");
+    CHECK(!strcmp(json_string_value(json_object_get(lz, "scores")) ?: "", "predictor") &&
+              !strcmp(json_string_value(json_object_get(lz, "predictor")) ?: "", "/data/lemo/tiny/b64"),
+          "default predictor scores and folder: %s", lz ? json_dumps(lz, JSON_COMPACT) : "(none)");
+    LemoPrepare lp;
+    CHECK(job_lemo_prepare_of(sp.request, &lp) == 0 && lp.steps == LEMO_PREPARE_DEFAULT_STEPS &&
+              lp.train_windows == LEMO_PREPARE_DEFAULT_WINDOWS && lp.context_length == 256 && lp.keep_mean == 0.6 &&
+              !lp.only,
+          "the preparation's defaults in the request");
+    char *rq = json_dumps(sp.request, JSON_COMPACT);
+    CHECK(rq && !strstr(rq, "/data/"), "no server path in the job's request: %s", rq);
+    free(rq);
+    job_spec_free(&sp);
+    c = cfg_of("{\"model\": \"tiny\", \"training_file\": \"file-abc\", \"method\": {\"type\": \"lemo\", "
+               "\"lemo\": {\"block\": 32, \"prepare\": {\"steps\": 30, \"context_length\": 128}, \"hyperparameters\": "
+               "{\"context_length\": 64}}}}", &sp);
+    CHECK(c && job_lemo_prepare_of(sp.request, &lp) == 0 && lp.steps == 30 && lp.context_length == 128 &&
+              !strcmp(json_string_value(json_object_get(json_object_get(c, "lemo"), "predictor")) ?: "",
+                      "/data/lemo/tiny/b32"),
+          "the preparation's own settings");
+    job_spec_free(&sp);
+    c = cfg_of("{\"model\": \"tiny\", \"training_file\": \"file-abc\", \"method\": {\"type\": \"lemo\", "
+               "\"lemo\": {\"scores\": \"exact\", \"hyperparameters\": {\"context_length\": 128}}}}", &sp);
+    CHECK(c && job_lemo_prepare_of(sp.request, &lp) != 0 && !json_object_get(json_object_get(c, "lemo"), "predictor"),
+          "exact scores need no preparation");
+    job_spec_free(&sp);
+    expect_error("{\"model\": \"tiny\", \"training_file\": \"file-abc\", \"method\": {\"type\": \"lemo\", \"lemo\": "
+                 "{\"prepare\": {\"train_windows\": 0}, \"hyperparameters\": {\"context_length\": 128}}}}",
+                 "method.lemo.prepare.train_windows", "invalid_value");
+    expect_error("{\"model\": \"tiny\", \"training_file\": \"file-abc\", \"method\": {\"type\": \"lemo\", \"lemo\": "
+                 "{\"prepare\": [], \"hyperparameters\": {\"context_length\": 128}}}}",
+                 "method.lemo.prepare", "invalid_type");
+    JobEnv bare = env;
+    bare.lemo_dir = NULL;
+    Err e = {0};
+    const char *b = "{\"model\": \"tiny\", \"training_file\": \"file-abc\", \"method\": {\"type\": \"lemo\"}}";
+    int rc = job_request_resolve(b, strlen(b), &bare, &sp, &e);
+    CHECK(rc != 0 && !strcmp(e.param, "method.lemo.scores"), "no predictor store: predictor scores refused (%s)", e.param);
+    job_spec_free(&sp);
+    bare.lemo_dir = "/data/lemo";
+    bare.allow_prepare_only = 1;
+    b = "{\"model\": \"tiny\", \"training_file\": \"file-abc\", \"method\": {\"type\": \"lemo\", \"lemo\": {\"prepare\": "
+        "{\"only\": true}, \"hyperparameters\": {\"context_length\": 128}}}}";
+    rc = job_request_resolve(b, strlen(b), &bare, &sp, &e);
+    CHECK(rc == 0 && job_lemo_prepare_of(sp.request, &lp) == 0 && lp.only, "a preparation job where the route allows it");
+    job_spec_free(&sp);
 }
 
 int main(void) {
@@ -201,5 +256,6 @@ int main(void) {
     expect_error("{\"model\": \"tiny\", \"training_file\": \"file-abc\", \"metadata\": {\"webhook_url\": \"ftp://x\"}}",
                  "metadata.webhook_url", NULL);
     check_webhook_internal_ip();
+    lemo_checks();
     return check_done("test_server_job_request");
 }
