@@ -1,4 +1,5 @@
-// chart.js: the job page's pictures, drawn as inline SVG (no libraries).
+// chart.js: the job page's pictures, drawn as inline SVG (no libraries); heatmap.js draws
+// the kept-share heatmap with the helpers exported here.
 //
 // SVG rather than <canvas>: it stays sharp at any zoom, carries a <title> for screen
 // readers, and each series is an element whose point count can be read back
@@ -6,7 +7,7 @@
 
 const NS = 'http://www.w3.org/2000/svg';
 
-function el(name, attrs = {}, text) {
+export function el(name, attrs = {}, text) {
   const e = document.createElementNS(NS, name);
   for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
   if (text !== undefined) e.textContent = text;
@@ -14,12 +15,12 @@ function el(name, attrs = {}, text) {
 }
 
 // The drawing width in CSS pixels, so text in the SVG renders at its stated size.
-function hostWidth(host) {
+export function hostWidth(host) {
   return Math.max(320, Math.round(host.clientWidth || 720));
 }
 
 // About `count` round tick values covering [lo, hi] (1, 2, 5 times a power of ten).
-function niceTicks(lo, hi, count = 5) {
+export function niceTicks(lo, hi, count = 5) {
   if (!(hi > lo)) return [lo];
   const raw = (hi - lo) / count;
   const mag = 10 ** Math.floor(Math.log10(raw));
@@ -29,7 +30,7 @@ function niceTicks(lo, hi, count = 5) {
   return out;
 }
 
-function fmtTick(v) {
+export function fmtTick(v) {
   if (v === 0) return '0';
   const a = Math.abs(v);
   if (a >= 10000) return `${+(v / 1000).toFixed(1)}k`;

@@ -1,5 +1,6 @@
-// job.js: one job's page, live: progress, loss chart, speed, memory, per-layer kept
-// tokens, controls, downloads and the event log.
+// job.js: one job's page, live: progress (with a LeMo preparation's stage and recall), loss
+// chart, speed, memory, LeMo's kept tokens per layer (a layer x step heatmap and the latest
+// step's bars), controls, downloads and the event log.
 //
 // Two feeds keep it current. The job object (GET .../jobs/ID, polled) gives status and
 // the latest progress; the event stream (GET .../events?stream=true) gives every step,
@@ -9,6 +10,7 @@
 
 import { get, post, getAll, apiKey } from './api.js';
 import { drawKeptBars, drawLossChart } from './chart.js';
+import { drawKeptHeatmap, KeptSeries } from './heatmap.js';
 import { followStream } from './sse.js';
 import {
   h, downloadLink, fmtBytes, fmtDuration, fmtNum, fmtRate, fmtTime, memOf, progressBar, reportError, showBanner,
@@ -16,11 +18,17 @@ import {
 } from './util.js';
 
 const MAX_SHOWN_EVENTS = 300;
+// The history is read in pages of the API's largest size: a job of thousands of steps has
+// a metrics event per step, and the heatmap wants all of them.
+const HISTORY_PAGE = 1000, HISTORY_PAGES = 50;
 
 // Reads a (step, loss) point out of an event: {kind: 'train'|'eval', step, loss} or null.
 // The child's progress lines (DESIGN section 6) travel in event.data; a `type` of "step"
 // is training, "eval" is evaluation; OpenAI-style metrics (train_loss, valid_loss) count too.
 function eventPoints(ev) {
+  // A "message" event's data is the line behind a message: a LeMo preparation's own steps
+  // (its predictors' loss, on their own step count) are not the job's training points.
+  if (ev.type === 'message') return [];
   const d = ev.data && typeof ev.data === 'object' ? ev.data : {};
   const kind = d.type || ev.type;
   const step = d.step ?? d.step_number;
@@ -39,6 +47,17 @@ function eventPoints(ev) {
     if (e !== null) out.push({ kind: 'eval', step, loss: e });
   }
   return out;
+}
+
+// A LeMo step's kept share per layer: {step, fractions} from a metrics event, or null.
+function eventKept(ev) {
+  if (ev.type === 'message') return null;
+  const d = ev.data && typeof ev.data === 'object' ? ev.data : null;
+  if (!d || !Array.isArray(d.kept_fraction)) return null;
+  const kind = d.type || ev.type;
+  const step = d.step ?? d.step_number;
+  if ((kind !== 'step' && kind !== 'metrics') || typeof step !== 'number') return null;
+  return { step, fractions: d.kept_fraction };
 }
 
 // One line of text for an event: its message, or a summary of its data.
@@ -63,6 +82,8 @@ export function renderJob(main, id) {
   const events = new Map();            // key -> {ev, seq}; seq orders events within one second
   let seq = 0;
   const train = new Map(), evals = new Map();  // step -> loss
+  const kept = new KeptSeries();               // step -> kept share per layer
+  const prepared = {};                         // a finished LeMo preparation's results, from its events
 
   // Static frame; the parts below are refilled as data arrives.
   const title = h('h1', { class: 'mono' }, id);
@@ -71,13 +92,19 @@ export function renderJob(main, id) {
   const btnPause = h('button', { class: 'btn', type: 'button', id: 'btn-pause', onclick: () => act('pause') }, 'Pause');
   const btnResume = h('button', { class: 'btn', type: 'button', id: 'btn-resume', onclick: () => act('resume') }, 'Resume');
   const progressHost = h('div', { id: 'job-progress' });
+  const prepLine = h('p', { class: 'prep-line small', id: 'lemo-prepare', hidden: true });
   const stats = h('dl', { class: 'stats', id: 'job-stats' });
   const errBox = h('div', { class: 'job-error', role: 'alert', hidden: true });
   const chartHost = h('div', { class: 'chart-host', id: 'loss-chart' });
+  const heatHost = h('div', { class: 'chart-host', id: 'kept-heatmap' });
+  const heatCaption = h('span', { class: 'small muted', id: 'kept-caption' });
+  const barsHost = h('div', { class: 'chart-host', id: 'kept-chart' });
+  const barsHead = h('h3', { id: 'kept-latest-h' }, 'Latest step');
   const keptCard = h('section', { class: 'card', id: 'kept-card', hidden: true, 'aria-labelledby': 'kept-h' },
-    h('h2', { id: 'kept-h' }, 'Kept tokens per layer'),
-    h('p', { class: 'small muted' }, 'Share of tokens each layer\'s attention keeps after LeMo\'s token elimination (100% = dense).'),
-    h('div', { class: 'chart-host', id: 'kept-chart' }));
+    h('div', { class: 'card-head' }, h('h2', { id: 'kept-h' }, 'Kept tokens per layer'), heatCaption),
+    h('p', { class: 'small muted' }, 'Share of tokens each decoder layer\'s attention keeps after LeMo\'s token elimination, '
+      + 'step by step (100% = a dense layer). Hover a cell for its layer, steps and share.'),
+    heatHost, barsHead, barsHost);
   const info = h('dl', { class: 'kv', id: 'job-info' });
   const hpBox = h('dl', { class: 'kv', id: 'job-hparams' });
   const downloads = h('div', { id: 'downloads' });
@@ -102,7 +129,7 @@ export function renderJob(main, id) {
       h('div', { class: 'actions', role: 'group', 'aria-label': 'Job controls' }, btnPause, btnResume, btnCancel)),
     errBox,
     h('section', { class: 'card', 'aria-labelledby': 'pr-h' },
-      h('h2', { id: 'pr-h', class: 'visually-hidden' }, 'Progress'), progressHost, stats),
+      h('h2', { id: 'pr-h', class: 'visually-hidden' }, 'Progress'), progressHost, prepLine, stats),
     h('section', { class: 'card', 'aria-labelledby': 'loss-h' },
       h('div', { class: 'card-head' }, h('h2', { id: 'loss-h' }, 'Loss'), h('span', { class: 'small muted', id: 'chart-caption' })),
       chartHost),
@@ -161,10 +188,9 @@ export function renderJob(main, id) {
       errBox.replaceChildren(h('strong', {}, `Job ${job.status}: `), job.error.message || '',
         job.error.code ? h('span', { class: 'muted small' }, ` (${job.error.code}${job.error.param ? `, ${job.error.param}` : ''})`) : '');
     } else errBox.hidden = true;
-    if (Array.isArray(p.kept_fraction) && p.kept_fraction.length) {
-      keptCard.hidden = false;
-      drawKeptBars(keptCard.querySelector('#kept-chart'), p.kept_fraction);
-    } else keptCard.hidden = true;
+    renderKept();
+    // the job's progress names the preparation while it runs; afterwards its events still tell
+    renderPrepare(p.lemo_prepare || ('recall' in prepared ? { stage: 'done', ...prepared } : null));
     const kv = (k, v) => [h('dt', {}, k), h('dd', {}, v ?? '–')];
     info.replaceChildren(
       ...kv('Model', job.model),
@@ -191,6 +217,59 @@ export function renderJob(main, id) {
       ? `${t.length} steps · latest ${fmtNum(t[t.length - 1].loss)}${e.length ? ` · eval ${fmtNum(e[e.length - 1].loss)}` : ''}` : '';
   }
 
+  // A LeMo preparation (a job of its own, or a LeMo job's first phase when its base model had
+  // no predictors yet): where it stands, from progress.lemo_prepare.
+  const PREP_STAGE = { targets: 'exact block scores of the frozen model', training: 'training', calibrated: 'schedule calibrated', done: 'prepared' };
+  function renderPrepare(lp) {
+    prepLine.hidden = !lp || typeof lp !== 'object';
+    if (prepLine.hidden) return;
+    const bits = [PREP_STAGE[lp.stage] || lp.stage || 'starting'];
+    if (typeof lp.step === 'number') bits.push(`step ${fmtNum(lp.step)}${lp.total_steps ? ` / ${fmtNum(lp.total_steps)}` : ''}`);
+    if (typeof lp.loss === 'number') bits.push(`loss ${fmtNum(lp.loss)}`);
+    if (typeof lp.recall === 'number')
+      bits.push(`held-out recall ${(100 * lp.recall).toFixed(0)}%${typeof lp.random_recall === 'number' ? ` (random ${(100 * lp.random_recall).toFixed(0)}%)` : ''}`);
+    if (typeof lp.mean_keep === 'number') bits.push(`mean kept share ${(100 * lp.mean_keep).toFixed(0)}%`);
+    prepLine.replaceChildren(h('span', { class: `badge ${lp.stage === 'done' ? 'st-succeeded' : job && TERMINAL.has(job.status) ? '' : 'st-running'}` }, 'LeMo predictors'),
+      bits.join(' · '));
+  }
+
+  // The kept-token card: the heatmap of every step seen and the newest step's bars. Shown
+  // for LeMo jobs only (their steps carry kept_fraction). A long job's heatmap of a deep model
+  // can take a tenth of a second to draw on a slow machine, so while steps stream in it is
+  // redrawn at most every five times its last drawing time, and only when its data or its
+  // width changed.
+  let heatDrawn = '', barsDrawn = '', heatTimer = 0, heatCost = 0, heatAt = 0;
+  function renderKept() {
+    const p = (job && job.progress) || {};
+    const last = kept.latest();
+    const bars = last ? last.fractions : (Array.isArray(p.kept_fraction) && p.kept_fraction.length ? p.kept_fraction : null);
+    keptCard.hidden = !bars;
+    if (!bars) return;
+    const w = keptCard.clientWidth;
+    heatHost.hidden = kept.size === 0;
+    const heatKey = `${kept.version}|${w}`;
+    if (kept.size && heatKey !== heatDrawn) {
+      const wait = heatAt + 5 * heatCost - performance.now();
+      if (wait > 0) {
+        if (!heatTimer) heatTimer = setTimeout(() => { heatTimer = 0; if (alive) renderKept(); }, wait);
+      } else {
+        const t = performance.now();
+        const { columns, bin } = drawKeptHeatmap(heatHost, kept);
+        heatAt = performance.now();
+        heatCost = heatAt - t;
+        heatDrawn = heatKey;
+        heatCaption.textContent = `${kept.layers} layers · ${fmtNum(kept.size)} step${kept.size === 1 ? '' : 's'}`
+          + (bin > 1 ? ` · ${fmtNum(columns)} columns of ${bin} steps` : '');
+      }
+    }
+    const barsKey = `${bars.join(',')}|${w}`;
+    if (barsKey !== barsDrawn) {
+      drawKeptBars(barsHost, bars);
+      barsDrawn = barsKey;
+    }
+    barsHead.textContent = last ? `Latest step (${fmtNum(last.step)})` : 'Latest step';
+  }
+
   let redrawQueued = false;
   function queueRedraw() {
     if (redrawQueued) return;
@@ -198,7 +277,7 @@ export function renderJob(main, id) {
     requestAnimationFrame(() => {
       redrawQueued = false;
       if (!alive) return;
-      if (job) renderJobObject(); else redrawChart();  // stats follow the newest eval too
+      if (job) renderJobObject(); else { redrawChart(); renderKept(); }  // stats follow the newest eval too
       renderEvents();
     });
   }
@@ -212,6 +291,12 @@ export function renderJob(main, id) {
       events.set(k, { ev, seq: seq++ });
       fresh = true;
       for (const pt of eventPoints(ev)) (pt.kind === 'eval' ? evals : train).set(pt.step, pt.loss);
+      const kf = eventKept(ev);
+      if (kf) kept.add(kf.step, kf.fractions);
+      // `lemo prepare`'s recall and calibrate lines (message events; the trainer has neither)
+      const d = ev.type === 'message' && ev.data && typeof ev.data === 'object' ? ev.data : null;
+      if (d && d.type === 'recall') Object.assign(prepared, { recall: d.mean, random_recall: d.random });
+      if (d && d.type === 'calibrate') prepared.mean_keep = d.mean_keep;
       const kind = (ev.data && ev.data.type) || ev.type;
       // at most one reload per 300 ms: a debounce would starve while checkpoints keep coming
       if (kind === 'checkpoint' && !ckptTimer) ckptTimer = setTimeout(() => { ckptTimer = 0; loadCheckpoints(); }, 300);
@@ -317,7 +402,7 @@ export function renderJob(main, id) {
 
   async function loadHistory() {
     try {
-      const list = await getAll(`${base}/events`);
+      const list = await getAll(`${base}/events`, HISTORY_PAGE, HISTORY_PAGES);
       if (alive) addEvents(list.reverse());  // the API lists newest first; add in time order
     } catch (e) { if (alive) reportError(e); }
   }
@@ -354,6 +439,7 @@ export function renderJob(main, id) {
     window.removeEventListener('resize', onResize);
     clearTimeout(pollTimer);
     clearTimeout(ckptTimer);
+    clearTimeout(heatTimer);
     if (stream) stream.close();
   };
 }

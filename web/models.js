@@ -3,9 +3,15 @@
 // GET /v1/models lists both. A base model made by `lemo init-model` has random weights
 // (random_init: true) and is labelled so, since training it teaches nothing real. With no
 // models at all, the list carries a `hint` saying how to add one, shown verbatim.
+// Each base model also says where its LeMo predictors stand (lemo.status); lemo_prepare.js
+// draws that cell and its Prepare form. While one is preparing the list is re-read every
+// few seconds, and only the cells that changed are redrawn, so an open form keeps its input.
 
 import { get } from './api.js';
+import { lemoCell, prepareRow } from './lemo_prepare.js';
 import { h, downloadLink, fmtAgo, fmtBytes, fmtNum, reportError } from './util.js';
+
+const POLL_MS = 3000;
 
 // A fine-tuned adapter rather than a base model.
 function isAdapter(m) {
@@ -40,21 +46,69 @@ function facts(m) {
 }
 
 export function renderModels(main) {
-  let alive = true;
+  let alive = true, timer = 0, shownIds = '';
+  const rows = new Map();  // model id -> { cell, lemo: JSON of the drawn lemo object, form row or null }
   const body = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
   main.append(h('div', { class: 'page-head' }, h('h1', {}, 'Models')), body);
-  (async () => {
+
+  // Opens (or closes, when open) the Prepare form under a model's row.
+  function togglePrepare(m) {
+    const r = rows.get(m.id);
+    if (r.form) { r.form.remove(); r.form = null; return; }
+    r.form = prepareRow(m, 4, () => { if (r.form) { r.form.remove(); r.form = null; } });
+    r.tr.after(r.form);
+  }
+
+  function drawCell(m) {
+    const r = rows.get(m.id);
+    const key = JSON.stringify(m.lemo ?? null);
+    if (r.lemo === key) return;
+    r.lemo = key;
+    r.cell.replaceChildren(...lemoCell(m, () => togglePrepare(m)));
+    r.cell.dataset.lemoStatus = (m.lemo && m.lemo.status) || '';
+    // once it is no longer "none", a form left open would prepare again: close it
+    if (r.form && m.lemo && m.lemo.status !== 'none') { r.form.remove(); r.form = null; }
+  }
+
+  function baseTable(base) {
+    rows.clear();
+    const tbody = h('tbody');
+    for (const m of base) {
+      const cell = h('td', { class: 'lemo-cell' });
+      const tr = h('tr', { 'data-model-id': m.id },
+        h('th', { scope: 'row', class: 'model-id' }, h('span', { class: 'mono strong' }, m.id),
+          m.random_init ? h('span', { class: 'badge random', title: 'weights are random: made by lemo init-model' }, 'random') : null),
+        h('td', { class: 'small muted' }, facts(m)),
+        cell,
+        h('td', { class: 'actions' }, h('a', { class: 'btn small', href: `#/new//${encodeURIComponent(m.id)}` }, 'Fine-tune')));
+      rows.set(m.id, { tr, cell, lemo: null, form: null });
+      tbody.append(tr);
+      drawCell(m);
+    }
+    return h('table', { class: 'models', 'aria-label': 'Base models' },
+      h('thead', {}, h('tr', {},
+        h('th', { scope: 'col' }, 'Model'), h('th', { scope: 'col' }, 'Details'),
+        h('th', { scope: 'col', title: 'LeMo\'s learned predictors of which token blocks matter, one set per base model' }, 'LeMo predictors'),
+        h('th', { scope: 'col' }, h('span', { class: 'visually-hidden' }, 'Actions')))),
+      tbody);
+  }
+
+  async function refresh() {
+    timer = 0;
     try {
       const { base, adapters, hint } = await loadModels();
       if (!alive) return;
-      const baseSec = h('section', { class: 'card', 'aria-labelledby': 'bm-h' }, h('h2', { id: 'bm-h' }, 'Base models'));
-      if (!base.length) baseSec.append(hintBox(hint));
-      else baseSec.append(h('ul', { class: 'model-list' }, base.map((m) => h('li', { 'data-model-id': m.id },
-        h('span', { class: 'mono strong' }, m.id),
-        m.random_init ? h('span', { class: 'badge random', title: 'weights are random: made by lemo init-model' }, 'random') : null,
-        h('span', { class: 'small muted' }, ` ${facts(m)}`),
-        h('a', { class: 'btn small', href: `#/new//${encodeURIComponent(m.id)}` }, 'Fine-tune')))));
-      const adSec = h('section', { class: 'card', 'aria-labelledby': 'ad-h' }, h('h2', { id: 'ad-h' }, 'Fine-tuned adapters'));
+      const ids = base.map((m) => m.id).join('\n');
+      if (ids === shownIds && rows.size) base.forEach(drawCell);  // in place: open forms stay
+      else {
+        shownIds = ids;
+        const baseSec = h('section', { class: 'card', 'aria-labelledby': 'bm-h' }, h('h2', { id: 'bm-h' }, 'Base models'));
+        if (!base.length) baseSec.append(hintBox(hint));
+        else baseSec.append(baseTable(base));
+        body.replaceChildren(baseSec, h('section', { class: 'card', id: 'adapters', 'aria-labelledby': 'ad-h' }));
+      }
+      const adSec = body.querySelector('#adapters');
+      adSec.replaceChildren(h('h2', { id: 'ad-h' }, 'Fine-tuned adapters'));
       if (!adapters.length) adSec.append(h('p', { class: 'muted' }, 'None yet: a job that succeeds adds its adapter here.'));
       else adSec.append(h('ul', { class: 'model-list' }, adapters.map((m) => h('li', {},
         h('span', { class: 'mono strong' }, m.id),
@@ -62,8 +116,14 @@ export function renderModels(main) {
         m.job_id ? h('a', { class: 'small', href: `#/jobs/${encodeURIComponent(m.job_id)}` }, ` from ${m.job_id}`) : null,
         h('span', { class: 'small muted' }, ` ${fmtAgo(m.created)}`),
         m.adapter_url ? downloadLink(m.adapter_url, 'Download (.tar)', `${m.job_id || 'adapter'}-adapter.tar`, 'btn small') : null))));
-      body.replaceChildren(baseSec, adSec);
-    } catch (e) { if (alive) { body.replaceChildren(); reportError(e); } }
-  })();
-  return () => { alive = false; };
+      if (base.some((m) => m.lemo && m.lemo.status === 'preparing')) timer = setTimeout(refresh, POLL_MS);
+    } catch (e) {
+      if (!alive) return;
+      if (!rows.size) body.replaceChildren();
+      reportError(e);
+    }
+  }
+
+  refresh();
+  return () => { alive = false; clearTimeout(timer); };
 }

@@ -5,11 +5,13 @@
 // time) is for exactly what will be submitted; with LeMo on, the same job without it is
 // estimated beside it. "Create job" stays disabled until the
 // estimate for the current values has arrived; empty fields mean "server default".
+// LeMo's learned predictors are per base model: the dry run says whether the model's are
+// ready or whether this job will first prepare them, and the form says so under the estimate.
 
 import { get, post } from './api.js';
 import { createDropZone } from './files.js';
 import { loadModels, hintBox, modelLabel } from './models.js';
-import { h, debounce, fmtBytes, fmtDuration, fmtNum, reportError, showBanner } from './util.js';
+import { h, debounce, errorText, fmtBytes, fmtDuration, fmtNum, reportError, showBanner } from './util.js';
 
 const TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
 const DEFAULT_TARGETS = new Set(['q_proj', 'k_proj', 'v_proj', 'o_proj']);
@@ -25,11 +27,6 @@ const NUMBERS = [
   ['checkpoint_every', 'Checkpoint every', 'int', 'steps between checkpoints', 1],
   ['eval_every', 'Eval every', 'int', 'steps between eval-loss runs', 1],
 ];
-
-// The API's error as one line, naming the field unless the message already does.
-function errorText(e) {
-  return e.param && !e.message.includes(e.param) ? `${e.param}: ${e.message}` : e.message;
-}
 
 function field(id, label, control, help) {
   return h('div', { class: 'field' },
@@ -55,11 +52,16 @@ export function renderNewJob(main, presetFile = '', presetModel = '') {
       ['auto', 'Fastest that fits the GPU (auto, per layer)']]
       .map(([v, t]) => h('option', { value: v }, t)));
   // LeMo's token elimination (method.type "lemo"): the scores, the kept share of a sparse
-  // layer's blocks, the block size
+  // layer's blocks (a number, or "auto": the predictors' calibrated schedule), the block size
   const lemoSel = h('select', { id: 'hp-lemo', name: 'lemo', 'aria-describedby': 'hp-lemo-help' },
-    [['', 'Off (dense attention)'], ['exact', 'LeMo, exact block scores'], ['random', 'LeMo, random blocks (control)']]
+    [['', 'Off (dense attention)'], ['exact', 'LeMo: exact scores'], ['predictor', 'LeMo: predictors'],
+      ['random', 'LeMo: random blocks']]
       .map(([v, t]) => h('option', { value: v }, t)));
-  const lemoKeep = h('input', { id: 'hp-lemo-keep', name: 'lemo_keep', type: 'number', min: 0.01, max: 1, step: 'any', placeholder: '0.4', inputmode: 'decimal', 'aria-describedby': 'hp-lemo-keep-help' });
+  // text, not type=number: it also takes the word "auto" (the datalist offers it)
+  const lemoKeep = h('input', { id: 'hp-lemo-keep', name: 'lemo_keep', type: 'text', placeholder: '0.4', inputmode: 'decimal',
+    autocomplete: 'off', spellcheck: 'false', list: 'hp-lemo-keep-list', 'aria-describedby': 'hp-lemo-keep-help' });
+  const keepList = h('datalist', { id: 'hp-lemo-keep-list' },
+    h('option', { value: 'auto' }, 'calibrated schedule (predictor scores)'), h('option', { value: '0.4' }), h('option', { value: '0.25' }));
   const lemoBlock = h('select', { id: 'hp-lemo-block', name: 'lemo_block', 'aria-describedby': 'hp-lemo-block-help' },
     ['64', '32', '128'].map((v) => h('option', { value: v }, `${v} tokens`)));
   const targets = TARGETS.map((t) => h('label', { class: 'check' },
@@ -87,8 +89,8 @@ export function renderNewJob(main, presetFile = '', presetModel = '') {
       h('h2', { id: 'nj-hp' }, 'Hyperparameters'),
       h('div', { class: 'grid4' }, NUMBERS.map(([name, label, , help]) => field(`hp-${name}`, label, nums[name], help)),
         field('hp-memory', 'Activation memory', memSel, 'host memory lowers the GPU peak; with attention too, long contexts train faster'),
-        field('hp-lemo', 'Token elimination', lemoSel, 'LeMo: each layer\'s attention keeps only its most informative token blocks (the first and last layers stay dense)'),
-        field('hp-lemo-keep', 'Kept share', lemoKeep, 'of a sparse layer\'s blocks; default 0.4'),
+        field('hp-lemo', 'Token elimination', lemoSel, 'LeMo: each layer\'s attention keeps only its most informative token blocks (first and last layers dense); predictors are learned once per base model; random blocks are the control'),
+        field('hp-lemo-keep', 'Kept share', [lemoKeep, keepList], 'of a sparse layer\'s blocks; default 0.4; "auto": the predictors\' calibrated schedule (with learned predictors only)'),
         field('hp-lemo-block', 'Block size', lemoBlock, 'the context length must be a multiple of it')),
       h('fieldset', { class: 'targets' }, h('legend', {}, 'LoRA target modules'), targets)),
     h('section', { class: 'card', 'aria-labelledby': 'nj-est' },
@@ -110,7 +112,9 @@ export function renderNewJob(main, presetFile = '', presetModel = '') {
     const b = { model: modelSel.value, training_file: fileSel.value };
     if (lemoSel.value) {
       const lemo = { hyperparameters: hp, scores: lemoSel.value, block: parseInt(lemoBlock.value, 10) };
-      if (lemoKeep.value.trim() !== '') lemo.keep = parseFloat(lemoKeep.value);
+      const keep = lemoKeep.value.trim();
+      // a number goes as one, anything else as typed: the dry run names what is wrong with it
+      if (keep !== '') lemo.keep = keep.toLowerCase() === 'auto' ? 'auto' : (isFinite(Number(keep)) ? Number(keep) : keep);
       b.method = { type: 'lemo', lemo };
     } else b.hyperparameters = hp;
     if (valSel.value) b.validation_file = valSel.value;
@@ -153,10 +157,14 @@ export function renderNewJob(main, presetFile = '', presetModel = '') {
     // the activation policy per layer (with auto: the one the trainer will pick)
     const ml = est.memory_layers && typeof est.memory_layers === 'object' ? Object.entries(est.memory_layers) : [];
     if (ml.length) rows.push(['Layers', ml.map(([k, n]) => `${n} ${k.replace(/_/g, ' ')}`).join(', ')]);
-    if (est.lemo && Array.isArray(est.lemo.kept_fraction)) {
-      const kf = est.lemo.kept_fraction;
-      rows.push(['Kept per layer', kf.map((f) => `${Math.round(100 * f)}%`).join(' ')]);
-    }
+    const lemo = est.lemo && typeof est.lemo === 'object' ? est.lemo : null;
+    if (lemo && Array.isArray(lemo.kept_fraction)) {
+      const kf = lemo.kept_fraction;
+      // with keep "auto" before the predictors exist, the server says which schedule it priced
+      rows.push(['Kept per layer', kf.map((f) => `${Math.round(100 * f)}%`).join(' ')
+        + (typeof lemo.schedule === 'string' ? ` (${lemo.schedule})` : '')]);
+    } else if (lemo && lemo.predictor === 'pending') rows.push(['Kept per layer', 'calibrated when the predictors are prepared']);
+    if (lemo && lemo.predictor) rows.push(['Predictors', lemo.predictor === 'ready' ? 'ready' : 'prepared first']);
     if (dense) rows.push(['Without LeMo', `${fmtBytes(dense.peak_bytes)} · ${fmtDuration(dense.est_seconds)}`]);
     if (est.host_bytes) rows.push(['Pinned host memory', `${fmtBytes(est.host_bytes)}${est.host_mem_bytes ? ` of ${fmtBytes(est.host_mem_bytes)}` : ''}${hostShort ? ': too much' : ''}`]);
     // Where the peak memory goes, largest first.
@@ -170,6 +178,9 @@ export function renderNewJob(main, presetFile = '', presetModel = '') {
       h('dl', { class: `est-grid ${fits ? 'fits' : 'nofit'}`, 'data-fits': String(fits) },
         rows.map(([k, v]) => h('div', {}, h('dt', {}, k), h('dd', {}, v)))),
       breakdown,
+      lemo && lemo.predictor === 'pending' ? h('p', { class: 'note', id: 'predictor-note', role: 'note' },
+        `${est.model || 'This model'} has no LeMo predictors yet: this job first prepares them (it trains each layer's `
+        + 'predictor on the training file and calibrates the kept shares), which takes a while; later LeMo jobs on this model reuse them.') : null,
       fits ? null : h('p', { class: 'warn' },
         `This job needs more ${hostShort ? 'host memory for its offloaded checkpoints than this machine has' : 'memory than the device has'}${est.max_context_length ? `: lower the context length to ${fmtNum(est.max_context_length)} or less` : ''}.`)].filter(Boolean));
   }

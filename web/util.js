@@ -125,6 +125,11 @@ export function showBanner(msg) {
   b.hidden = false;
 }
 
+// The API's error as one line, naming the field unless the message already does (for forms).
+export function errorText(e) {
+  return e.param && !String(e.message).includes(e.param) ? `${e.param}: ${e.message}` : e.message;
+}
+
 // Shows an API failure; a 401 points the user at the key field.
 export function reportError(e) {
   if (e && e.status === 401) showBanner(`${e.message} — enter an API key (made with \`lemo keys create\`) at the top right.`);

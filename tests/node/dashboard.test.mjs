@@ -5,8 +5,13 @@
 // the job run (progress bar moves, loss chart gains points, events arrive live over SSE),
 // pause, resume and cancel it from its page, fetch a checkpoint's adapter through its
 // link, then run a short job to the end and fetch its adapter tar through the page's link.
+// LeMo: the form offers learned predictors and the "auto" kept share (the estimate says when
+// the model's predictors will be prepared first); a LeMo job's page draws the layer x step
+// heatmap of kept shares, live, one column per step until the width calls for binning, and a
+// plain job's page has none; the Models page prepares a base model's predictors (none ->
+// Prepare -> the job's page -> preparing or ready, with the recall).
 // A second server with no models and an API key checks the `hint` and the key field.
-// Screenshot of the running job: BUILD/test-logs/dashboard-job.png.
+// Screenshots: BUILD/test-logs/dashboard-{job,jobs,heatmap,models,nomodels,...}.png.
 // Exit 0 pass, 1 fail, 77 skip (no chromium, no playwright-core or no `lemo serve`).
 
 import { spawnSync } from 'node:child_process';
@@ -105,6 +110,9 @@ async function run() {
   check((await page.locator('[data-model-id="tiny-random"] .badge.random').count()) === 1, 'random model labelled random');
   if (hasReal)
     check((await page.locator('[data-model-id="stories260K"] .badge.random').count()) === 0, 'stories260K not labelled random');
+  check(await page.locator('[data-model-id="tiny-random"] .lemo-cell').getAttribute('data-lemo-status') === 'none'
+    && (await page.locator('[data-model-id="tiny-random"] button.lemo-prepare').count()) === 1,
+  'models page: no LeMo predictors yet, a Prepare button', await page.locator('[data-model-id="tiny-random"]').innerText());
 
   // --- datasets: a bad file shows its line error ---
   await page.goto(`${srv.url}/#/files`);
@@ -163,6 +171,22 @@ async function run() {
   await waitFor('estimate with LeMo', async () => /Kept per layer[\s\S]*Without LeMo/i.test(await page.locator('#estimate').innerText()), 15000)
     .then(() => check(true, 'LeMo estimate: kept per layer and without LeMo'),
       async (e) => check(false, 'LeMo estimate: kept per layer and without LeMo', await page.locator('#estimate').innerText()));
+  // learned predictors with the calibrated kept share: the model has none yet, so the estimate
+  // says this job prepares them first (the dense estimate stays beside it)
+  check((await page.locator('#hp-lemo option[value="predictor"]').count()) === 1, 'the form offers learned predictors');
+  check((await page.locator('#hp-lemo-keep-list option[value="auto"]').count()) === 1, 'the kept share offers "auto"');
+  await page.selectOption('#hp-lemo', 'predictor');
+  await page.fill('#hp-lemo-keep', 'auto');
+  await page.locator('#predictor-note').waitFor({ timeout: 15000 })
+    .then(async () => check(/prepares them/.test(await page.locator('#predictor-note').innerText())
+      && /Without LeMo/i.test(await page.locator('#estimate').innerText()), 'predictor scores, keep auto: the estimate says the predictors are prepared first',
+    await page.locator('#estimate').innerText()),
+    async () => check(false, 'predictor scores, keep auto: the estimate says the predictors are prepared first', await page.locator('#estimate').innerText()));
+  await page.screenshot({ path: path.join(logDir, 'dashboard-newjob-predictor.png'), fullPage: true });
+  await page.selectOption('#hp-lemo', 'exact');
+  await page.locator('#estimate .err-text').waitFor();
+  check(await page.locator('#hp-lemo-keep').getAttribute('aria-invalid') === 'true', 'keep auto without predictor scores marks the kept share',
+    await page.locator('#estimate').innerText());
   await page.fill('#hp-lemo-keep', '1.5');
   await page.locator('#estimate .err-text').waitFor();
   check(await page.locator('#hp-lemo-keep').getAttribute('aria-invalid') === 'true', 'a bad kept share marks its field',
@@ -220,6 +244,22 @@ async function run() {
   // stories260K (5 layers) has sparse layers under the default schedule; a 1-layer tiny model has none
   if (hasReal) check((await page.locator('#kept-chart svg').getAttribute('data-layers')) === '5',
     'the kept-token chart shows the LeMo job\'s 5 layers', JSON.stringify(prog.kept_fraction));
+  // the heatmap: one row per layer, one column per step so far, growing as steps arrive
+  const heat = page.locator('#kept-heatmap svg');
+  await heat.waitFor({ timeout: 15000 });
+  const nLayers = (prog.kept_fraction || []).length;
+  check(await heat.getAttribute('data-layers') === String(nLayers) && (await page.locator('#kept-heatmap g.hm-row').count()) === nLayers,
+    'heatmap: one row per layer', `${await heat.getAttribute('data-layers')} rows, ${nLayers} layers`);
+  // (a column per step until the width is full, then one per bin of consecutive steps)
+  const heatNums = async () => Object.fromEntries(await Promise.all(['columns', 'steps', 'bin']
+    .map(async (k) => [k, parseInt(await heat.getAttribute(`data-${k}`), 10)])));
+  const h1 = await heatNums();
+  check(h1.steps > 0 && h1.columns === Math.ceil(h1.steps / h1.bin) && (h1.bin === 1 || h1.steps > 300),
+    'heatmap: one column per step', JSON.stringify(h1));
+  check((await page.locator('#kept-heatmap .hm-legend').count()) === 1 && /layer \d+ · steps? \d+/.test(await page.locator('#kept-heatmap rect.hm-cell title').first().textContent()),
+    'heatmap: a legend, and a title per cell');
+  await waitFor('the heatmap to grow', async () => (await heatNums()).steps > h1.steps, 30000)
+    .then(() => check(true, 'heatmap gains columns live'), (e) => check(false, 'heatmap gains columns live', e.message));
   await page.locator('#checkpoints li').first().waitFor({ timeout: 60000 });
   // A second eval point (step 10) so the picture shows both curves.
   await waitFor('a second eval point', async () => parseInt(await page.locator('#loss-chart svg').getAttribute('data-eval-points'), 10) >= 2, 60000)
@@ -272,6 +312,8 @@ async function run() {
   check(/^100(\.0)?%$/.test(await page.locator('#job-progress .progress-fill').evaluate((e) => e.style.width)), 'finished job shows a full bar');
   const finalPts = parseInt(await page.locator('#loss-chart svg').getAttribute('data-train-points'), 10);
   check(finalPts === 6, 'finished job: one chart point per step', `${finalPts}`);
+  check(await page.locator('#kept-card').isHidden() && (await page.locator('#kept-heatmap svg').count()) === 0,
+    'a plain (supervised) job has no kept-token heatmap');
 
   // --- the jobs list ---
   await page.goto(`${srv.url}/#/jobs`);
@@ -280,6 +322,70 @@ async function run() {
   check(/cancelled/.test(await page.locator(`tr[data-job-id="${jobId}"] .badge`).innerText()), 'list: long job cancelled');
   check((await page.locator(`tr[data-job-id="${short.id}"] [role=progressbar]`).getAttribute('data-fraction')) === '1.0000', 'list: finished job at 100%');
   await page.screenshot({ path: path.join(logDir, 'dashboard-jobs.png'), fullPage: true });
+
+  // --- a LeMo job on the tiny model: the finished job's heatmap, then binned when narrow ---
+  const lemoSteps = 150;
+  const lj = await api('POST', '/v1/fine_tuning/jobs', {
+    model: 'tiny-random', training_file: fileId,
+    method: { type: 'lemo', lemo: { scores: 'random', block: 32, keep: [0.5, 1], hyperparameters: { max_steps: lemoSteps, context_length: 128, lora_r: 2, lora_alpha: 4 } } },
+  });
+  await page.goto(`${srv.url}/#/jobs/${lj.id}`);
+  await page.locator('.badge.st-succeeded').waitFor({ timeout: 120000 });
+  const ljEvents = (await api('GET', `/v1/fine_tuning/jobs/${lj.id}/events?limit=1000`)).data;
+  const keptSteps = new Set(ljEvents.filter((e) => e.type === 'metrics' && Array.isArray(e.data && e.data.kept_fraction)).map((e) => e.data.step)).size;
+  const lheat = page.locator('#kept-heatmap svg');
+  await waitFor('every step in the heatmap', async () => (await lheat.getAttribute('data-steps')) === String(keptSteps), 15000).catch(() => {});
+  check(keptSteps === lemoSteps && (await lheat.getAttribute('data-steps')) === String(keptSteps)
+    && (await lheat.getAttribute('data-columns')) === String(keptSteps) && (await page.locator('#kept-heatmap g.hm-row').count()) === 2,
+  'finished LeMo job: 2 layer rows, one column per recorded step',
+  `${await lheat.getAttribute('data-columns')} columns, ${await lheat.getAttribute('data-steps')} steps drawn, ${keptSteps} recorded`);
+  const cellTitle = await page.locator('#kept-heatmap g.hm-row[data-layer="0"] rect.hm-cell title').first().textContent();
+  check(/^layer 0 · steps? 1\b.*\d+(\.\d)?% kept/.test(cellTitle), 'a cell\'s title names its layer, steps and share', cellTitle);
+  await page.locator('#kept-card').screenshot({ path: path.join(logDir, 'dashboard-heatmap.png') });
+  console.log(`screenshot: ${path.join(logDir, 'dashboard-heatmap.png')}`);
+  // a narrow window has room for fewer columns: consecutive steps share one
+  await page.setViewportSize({ width: 480, height: 900 });
+  await waitFor('a binned heatmap', async () => parseInt(await lheat.getAttribute('data-bin'), 10) > 1, 10000)
+    .then(async () => {
+      const bin = parseInt(await lheat.getAttribute('data-bin'), 10), cols = parseInt(await lheat.getAttribute('data-columns'), 10);
+      check(cols === Math.ceil(keptSteps / bin) && cols < keptSteps, 'narrow: steps binned into fewer columns', `${cols} columns of ${bin} steps`);
+    }, async () => check(false, 'narrow: steps binned into fewer columns', `bin ${await lheat.getAttribute('data-bin')}`));
+  await page.setViewportSize({ width: 1280, height: 900 });
+
+  // --- the Models page prepares a base model's LeMo predictors ---
+  await page.goto(`${srv.url}/#/models`);
+  const tinyRow = page.locator('[data-model-id="tiny-random"]');
+  await tinyRow.locator('button.lemo-prepare').click();
+  const prepForm = page.locator('tr.prepare-row[data-for="tiny-random"] form');
+  await prepForm.waitFor();
+  await waitFor('the dataset offered', async () => (await prepForm.locator('select.prepare-file option').count()) > 1, 10000);
+  await prepForm.locator('select.prepare-file').selectOption(fileId);
+  await prepForm.locator('input.prepare-ctx').fill('512');
+  await page.screenshot({ path: path.join(logDir, 'dashboard-models-prepare.png'), fullPage: true });
+  await prepForm.locator('button[type=submit]').click();
+  await page.waitForURL(/#\/jobs\/ftjob-/);
+  const prepId = decodeURIComponent(page.url().split('#/jobs/')[1]);
+  await page.locator('h1', { hasText: prepId }).waitFor();
+  check(/^ftjob-/.test(prepId), 'Prepare opens the preparation job\'s page', prepId);
+  await page.locator('#lemo-prepare:not([hidden])').waitFor({ timeout: 15000 })
+    .then(async () => check(true, 'the job page shows the preparation', await page.locator('#lemo-prepare').innerText()),
+      async () => check(false, 'the job page shows the preparation', await page.locator('#job-progress').innerText()));
+  await page.goto(`${srv.url}/#/models`);
+  const status = await waitFor('a LeMo status', async () => tinyRow.locator('.lemo-cell').getAttribute('data-lemo-status'), 10000);
+  check(status === 'preparing' || status === 'ready', 'models page: the predictors are preparing or ready', status);
+  if (status === 'preparing') {
+    check((await tinyRow.locator(`.lemo-cell a[href="#/jobs/${prepId}"]`).count()) === 1, 'preparing: links the job');
+    await page.screenshot({ path: path.join(logDir, 'dashboard-models-preparing.png'), fullPage: true });
+  }
+  await waitFor('the predictors ready', async () => (await tinyRow.locator('.lemo-cell').getAttribute('data-lemo-status')) === 'ready', 60000)
+    .then(async () => {
+      const text = await tinyRow.locator('.lemo-cell').innerText();
+      check(/recall \d+% \(random \d+%\)/.test(text), 'ready: recall beside random\'s', text);
+      const title = await tinyRow.locator('.lemo-recall').getAttribute('title');
+      check(/blocks of 64 tokens/.test(title) && /trained at context 512\b/.test(title), 'ready: block and trained context in the title', title);
+    }, async () => check(false, 'the predictors become ready', await tinyRow.innerText()));
+  await page.screenshot({ path: path.join(logDir, 'dashboard-models.png'), fullPage: true });
+  console.log(`screenshot: ${path.join(logDir, 'dashboard-models.png')}`);
   await page.context().close();
 
   // --- no models + an API key: the hint, and the key field ---
