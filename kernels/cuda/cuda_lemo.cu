@@ -219,34 +219,7 @@ static void lemo_launch_pairs(float *A, const void *q, const void *k, long pairs
 
 size_t cuda_lemo_scores_ws_bytes(int S, int B) { return cuda_lemo_scores_ws(S, B); }
 
-void cuda_lemo_block_scores(float *score, const void *q, const void *k, int S, int NH, int NKV, int HS, int B,
-                            void *ws) {
-    if (S <= 0) return;
-    if (B != 32 && B != 64 && B != 128)
-        cuda_fatal("lemo_block_scores", "LeMo block size must be 32, 64 or 128 on CUDA", __FILE__, __LINE__);
-    if (S % B != 0) cuda_fatal("lemo_block_scores", "S must be a multiple of the block size", __FILE__, __LINE__);
-    if (NKV <= 0 || NH % NKV != 0)
-        cuda_fatal("lemo_block_scores", "query heads must be a multiple of kv heads", __FILE__, __LINE__);
-    if (HS <= 0 || HS % 16 != 0)
-        cuda_fatal("lemo_block_scores", "head size must be a multiple of 16 on CUDA", __FILE__, __LINE__);
-    if (!aligned16(q) || !aligned16(k))
-        cuda_fatal("lemo_block_scores", "q and k must be 16-byte aligned", __FILE__, __LINE__);
-    int nb = S / B;
-    long pairs = (long)nb * (nb + 1) / 2;
-    if (pairs > INT_MAX) cuda_fatal("lemo_block_scores", "too many block pairs for one grid", __FILE__, __LINE__);
-    lemo_setup();
-    float *A = (float *)ws;  // (nb*(nb+1)/2) lower triangle
-    if (B == 32)
-        lemo_launch_pairs<32>(A, q, k, pairs, NH, NKV, HS);
-    else if (B == 64)
-        lemo_launch_pairs<64>(A, q, k, pairs, NH, NKV, HS);
-    else
-        lemo_launch_pairs<128>(A, q, k, pairs, NH, NKV, HS);
-    lemo_score_reduce_kernel<<<cdiv((size_t)nb * 32, 256), 256>>>(score, A, nb);
-    LAUNCH_CHECK();
-}
-
-/* The triangle itself (the predictors' training target): the same pair kernel, unreduced. */
+/* The triangle itself (the predictors' training target and the exact scores' first pass). */
 void cuda_lemo_block_matrix(float *A, const void *q, const void *k, int S, int NH, int NKV, int HS, int B) {
     if (S <= 0) return;
     if (B != 32 && B != 64 && B != 128)
@@ -268,6 +241,14 @@ void cuda_lemo_block_matrix(float *A, const void *q, const void *k, int S, int N
         lemo_launch_pairs<64>(A, q, k, pairs, NH, NKV, HS);
     else
         lemo_launch_pairs<128>(A, q, k, pairs, NH, NKV, HS);
+}
+
+/* Exact scores: the triangle into ws (nb*(nb+1)/2 floats), then its reduction. */
+void cuda_lemo_block_scores(float *score, const void *q, const void *k, int S, int NH, int NKV, int HS, int B,
+                            void *ws) {
+    if (S <= 0) return;
+    cuda_lemo_block_matrix((float *)ws, q, k, S, NH, NKV, HS, B);
+    cuda_lemo_matrix_scores(score, (const float *)ws, S / B);
 }
 
 void cuda_lemo_matrix_scores(float *score, const float *A, int nb) {

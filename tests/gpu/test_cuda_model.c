@@ -28,6 +28,7 @@
 #include "backend.h"
 #include "check.h"
 #include "model.h"
+#include "predictor.h"
 
 #define S_TEST 2048
 
@@ -210,15 +211,31 @@ int main(void) {
     // 40% of the blocks elsewhere): random scores pick the same rows on both backends; exact
     // scores (bf16 q, k on the GPU) pick nearly the same blocks; with the CPU's rows given to
     // the GPU, loss and gradients agree as above, kept layers holding only their kept rows
-    // (predictor scores: their CUDA ops are not built yet)
-    for (int scores = 0; scores < LEMO_SCORES_PREDICTOR; scores++) {
-        LemoConfig lc = {.on = 1, .scores = scores, .block = 64, .keep_all = 0.4, .n_dense = -1, .seed = 5};
+    // predictor scores (a seeded untrained predictor, fp32 on both, from the backend's own h)
+    // pick nearly the same blocks as well
+    for (int scores = 0; scores < LEMO_SCORES_N; scores++) {
+        int pred = scores == LEMO_SCORES_PREDICTOR;
+        LemoConfig lc = {.on = 1, .scores = pred ? LEMO_SCORES_EXACT : scores, .block = 64, .keep_all = 0.4,
+                         .n_dense = -1, .seed = 5};
         LemoSpec z;
         CHECK(lemo_resolve(&lc, L, &z, &e) == 0, "lemo_resolve: %s", e.msg);
+        LemoPredictor *lp = NULL;
+        float *pw_cpu = NULL, *pw_gpu = NULL;
+        if (pred) {
+            z.scores = LEMO_SCORES_PREDICTOR, z.pred_h1 = LEMO_PRED_H1, z.pred_h2 = LEMO_PRED_H2;
+            lp = lemo_predictor_new(dir, &mc->cfg, 64, z.pred_h1, z.pred_h2, 99, &e);
+            CHECK(lp != NULL, "lemo_predictor_new: %s", e.msg);
+            if (!lp) break;
+            size_t pb = sizeof(float) * lp->n_w * L;
+            pw_cpu = backend_cpu()->alloc(pb), pw_gpu = gpu->alloc(pb);
+            backend_cpu()->copy_to_device(pw_cpu, lp->w, pb);
+            gpu->copy_to_device(pw_gpu, lp->w, pb);
+        }
         Model *lcpu = model_load(backend_cpu(), dir, NULL, S_TEST, &ls, &(ActPolicy){.all = ACT_RECOMPUTE}, &z, 42, &e);
         Model *lgpu = model_load(gpu, dir, NULL, S_TEST, &ls, &(ActPolicy){.all = ACT_KEEP}, &z, 42, &e);
         CHECK(lcpu && lgpu, "LeMo model_load: %s", e.msg);
         if (!lcpu || !lgpu) break;
+        if (pred) lcpu->lemo.pred_w = pw_cpu, lgpu->lemo.pred_w = pw_gpu;
         lcpu->be->copy_device(lcpu->lora_params, mc->lora_params, n * sizeof(float));
         lgpu->be->copy_device(lgpu->lora_params, mg->lora_params, n * sizeof(float));
         LemoSelect sel = {LEMO_SEL_SCHEDULE, 1234, NULL, NULL};
@@ -242,7 +259,8 @@ int main(void) {
             if (share < worst) worst = share;
             CHECK(rg[0] == 0, "LeMo layer %d: the GPU dropped block 0", l);
             if (scores == LEMO_SCORES_RANDOM) CHECK(same == nk, "LeMo random layer %d: %d of %d rows agree", l, same, nk);
-            else CHECK(share >= 0.9, "LeMo exact layer %d: only %.1f%% of the kept rows agree", l, 100 * share);
+            else CHECK(share >= 0.9, "LeMo %s layer %d: only %.1f%% of the kept rows agree", lemo_score_names[scores], l,
+                       100 * share);
         }
         printf("LeMo %s: the GPU's kept rows agree with the CPU's: lowest share %.4f\n", lemo_score_names[scores], worst);
         free(rc), free(rg);
@@ -265,6 +283,7 @@ int main(void) {
             free(kb);
         }
         model_free(lcpu), model_free(lgpu);
+        if (pred) backend_cpu()->free(pw_cpu), gpu->free(pw_gpu), lemo_predictor_free(lp);
     }
 
     printf("gpu mem_used %.1f MiB\n", gpu->mem_used() / 1048576.0);
