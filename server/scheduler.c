@@ -22,11 +22,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "job_request.h"
 #include "job_state.h"
 #include "job_view.h"
 #include "lemo.h"
 #include "lemo_store.h"
+#include "progress.h"
 #include "results.h"
 #include "srv_util.h"
 #include "webhook.h"
@@ -216,10 +218,11 @@ static void fractions(json_t *a, char *out, size_t cap) {
  * the job's progress.lemo_prepare {stage, step, total_steps, loss, recall, ...}. */
 static void handle_prepare_line(Server *srv, const char *job_id, const char *type, json_t *o, const char *line,
                                 RunState *st) {
+    ProgressType t = progress_type_of(type);
     json_t *lp = json_object_get(st->progress, "lemo_prepare");
     if (!json_is_object(lp)) json_object_set_new(st->progress, "lemo_prepare", lp = json_object());
     char a[1024];
-    if (!strcmp(type, "start")) {
+    if (t == PROGRESS_START) {
         json_object_set_new(lp, "stage", json_string("targets"));
         json_object_set(lp, "context", json_object_get(o, "context"));
         json_object_set(lp, "block", json_object_get(o, "block"));
@@ -227,36 +230,36 @@ static void handle_prepare_line(Server *srv, const char *job_id, const char *typ
                   "%lld tokens, blocks of %lld); first the exact block scores of the frozen model",
                   (long long)jnum(o, "params", 0), (long long)jnum(o, "train_windows", 0), (long long)jnum(o, "context", 0),
                   (long long)jnum(o, "block", 0));
-    } else if (!strcmp(type, "step")) {
+    } else if (t == PROGRESS_STEP) {
         json_object_set_new(lp, "stage", json_string("training"));
         json_object_set(lp, "step", json_object_get(o, "step"));
         json_object_set(lp, "loss", json_object_get(o, "loss"));
         add_event(srv, job_id, "info", "message", line, "LeMo predictors: step %lld/%lld, loss %.4f",
                   (long long)jnum(o, "step", 0), (long long)jnum(lp, "total_steps", 0), jnum(o, "loss", NAN));
-    } else if (!strcmp(type, "calibrate")) {
+    } else if (t == PROGRESS_CALIBRATE) {
         json_object_set_new(lp, "stage", json_string("calibrated"));
         json_object_set(lp, "schedule", json_object_get(o, "keep"));
         json_object_set(lp, "mean_keep", json_object_get(o, "mean_keep"));
         fractions(json_object_get(o, "keep"), a, sizeof a);
         add_event(srv, job_id, "info", "message", line, "LeMo schedule calibrated: mean keep %.2f, per layer %s",
                   jnum(o, "mean_keep", NAN), a);
-    } else if (!strcmp(type, "recall")) {
+    } else if (t == PROGRESS_RECALL) {
         json_object_set(lp, "recall", json_object_get(o, "mean"));
         json_object_set(lp, "random_recall", json_object_get(o, "random"));
         fractions(json_object_get(o, "recall"), a, sizeof a);
         add_event(srv, job_id, "info", "message", line, "LeMo predictors' held-out recall at keep %.2f: %.3f "
                   "(random choice: %.3f), per layer %s", jnum(o, "keep", NAN), jnum(o, "mean", NAN),
                   jnum(o, "random", NAN), a);
-    } else if (!strcmp(type, "done")) {
+    } else if (t == PROGRESS_DONE) {
         st->prep_done = 1;
         json_object_set_new(lp, "stage", json_string("done"));
         json_object_set(lp, "elapsed_s", json_object_get(o, "elapsed_s"));
-    } else if (!strcmp(type, "log")) {
+    } else if (t == PROGRESS_LOG) {
         const char *lv = json_string_value(json_object_get(o, "level"));
         const char *msg = json_string_value(json_object_get(o, "message"));
         add_event(srv, job_id, lv && !strncmp(lv, "warn", 4) ? "warn" : "info", "message", line, "%.900s",
                   msg ? msg : line);
-    } else if (!strcmp(type, "error")) {
+    } else if (t == PROGRESS_ERROR) {
         json_t *m = json_object_get(o, "message"), *p = json_object_get(o, "param");
         snprintf(a, sizeof a, "LeMo's preparation failed: %.900s", json_is_string(m) ? json_string_value(m) : line);
         json_decref(st->error);
@@ -286,7 +289,8 @@ static void handle_line(Slot *sl, const char *job_id, const char *line, RunState
         json_decref(o);
         return;
     }
-    if (!strcmp(type, "step")) {
+    ProgressType t = progress_type_of(type);
+    if (t == PROGRESS_STEP) {
         int64_t step = (int64_t)jnum(o, "step", 0);
         double now = now_f();
         if (!st->t0) { st->t0 = now; st->step0 = step - 1 >= 0 ? step - 1 : 0; }
@@ -301,6 +305,8 @@ static void handle_line(Slot *sl, const char *job_id, const char *line, RunState
             double v = jnum(st->progress, keep[k], NAN);
             if (!isnan(v)) json_object_set_new(p, keep[k], json_real(v));
         }
+        json_t *prep = json_object_get(st->progress, "lemo_prepare");  // the job's first phase, as it ended
+        if (json_is_object(prep)) json_object_set(p, "lemo_prepare", prep);
         json_decref(st->progress);
         st->progress = p;
         if (json_is_number(json_object_get(o, "tokens"))) st->trained_tokens = (int64_t)jnum(o, "tokens", 0);
@@ -325,7 +331,7 @@ static void handle_line(Slot *sl, const char *job_id, const char *line, RunState
         sl->info.gpu_mem_bytes = (int64_t)jnum(o, "gpu_mem_bytes", 0);
         sl->info.mem_bytes = (int64_t)jnum(o, "mem_bytes", 0);
         pthread_mutex_unlock(&sl->s->mu);
-    } else if (!strcmp(type, "start")) {
+    } else if (t == PROGRESS_START) {
         st->total_steps = (int64_t)jnum(o, "total_steps", 0);
         if (!json_is_object(st->progress)) { json_decref(st->progress); st->progress = json_object(); }
         json_object_set_new(st->progress, "total_steps", json_integer(st->total_steps));
@@ -334,7 +340,7 @@ static void handle_line(Slot *sl, const char *job_id, const char *line, RunState
         db_job_set_progress(srv->db, job_id, ptxt, st->trained_tokens, 0, &e);
         free(ptxt);
         add_event(srv, job_id, "info", "message", line, "Training started: %lld steps", (long long)st->total_steps);
-    } else if (!strcmp(type, "eval")) {
+    } else if (t == PROGRESS_EVAL) {
         double el = jnum(o, "eval_loss", NAN), ea = jnum(o, "eval_accuracy", NAN);
         int64_t es = (int64_t)jnum(o, "step", 0);
         int full = json_is_true(json_object_get(o, "eval_full"));
@@ -362,7 +368,7 @@ static void handle_line(Slot *sl, const char *job_id, const char *line, RunState
         }
         add_metrics_event(srv, job_id, o, md, "Step %lld: eval loss=%.4f", (long long)es, el);
         json_decref(md);
-    } else if (!strcmp(type, "checkpoint")) {
+    } else if (t == PROGRESS_CHECKPOINT) {
         int64_t step = (int64_t)jnum(o, "step", 0);
         json_t *pv = json_object_get(o, "path");
         json_t *m = progress_metrics(st->progress, step);
@@ -373,13 +379,13 @@ static void handle_line(Slot *sl, const char *job_id, const char *line, RunState
         free(mt);
         json_decref(m);
         add_event(srv, job_id, "info", "message", line, "Checkpoint created at step %lld", (long long)step);
-    } else if (!strcmp(type, "log")) {
+    } else if (t == PROGRESS_LOG) {
         const char *lv = json_string_value(json_object_get(o, "level"));
         const char *msg = json_string_value(json_object_get(o, "message"));
         const char *level = lv && (!strcmp(lv, "warn") || !strcmp(lv, "warning")) ? "warn"
                             : lv && !strcmp(lv, "error") ? "error" : "info";
         add_event(srv, job_id, level, "message", line, "%.900s", msg ? msg : line);
-    } else if (!strcmp(type, "done")) {
+    } else if (t == PROGRESS_DONE) {
         st->saw_done = 1;
         if (json_is_object(st->progress)) {
             double tl = jnum(o, "train_loss", NAN), el = jnum(o, "eval_loss", NAN);
@@ -392,12 +398,12 @@ static void handle_line(Slot *sl, const char *job_id, const char *line, RunState
         }
         add_event(srv, job_id, "info", "message", line, "Training finished at step %lld: train loss %.4f, eval loss %.4f",
                   (long long)jnum(o, "step", (double)st->step), jnum(o, "train_loss", NAN), jnum(o, "eval_loss", NAN));
-    } else if (!strcmp(type, "cancelled")) {
+    } else if (t == PROGRESS_CANCELLED) {
         st->saw_cancelled = 1;
         st->cancel_step = (int64_t)jnum(o, "step", (double)st->step);
         add_event(srv, job_id, "info", "message", line, "Training stopped at step %lld with a checkpoint",
                   (long long)st->cancel_step);
-    } else if (!strcmp(type, "error")) {
+    } else if (t == PROGRESS_ERROR) {
         json_t *err = json_object();
         json_t *c = json_object_get(o, "code"), *m = json_object_get(o, "message"), *p = json_object_get(o, "param");
         json_object_set_new(err, "code", json_is_string(c) ? json_copy(c) : json_string("train_failed"));
@@ -526,9 +532,7 @@ static int prepare_claim(Slot *sl, const JobRow *j, const JobConfig *jc) {
         int busy = 0;
         for (int i = 0; i < s->n; i++) busy |= &s->slots[i] != sl && !strcmp(s->slots[i].preparing, jc->lemo.predictor);
         if (!busy || s->stopping) break;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += 1;
+        struct timespec ts = clock_wall_after(1);
         pthread_cond_timedwait(&s->cond, &s->mu, &ts);
         pthread_mutex_unlock(&s->mu);
         JobRow cur;
@@ -860,9 +864,7 @@ static void *slot_main(void *arg) {
         if (rc < 0) fprintf(stderr, "lemo serve: slot %d: %s\n", sl->index, e.msg);
         pthread_mutex_lock(&s->mu);
         if (!s->stopping) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_sec += 2;
+            struct timespec ts = clock_wall_after(2);
             pthread_cond_timedwait(&s->cond, &s->mu, &ts);
         }
         pthread_mutex_unlock(&s->mu);

@@ -4,6 +4,7 @@
  * connect-time guard (netaddr_curl.h) unless the server allows internal addresses; the
  * operator's --webhook-url is trusted and is not guarded. A refused delivery is logged once and
  * dropped (trying again would be refused again). Redirects are not followed. */
+#include "clock.h"
 #include "webhook.h"
 
 #include <curl/curl.h>
@@ -113,11 +114,7 @@ static void *webhook_main(void *arg) {
         }
         if (!d) {
             if (w->stopping) break;
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            double until = next ? next : now + 60;
-            ts.tv_sec = (time_t)until;
-            ts.tv_nsec = (long)((until - (double)ts.tv_sec) * 1e9);
+            struct timespec ts = clock_wall_at(next ? next : now + 60);
             pthread_cond_timedwait(&w->cond, &w->mu, &ts);
             continue;
         }

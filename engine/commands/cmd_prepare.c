@@ -36,6 +36,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "backend_select.h"
 #include "data.h"
 #include "lemo.h"
@@ -199,11 +200,7 @@ static void probe(void *ctx, int l, const void *h, int S) {
     free(me), free(mp);
 }
 
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
+static double now_s(void) { return clock_mono_s(); }
 
 /* The greedy of the file comment: cur[l] indexes levels; returns the mean keep reached. */
 static double schedule_greedy(const double *delta, int L, double target, int *cur) {
@@ -298,7 +295,7 @@ static int prepare_run(const PrepArgs *a, Err *e) {
     if (!(m = model_load(be, a->model, rsp, S, &spec, &(ActPolicy){.all = ACT_RECOMPUTE}, NULL, 0, e))) goto out;
     int L = mc.n_layers, C = mc.hidden, HS = mc.head_dim, nb = S / B;
     size_t tri = lemo_tri_size(nb), SC = (size_t)S * C, nw = p->n_w;
-    progress_emit("start", json_pack("{s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:I, s:I, s:I}", "model", a->model,
+    progress_emit(PROGRESS_START, json_pack("{s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:I, s:I, s:I}", "model", a->model,
                                      "context", S, "block", B, "in", B * HS, "hidden1", h1, "hidden2", h2, "out", HS,
                                      "train_windows", (json_int_t)n_train, "eval_windows", (json_int_t)n_eval,
                                      "params", (json_int_t)(nw * L)));
@@ -377,7 +374,7 @@ static int prepare_run(const PrepArgs *a, Err *e) {
         be->adamw(w_dev, g_dev, m_dev, v_dev, nw * L, lr, 0.9f, 0.95f, 1e-8f, 0.0f, (int)step + 1);
         last = loss / L;
         if ((step + 1) % a->log_every == 0 || step == 0 || step + 1 == a->steps)
-            progress_emit("step", json_pack("{s:I, s:f, s:f, s:f}", "step", (json_int_t)step + 1, "loss", last, "lr",
+            progress_emit(PROGRESS_STEP, json_pack("{s:I, s:f, s:f, s:f}", "step", (json_int_t)step + 1, "loss", last, "lr",
                                             (double)lr, "elapsed_s", now_s() - t0));
     }
     free(order);
@@ -416,7 +413,7 @@ static int prepare_run(const PrepArgs *a, Err *e) {
     json_t *lv = json_array(), *kp = json_array();
     for (int v = 0; v < N_LEVELS; v++) json_array_append_new(lv, json_real(levels[v]));
     for (int l = 0; l < L; l++) json_array_append_new(kp, json_real(p->keep[l]));
-    progress_emit("calibrate", json_pack("{s:O, s:O, s:O, s:f, s:f, s:I}", "levels", lv, "loss_deltas", dl, "keep",
+    progress_emit(PROGRESS_CALIBRATE, json_pack("{s:O, s:O, s:O, s:f, s:f, s:I}", "levels", lv, "loss_deltas", dl, "keep",
                                          kp, "mean_keep", mean_keep, "dense_loss", dense_loss, "windows",
                                          (json_int_t)n_calib));
 
@@ -434,7 +431,7 @@ static int prepare_run(const PrepArgs *a, Err *e) {
     }
     p->recall_mean = (float)(sum / L);
     double random_recall = k > 1 ? (double)(k - 1) / (nb - 1) : NAN;
-    progress_emit("recall", json_pack("{s:f, s:O, s:O, s:f, s:f, s:i, s:I}", "keep", a->recall_keep, "recall", rc_l,
+    progress_emit(PROGRESS_RECALL, json_pack("{s:f, s:O, s:O, s:f, s:f, s:i, s:I}", "keep", a->recall_keep, "recall", rc_l,
                                       "recall_schedule", rc_s, "mean", (double)p->recall_mean, "random", random_recall,
                                       "blocks", nb, "windows", (json_int_t)n_eval));
 
@@ -451,7 +448,7 @@ static int prepare_run(const PrepArgs *a, Err *e) {
     json_decref(kp);
     json_decref(rc_l);
     if (lemo_predictor_save(p, a->out, extra, e)) goto out_bufs;
-    progress_emit("done", json_pack("{s:s, s:f, s:f, s:f}", "out", a->out, "recall_mean", (double)p->recall_mean,
+    progress_emit(PROGRESS_DONE, json_pack("{s:s, s:f, s:f, s:f}", "out", a->out, "recall_mean", (double)p->recall_mean,
                                     "mean_keep", mean_keep, "elapsed_s", now_s() - t0));
     rc = 0;
 out_bufs:
@@ -496,7 +493,7 @@ int cmd_prepare(int argc, char **argv) {
     }
     Err e = {0};
     if (prepare_run(&a, &e)) {
-        progress_emit("error", json_pack("{s:s, s:s, s:s}", "code", e.param[0] ? "invalid_input" : "prepare_failed",
+        progress_emit(PROGRESS_ERROR, json_pack("{s:s, s:s, s:s}", "code", e.param[0] ? "invalid_input" : "prepare_failed",
                                          "message", e.msg, "param", e.param));
         fprintf(stderr, "lemo prepare: %s\n", e.msg);
         return 1;

@@ -59,7 +59,7 @@ int cmd_train(int argc, char **argv) {
     JobConfig c;
     Err e = {0};
     if (job_config_load(path, &c, &e)) {
-        progress_emit("error", json_pack("{s:s, s:s, s:s}", "code", "invalid_config", "message", e.msg, "param", e.param));
+        progress_emit(PROGRESS_ERROR, json_pack("{s:s, s:s, s:s}", "code", "invalid_config", "message", e.msg, "param", e.param));
         fprintf(stderr, "lemo train: %s\n", e.msg);
         return 2;
     }
@@ -71,7 +71,7 @@ int cmd_train(int argc, char **argv) {
     }
     if (trainer_run(&c, &e)) {
         const char *code = err_disk_full(&e) ? "disk_full" : e.param[0] ? "invalid_input" : "train_failed";
-        progress_emit("error", json_pack("{s:s, s:s, s:s}", "code", code,
+        progress_emit(PROGRESS_ERROR, json_pack("{s:s, s:s, s:s}", "code", code,
                                          "message", e.msg, "param", e.param));
         fprintf(stderr, "lemo train: %s\n", e.msg);
         return 1;

@@ -4,10 +4,20 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
-void progress_emit(const char *type, json_t *obj) {
+const char *const progress_type_names[PROGRESS_N] = {"start", "step",      "eval", "checkpoint", "calibrate",
+                                                     "recall", "log",      "done", "cancelled",  "error"};
+
+ProgressType progress_type_of(const char *name) {
+    for (int t = 0; name && t < PROGRESS_N; t++)
+        if (!strcmp(name, progress_type_names[t])) return (ProgressType)t;
+    return PROGRESS_N;
+}
+
+void progress_emit(ProgressType type, json_t *obj) {
     if (!obj) obj = json_object();
-    json_object_set_new(obj, "type", json_string(type));
+    json_object_set_new(obj, "type", json_string(progress_type_names[type]));
     char *s = json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(9));
     if (s) {
         fputs(s, stdout);
@@ -25,5 +35,5 @@ void progress_log(const char *level, const char *fmt, ...) {
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
     fprintf(stderr, "lemo: %s\n", buf);
-    progress_emit("log", json_pack("{s:s, s:s}", "level", level, "message", buf));
+    progress_emit(PROGRESS_LOG, json_pack("{s:s, s:s}", "level", level, "message", buf));
 }

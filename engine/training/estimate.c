@@ -11,6 +11,7 @@
  * this machine's memory too: `fits` and the largest context account for both. Time is the step's FLOPs
  * over a throughput: on the CPU measured here with a short sgemm; on CUDA the rates an H100
  * sustains for the linear layers and for our attention forward and backward. The largest context that fits is found by bisection on the plan. */
+#include "clock.h"
 #include "estimate.h"
 
 #include <cblas.h>
@@ -32,11 +33,7 @@
 #define CUDA_ATT_FWD_FLOPS 600e12
 #define CUDA_ATT_BWD_FLOPS 340e12
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+static double now_s(void) { return clock_mono_s(); }
 
 /* sgemm rate of this machine, from a ~0.2 s probe (what the CPU trainer spends its time in). */
 static double cpu_flops(void) {

@@ -10,6 +10,7 @@
  * so a resumed run repeats an uninterrupted one bit for bit on the CPU.
  * SIGTERM/SIGINT: the current step finishes, a checkpoint is written, "cancelled" is
  * printed and the process exits 0. */
+#include "clock.h"
 #include "trainer.h"
 
 #include <errno.h>
@@ -33,11 +34,7 @@
 static volatile sig_atomic_t stop_requested;
 static void on_stop(int sig) { (void)sig; stop_requested = 1; }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+static double now_s(void) { return clock_mono_s(); }
 
 static uint64_t mix64(uint64_t z) {
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -130,13 +127,13 @@ static void emit_eval(Model *m, const Packed *ev, const JobConfig *c, int step, 
     json_t *o = json_pack("{s:i, s:f, s:I, s:b}", "step", step, "eval_loss", l, "eval_tokens", (json_int_t)tokens,
                           "eval_full", ev->n <= (size_t)c->eval_windows);
     json_object_set_new(o, "eval_accuracy", isnan(acc) ? json_null() : json_real(acc));
-    progress_emit("eval", o);
+    progress_emit(PROGRESS_EVAL, o);
 }
 
 static int save_checkpoint(Model *m, const JobConfig *c, const TrainState *st, Err *e) {
     char path[4300];
     if (checkpoint_save(m, c->output_dir, c->model, st, path, sizeof path, e)) return -1;
-    progress_emit("checkpoint", json_pack("{s:i, s:s}", "step", st->step, "path", path));
+    progress_emit(PROGRESS_CHECKPOINT, json_pack("{s:i, s:s}", "step", st->step, "path", path));
     return 0;
 }
 
@@ -272,7 +269,7 @@ int trainer_run(const JobConfig *c, Err *e) {
         st = saved;
         progress_log("info", "resumed from step %d (%s)", st.step, ckpt);
     }
-    progress_emit("start", json_pack("{s:i, s:i, s:I, s:I, s:I, s:s, s:i, s:I}", "total_steps", st.total_steps,
+    progress_emit(PROGRESS_START, json_pack("{s:i, s:i, s:I, s:I, s:I, s:s, s:i, s:I}", "total_steps", st.total_steps,
                                      "step", st.step, "train_windows", (json_int_t)train.n, "eval_windows",
                                      (json_int_t)ev.n, "trainable_params", (json_int_t)m->n_lora, "device",
                                      be->name, "context_length", c->context_length, "planned_bytes",
@@ -337,7 +334,7 @@ int trainer_run(const JobConfig *c, Err *e) {
                 json_array_append_new(kf, json_real((double)m->n_kept[l] / train.S));
             json_object_set_new(o, "kept_fraction", kf);
         }
-        progress_emit("step", o);
+        progress_emit(PROGRESS_STEP, o);
         if (c->eval_every && step % c->eval_every == 0 && step < st.total_steps) emit_eval(m, &ev, c, step, &last_eval);
         if (c->checkpoint_every && step % c->checkpoint_every == 0 && step < st.total_steps) {
             if (save_checkpoint(m, c, &st, e)) goto out;
@@ -347,7 +344,7 @@ int trainer_run(const JobConfig *c, Err *e) {
     if (stop_requested && st.step < st.total_steps) {
         if (last_ckpt != st.step && save_checkpoint(m, c, &st, e)) goto out;
         snprintf(path, sizeof path, "%s/checkpoints/step-%d", c->output_dir, st.step);
-        progress_emit("cancelled", json_pack("{s:i, s:s}", "step", st.step, "checkpoint", path));
+        progress_emit(PROGRESS_CANCELLED, json_pack("{s:i, s:s}", "step", st.step, "checkpoint", path));
         rc = 0;
         goto out;
     }
@@ -357,7 +354,7 @@ int trainer_run(const JobConfig *c, Err *e) {
     json_t *done = json_pack("{s:i, s:s, s:I}", "step", st.step, "adapter_dir", path, "tokens", (json_int_t)st.tokens);
     json_object_set_new(done, "train_loss", isnan(last_loss) ? json_null() : json_real(last_loss));
     json_object_set_new(done, "eval_loss", isnan(last_eval) ? json_null() : json_real(last_eval));
-    progress_emit("done", done);
+    progress_emit(PROGRESS_DONE, done);
     rc = 0;
 out:
     free(order);

@@ -83,6 +83,15 @@ static void predictor_checks(const char *models, const char *train, char *body, 
           "the first job's events say it prepared, with the recall, then trained: %.3000s", ev);
     CHECK(!strstr(ev, s.data), "no server path in the events");
     free(ev);
+    snprintf(path, sizeof path, "/v1/fine_tuning/jobs/%s", job);
+    r = it_get(&s, path);
+    json_t *jo = it_json(&r);
+    json_t *lpp = json_object_get(json_object_get(jo, "progress"), "lemo_prepare");
+    CHECK(!strcmp(json_string_value(json_object_get(lpp, "stage")) ?: "", "done") &&
+              json_integer_value(json_object_get(lpp, "step")) == 60 && json_is_number(json_object_get(lpp, "recall")),
+          "the job's progress keeps its preparation after training: %.800s", r.body);
+    json_decref(jo);
+    it_free(&r);
     snprintf(path, sizeof path, "/v1/fine_tuning/jobs/%s/adapter/adapter_model.safetensors", job);
     r = it_get(&s, path);
     CHECK(r.status == 200 && r.len > 1000, "the predictor job's adapter: %ld, %zu bytes", r.status, r.len);
