@@ -298,15 +298,14 @@ static int run(const char *dir, const char *policy_name, const char *contexts, i
         }
         void *pred_dev = NULL;
         if (pred) {  // as the trainer does: the weights on the device for the step's scoring
-            size_t bytes = sizeof(float) * pred->n_w * mc.n_layers;
-            if (!(pred_dev = be->alloc(bytes))) {
+            size_t bytes;
+            Err pe = {0};
+            if (!(pred_dev = lemo_predictor_upload(be, pred, &m->lemo, &bytes, &pe))) {
                 printf("{\"bench\":\"ours\",\"context\":%d,\"policy\":\"%s\",\"oom\":true,\"error\":\"predictor "
                        "weights\"}\n", S, policy_name);
                 model_free(m);
                 break;
             }
-            be->copy_to_device(pred_dev, pred->w, bytes);
-            m->lemo.pred_w = pred_dev;
         }
         double load_s = now_s() - t0;
         int V = m->cfg.vocab;

@@ -57,6 +57,14 @@ static int lemo_read_predictor(const LemoConfig *z, int L, LemoSpec *o, Err *e) 
     return rc;
 }
 
+int lemo_pred_slot(const LemoSpec *s, int l) {
+    int k = 0;
+    for (int i = 0; i < l; i++) k += s->keep[i] < 1.0f;
+    return k;
+}
+
+int lemo_sparse_layers(const LemoSpec *s) { return lemo_pred_slot(s, s->n_layers); }
+
 int lemo_predictor_ready(const char *dir) {
     char path[JOB_PATH_MAX + 16];
     snprintf(path, sizeof path, "%s/lemo.json", dir);

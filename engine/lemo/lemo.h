@@ -23,8 +23,9 @@ typedef struct {
     float keep[JOB_MAX_LAYERS];      // per layer; 1 = dense
     uint64_t seed;                   // random scores: mixed with step and layer (lemo_layer_seed)
     int pred_h1, pred_h2;            // predictor scores: the networks' hidden widths (predictor.h)
-    const float *pred_w;             // predictor scores: (L, n_w) fp32 weights on the device, set by
-                                     // whoever loaded them (the trainer) before the first step
+    const float *pred_w;             // predictor scores: (sparse layers, n_w) fp32 weights on the device,
+                                     // the layers that keep less than all in order (lemo_pred_slot), set
+                                     // by whoever loaded them (lemo_predictor_upload) before the first step
     int pending;                     // lemo_resolve_planned: the predictor is not prepared yet
 } LemoSpec;
 
@@ -39,6 +40,10 @@ int lemo_resolve(const LemoConfig *z, int L, LemoSpec *out, Err *e);
  * with lemo prepare's default widths and, for keep "auto", the default schedule, and sets
  * out->pending. The trainer itself uses lemo_resolve: it never runs on a missing predictor. */
 int lemo_resolve_planned(const LemoConfig *z, int L, LemoSpec *out, Err *e);
+/* Layer l's row of pred_w: the number of sparse layers before it (a dense layer has none). */
+int lemo_pred_slot(const LemoSpec *spec, int l);
+/* Layers that keep less than all their blocks (those whose predictors are on the device). */
+int lemo_sparse_layers(const LemoSpec *spec);
 /* 1 when dir holds a finished predictor (its lemo.json, written last, is there). */
 int lemo_predictor_ready(const char *dir);
 /* Blocks a layer keeping `keep` of nb blocks keeps: round(keep * nb) within [1, nb]. */

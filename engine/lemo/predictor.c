@@ -271,3 +271,18 @@ fail:
     json_decref(o);
     return NULL;
 }
+
+void *lemo_predictor_upload(const Backend *be, const LemoPredictor *p, LemoSpec *z, size_t *bytes, Err *e) {
+    int n = lemo_sparse_layers(z);
+    size_t row = sizeof(float) * p->n_w;
+    *bytes = row * (size_t)(n ? n : 1);
+    char *d = be->alloc(*bytes);
+    if (!d) {
+        err_set(e, "out of device memory for the predictor weights (%zu bytes)", *bytes);
+        return NULL;
+    }
+    for (int l = 0; l < z->n_layers; l++)
+        if (z->keep[l] < 1.0f) be->copy_to_device(d + row * (size_t)lemo_pred_slot(z, l), p->w + p->n_w * (size_t)l, row);
+    z->pred_w = (const float *)d;
+    return d;
+}

@@ -27,6 +27,7 @@
 #include "backend.h"
 #include "err.h"
 #include "job_config.h"
+#include "lemo.h"
 #include "model_config.h"
 
 #define LEMO_PRED_H1 128
@@ -64,6 +65,10 @@ LemoPredictor *lemo_predictor_load(const char *dir, const char *model_dir, const
  * of lemo.json (the measurements; borrowed), may be NULL. */
 int lemo_predictor_save(const LemoPredictor *p, const char *dir, const json_t *extra, Err *e);
 void lemo_predictor_free(LemoPredictor *p);
+/* The weights the step reads (the layers z keeps less than all of, in order: lemo_pred_slot)
+ * copied into one buffer of backend be; sets z->pred_w to it and returns it (the caller frees
+ * it with be->free), or NULL + e when the device has no room. *bytes: its size. */
+void *lemo_predictor_upload(const Backend *be, const LemoPredictor *p, LemoSpec *z, size_t *bytes, Err *e);
 /* FNV-1a 64 of a file's bytes (the identity and integrity hashes). */
 int lemo_file_hash(const char *path, uint64_t *out, Err *e);
 

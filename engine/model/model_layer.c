@@ -145,7 +145,7 @@ static void layer_select(LayerCtx *x, LayerActs *a, int *idx, int S) {
         const LemoSpec *z = &m->lemo;
         size_t tri = (lemo_tri_size(nb) + 63) / 64 * 64;
         size_t nw = lemo_predictor_weights(B, c->head_dim, z->pred_h1, z->pred_h2);
-        be->lemo_predictor_forward(a->pred_ws, a->pred_ws + tri, a->h, z->pred_w + (size_t)x->l * nw, S, c->hidden,
+        be->lemo_predictor_forward(a->pred_ws, a->pred_ws + tri, a->h, z->pred_w + (size_t)lemo_pred_slot(z, x->l) * nw, S, c->hidden,
                                    c->head_dim, B, z->pred_h1, z->pred_h2);
         be->lemo_matrix_scores(a->score, a->pred_ws, nb);
     } else {

@@ -131,12 +131,13 @@ static void plan_for(const ModelConfig *mc, const LoraSpec *spec, const JobConfi
     model_plan(mc, S, spec, act, &z, &bs, p);
 }
 
-/* LeMo predictor scores: the predictors' fp32 weights of every layer, on the device beside
- * the model (the trainer uploads them whole). */
+/* LeMo predictor scores: the fp32 weights of the sparse layers' predictors, on the device
+ * beside the model (lemo_predictor_upload: a dense layer's are never read). */
 static size_t predictor_bytes(const ModelConfig *mc, const JobConfig *jc) {
     LemoSpec z = lemo_for(mc, jc);
     if (!z.on || z.scores != LEMO_SCORES_PREDICTOR) return 0;
-    return sizeof(float) * (size_t)mc->n_layers * lemo_predictor_weights(z.block, mc->head_dim, z.pred_h1, z.pred_h2);
+    return sizeof(float) * (size_t)lemo_sparse_layers(&z) *
+           lemo_predictor_weights(z.block, mc->head_dim, z.pred_h1, z.pred_h2);
 }
 
 static size_t peak_for(const ModelConfig *mc, const JobConfig *jc, int S, int cuda, size_t data_bytes) {

@@ -203,13 +203,8 @@ int trainer_run(const JobConfig *c, Err *e) {
                          act, &lemo, c->seed, e)))
         goto out;
     if (pred) {  // the weights on the device for the step's scoring (model_layer.c)
-        size_t bytes = sizeof(float) * pred->n_w * mc.n_layers;
-        if (!(pred_dev = be->alloc(bytes))) {
-            err_set(e, "out of device memory for the predictor weights (%zu bytes)", bytes);
-            goto out;
-        }
-        be->copy_to_device(pred_dev, pred->w, bytes);
-        m->lemo.pred_w = pred_dev;
+        size_t bytes;
+        if (!(pred_dev = lemo_predictor_upload(be, pred, &m->lemo, &bytes, e))) goto out;
         // named by its model, not its folder: the line reaches a service's events
         progress_log("info", "lemo: the predictor of %s (blocks of %d, trained at %d tokens, held-out recall %.3f)%s",
                      pred->model_name, pred->block, pred->context, (double)pred->recall_mean,

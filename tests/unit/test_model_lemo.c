@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "predictor.h"
 #include "cpu/cpu_ops.h"
 #include "estimate.h"
 #include "model.h"
@@ -367,5 +368,22 @@ int main(void) {
     }
 
     tiny_model_remove(dir);
+    // predictor weights on the device for the sparse layers only, in layer order
+    {
+        LemoSpec z = schedule(LEMO_SCORES_PREDICTOR, 0.5f, L);
+        z.keep[0] = 1.0f;  // a dense layer: its predictor is never read
+        LemoPredictor p = {.n_w = 5};
+        float w[3 * 5];
+        for (int i = 0; i < 15; i++) w[i] = (float)i;
+        p.w = w;
+        size_t bytes;
+        Err e = {0};
+        const Backend *cpu = backend_cpu();
+        float *d = lemo_predictor_upload(cpu, &p, &z, &bytes, &e);
+        CHECK(d && bytes == 2 * 5 * sizeof(float) && z.pred_w == d && lemo_sparse_layers(&z) == 2 &&
+                  lemo_pred_slot(&z, 1) == 0 && lemo_pred_slot(&z, 2) == 1 && d[0] == 5 && d[9] == 14,
+              "the upload holds layers 1 and 2 (%zu bytes, first %g, last %g)", bytes, d ? d[0] : -1, d ? d[9] : -1);
+        if (d) cpu->free(d);
+    }
     return check_done("test_model_lemo");
 }
