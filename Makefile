@@ -15,7 +15,7 @@ OPT     ?= -O2
 ENGINE_DIRS := $(patsubst %/,%,$(wildcard engine/*/))
 CFLAGS  += -std=c11 $(OPT) -g -Wall -Wextra -D_GNU_SOURCE -fopenmp $(addprefix -I,$(ENGINE_DIRS)) -Ikernels -Iserver \
            -I/usr/include/x86_64-linux-gnu/openblas-pthread
-LDLIBS  += -fopenmp -lmicrohttpd -ljansson -lsqlite3 -lcurl -lpcre2-8 -lopenblas -lz -lm -lpthread -ldl
+LDLIBS  += -fopenmp -lmicrohttpd -ljansson -lsqlite3 -lcurl -lcrypto -lpcre2-8 -lopenblas -lz -lm -lpthread -ldl
 
 SRC      := $(wildcard engine/*/*.c kernels/cpu/*.c server/*.c)
 OBJ      := $(SRC:%.c=$(BUILD)/obj/%.o)
@@ -119,7 +119,7 @@ fuzz:
 asan:
 	@$(MAKE) --no-print-directory BUILD=build-asan NO_CUDA=1 OPT="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer" \
 	  LDLIBS_EXTRA= all $(patsubst $(BUILD)/%,build-asan/%,$(TESTS)) \
-	  LDLIBS="-fsanitize=address,undefined -fopenmp -lmicrohttpd -ljansson -lsqlite3 -lcurl -lpcre2-8 -lopenblas -lz -lm -lpthread"
+	  LDLIBS="-fsanitize=address,undefined -fopenmp -lmicrohttpd -ljansson -lsqlite3 -lcurl -lcrypto -lpcre2-8 -lopenblas -lz -lm -lpthread"
 	@ASAN_OPTIONS=detect_leaks=0 bash tests/run.sh build-asan unit/
 	@ASAN_OPTIONS=detect_leaks=0 bash tests/run.sh build-asan integration/
 

@@ -8,7 +8,7 @@ secs=${FUZZ_SECONDS:-20}
 out=build-fuzz
 mkdir -p "$out/obj"
 flags="-std=c11 -O1 -g -D_GNU_SOURCE -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -fopenmp=libgomp $(for d in engine/*/; do printf -- '-I%s ' "${d%/}"; done) -Ikernels -Iserver -I/usr/include/x86_64-linux-gnu/openblas-pthread"
-libs="-lmicrohttpd -ljansson -lsqlite3 -lcurl -lpcre2-8 -lopenblas -lz -lm -lpthread -lgomp"
+libs="-lmicrohttpd -ljansson -lsqlite3 -lcurl -lcrypto -lpcre2-8 -lopenblas -lz -lm -lpthread -lgomp"
 objs=()
 for src in engine/*/*.c kernels/cpu/*.c server/*.c; do
     [ -f "$src" ] || continue

@@ -4,7 +4,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 pkgs="build-essential clang libclang-rt-dev libmicrohttpd-dev libjansson-dev libsqlite3-dev
-      libcurl4-openssl-dev libpcre2-dev libopenblas-dev zlib1g-dev pkg-config nodejs npm chromium wrk curl"
+      libcurl4-openssl-dev libssl-dev libpcre2-dev libopenblas-dev zlib1g-dev pkg-config nodejs npm chromium wrk curl"
 missing=""
 for p in $pkgs; do
     dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

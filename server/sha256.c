@@ -1,103 +1,46 @@
-/* sha256.c: SHA-256 and HMAC-SHA256 (see sha256.h), written from FIPS 180-4. */
+/* sha256.c: SHA-256, HMAC-SHA256 and base64 from libcrypto (OpenSSL 3, already in the
+ * process through libcurl), the hex encoding and the file digest around them (sha256.h). */
 #include "sha256.h"
 
 #include <fcntl.h>
-#include <string.h>
+#include <stdlib.h>
 #include <unistd.h>
 
-static const uint32_t K[64] = {
-    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
-    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
-    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
-    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
-#define ROR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
-
-/* Compresses one 64-byte block into the state. */
-static void sha256_block(uint32_t h[8], const uint8_t *p) {
-    uint32_t w[64];
-    for (int i = 0; i < 16; i++)
-        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 | (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
-    for (int i = 16; i < 64; i++) {
-        uint32_t s0 = ROR(w[i - 15], 7) ^ ROR(w[i - 15], 18) ^ (w[i - 15] >> 3);
-        uint32_t s1 = ROR(w[i - 2], 17) ^ ROR(w[i - 2], 19) ^ (w[i - 2] >> 10);
-        w[i] = w[i - 16] + s0 + w[i - 7] + s1;
-    }
-    uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], hh = h[7];
-    for (int i = 0; i < 64; i++) {
-        uint32_t S1 = ROR(e, 6) ^ ROR(e, 11) ^ ROR(e, 25);
-        uint32_t ch = (e & f) ^ (~e & g);
-        uint32_t t1 = hh + S1 + ch + K[i] + w[i];
-        uint32_t S0 = ROR(a, 2) ^ ROR(a, 13) ^ ROR(a, 22);
-        uint32_t mj = (a & b) ^ (a & c) ^ (b & c);
-        uint32_t t2 = S0 + mj;
-        hh = g; g = f; f = e; e = d + t1; d = c; c = b; b = a; a = t1 + t2;
-    }
-    h[0] += a; h[1] += b; h[2] += c; h[3] += d; h[4] += e; h[5] += f; h[6] += g; h[7] += hh;
+/* An allocation failure inside libcrypto leaves no digest to give: the server cannot go on
+ * answering with a wrong ETag or key check, so it stops, as on any out-of-memory abort. */
+static void crypto_fatal(const char *what) {
+    fprintf(stderr, "lemo: libcrypto: %s failed\n", what);
+    abort();
 }
 
 void sha256_init(Sha256 *s) {
-    static const uint32_t iv[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-                                   0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
-    memcpy(s->h, iv, sizeof iv);
-    s->len = 0;
-    s->nbuf = 0;
+    s->ctx = EVP_MD_CTX_new();
+    if (!s->ctx || EVP_DigestInit_ex(s->ctx, EVP_sha256(), NULL) != 1) crypto_fatal("SHA-256 init");
 }
 
 void sha256_update(Sha256 *s, const void *data, size_t n) {
-    const uint8_t *p = data;
-    s->len += n;
-    if (s->nbuf) {
-        size_t take = 64 - s->nbuf < n ? 64 - s->nbuf : n;
-        memcpy(s->buf + s->nbuf, p, take);
-        s->nbuf += take; p += take; n -= take;
-        if (s->nbuf < 64) return;
-        sha256_block(s->h, s->buf);
-        s->nbuf = 0;
-    }
-    for (; n >= 64; p += 64, n -= 64) sha256_block(s->h, p);
-    memcpy(s->buf, p, n);
-    s->nbuf = n;
+    if (n && EVP_DigestUpdate(s->ctx, data, n) != 1) crypto_fatal("SHA-256 update");
 }
 
 void sha256_final(Sha256 *s, uint8_t out[32]) {
-    uint64_t bits = s->len * 8;
-    uint8_t pad[72] = {0x80};
-    size_t padn = (s->nbuf < 56 ? 56 : 120) - s->nbuf;
-    for (int i = 0; i < 8; i++) pad[padn + i] = (uint8_t)(bits >> (56 - 8 * i));
-    sha256_update(s, pad, padn + 8);
-    for (int i = 0; i < 8; i++) {
-        out[4 * i] = (uint8_t)(s->h[i] >> 24); out[4 * i + 1] = (uint8_t)(s->h[i] >> 16);
-        out[4 * i + 2] = (uint8_t)(s->h[i] >> 8); out[4 * i + 3] = (uint8_t)s->h[i];
-    }
+    unsigned int len = 0;
+    if (EVP_DigestFinal_ex(s->ctx, out, &len) != 1 || len != 32) crypto_fatal("SHA-256 final");
+    EVP_MD_CTX_free(s->ctx);
+    s->ctx = NULL;
 }
 
 void sha256_digest(const void *data, size_t n, uint8_t out[32]) {
-    Sha256 s;
-    sha256_init(&s);
-    sha256_update(&s, data, n);
-    sha256_final(&s, out);
+    unsigned int len = 0;
+    if (EVP_Digest(data, n, out, &len, EVP_sha256(), NULL) != 1 || len != 32) crypto_fatal("SHA-256");
 }
 
 void hmac_sha256(const void *key, size_t key_len, const void *msg, size_t msg_len, uint8_t out[32]) {
-    uint8_t k[64] = {0}, pad[64], inner[32];
-    if (key_len > 64) sha256_digest(key, key_len, k);
-    else if (key_len) memcpy(k, key, key_len);
-    Sha256 s;
-    for (int i = 0; i < 64; i++) pad[i] = k[i] ^ 0x36;
-    sha256_init(&s);
-    sha256_update(&s, pad, 64);
-    sha256_update(&s, msg, msg_len);
-    sha256_final(&s, inner);
-    for (int i = 0; i < 64; i++) pad[i] = k[i] ^ 0x5c;
-    sha256_init(&s);
-    sha256_update(&s, pad, 64);
-    sha256_update(&s, inner, 32);
-    sha256_final(&s, out);
+    unsigned int len = 0;
+    if (!HMAC(EVP_sha256(), key, (int)key_len, msg, msg_len, out, &len) || len != 32) crypto_fatal("HMAC-SHA256");
 }
 
 void hex_encode(const uint8_t *in, size_t n, char *out) {
@@ -106,38 +49,22 @@ void hex_encode(const uint8_t *in, size_t n, char *out) {
     out[2 * n] = 0;
 }
 
-void base64_encode(const uint8_t *in, size_t n, char *out) {
-    static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0) | (i + 2 < n ? in[i + 2] : 0);
-        out[o++] = t[v >> 18 & 63];
-        out[o++] = t[v >> 12 & 63];
-        out[o++] = i + 1 < n ? t[v >> 6 & 63] : '=';
-        out[o++] = i + 2 < n ? t[v & 63] : '=';
-    }
-    out[o] = 0;
-}
+void base64_encode(const uint8_t *in, size_t n, char *out) { EVP_EncodeBlock((unsigned char *)out, in, (int)n); }
 
 int sha256_file_hex(const char *path, char out[65]) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return -1;
     Sha256 s;
     sha256_init(&s);
-    uint8_t buf[65536];
+    static __thread uint8_t buf[1 << 16];
     ssize_t r;
     while ((r = read(fd, buf, sizeof buf)) > 0) sha256_update(&s, buf, (size_t)r);
     close(fd);
-    if (r < 0) return -1;
     uint8_t d[32];
-    sha256_final(&s, d);
+    sha256_final(&s, d);  // frees the context on the error path too
+    if (r < 0) return -1;
     hex_encode(d, 32, out);
     return 0;
 }
 
-int bytes_equal_ct(const void *a, const void *b, size_t n) {
-    const volatile uint8_t *x = a, *y = b;
-    uint8_t acc = 0;
-    for (size_t i = 0; i < n; i++) acc |= x[i] ^ y[i];
-    return acc == 0;
-}
+int bytes_equal_ct(const void *a, const void *b, size_t n) { return CRYPTO_memcmp(a, b, n) == 0; }
