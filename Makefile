@@ -50,7 +50,7 @@ all: $(BUILD)/lemo $(CUDA_SO)
 
 # The libraries' headers (from their -dev packages): a missing one says how to get it, rather
 # than failing on an #include somewhere in the build.
-DEV_HEADERS := microhttpd.h jansson.h sqlite3.h curl/curl.h pcre2.h cblas.h zlib.h
+DEV_HEADERS := microhttpd.h jansson.h sqlite3.h curl/curl.h openssl/evp.h pcre2.h cblas.h zlib.h
 # Objects depend on the flags they were built with, so switching e.g. NO_CUDA rebuilds them.
 $(BUILD)/flags: FORCE
 	@for h in $(DEV_HEADERS); do \
