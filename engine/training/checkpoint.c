@@ -61,18 +61,33 @@ out:
     return rc;
 }
 
-int checkpoint_load(Model *m, const char *dir, TrainState *st, Err *e) {
-    char path[4300];
-    snprintf(path, sizeof path, "%s/state.json", dir);
+int checkpoint_state_parse(const char *text, size_t len, TrainState *st, Err *e) {
     json_error_t je;
-    json_t *o = json_load_file(path, 0, &je);
-    if (!o) return err_set(e, "checkpoint %s: cannot read state.json: %s", dir, je.text);
-    json_int_t step, total, epoch, pos, nw, seed, tokens;
+    json_t *o = json_loadb(text, len, 0, &je);
+    if (!o) return err_set(e, "state.json is not JSON: %s", je.text);
+    json_int_t step = -1, total = -1, epoch = -1, pos = -1, nw = -1, seed = -1, tokens = -1;
     int bad = json_unpack(o, "{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "step", &step, "total_steps", &total, "epoch",
                           &epoch, "pos", &pos, "n_windows", &nw, "seed", &seed, "tokens", &tokens);
     json_decref(o);
-    if (bad) return err_set(e, "checkpoint %s: state.json lacks a field", dir);
+    if (bad) return err_set(e, "state.json lacks a field");
+    // the data cursor indexes the window order: one beyond it would read outside it on resume
+    if (step < 0 || step > INT_MAX || total < 0 || total > INT_MAX || epoch < 0 || nw < 0 || pos < 0 || pos > nw ||
+        tokens < 0)
+        return err_set(e, "state.json holds a value out of range (step %lld, pos %lld of %lld windows)", (long long)step,
+                       (long long)pos, (long long)nw);
     *st = (TrainState){(int)step, (int)total, (uint64_t)epoch, (size_t)pos, (size_t)nw, (uint64_t)seed, tokens};
+    return 0;
+}
+
+int checkpoint_load(Model *m, const char *dir, TrainState *st, Err *e) {
+    char path[4300];
+    snprintf(path, sizeof path, "%s/state.json", dir);
+    size_t n;
+    char *txt = fs_read_all(path, &n, 1 << 20, e);
+    if (!txt) return err_prefix(e, "checkpoint %s: cannot read state.json", dir);
+    int bad = checkpoint_state_parse(txt, n, st, e);
+    free(txt);
+    if (bad) return err_prefix(e, "checkpoint %s", dir);
 
     snprintf(path, sizeof path, "%s/optimizer.safetensors", dir);
     SafeFile *f = st_open(path, e);

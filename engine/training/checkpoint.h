@@ -26,6 +26,8 @@ typedef struct {
 int checkpoint_save(const Model *m, const char *output_dir, const char *base_model, const TrainState *st,
                     char *path_out, size_t cap, Err *e);
 int checkpoint_load(Model *m, const char *ckpt_dir, TrainState *st, Err *e);
+/* state.json's text into st, every field present and in range (the cursor within the windows). */
+int checkpoint_state_parse(const char *text, size_t len, TrainState *st, Err *e);
 /* Newest OUTPUT_DIR/checkpoints/step-N into out; 0 if found, -1 if none. */
 int checkpoint_latest(const char *output_dir, char *out, size_t cap);
 /* The same among those of steps below `before` (the one before an unreadable checkpoint). */

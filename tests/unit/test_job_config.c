@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "checkpoint.h"
 #include "job_config.h"
 #include "lemo.h"
 
@@ -176,5 +177,26 @@ int main(void) {
     bad("{\"model\":\"m\",\"output_dir\":\"o\"}", "train_file");
     CHECK(job_config_parse("[1,2]", &c, &e) == -1, "array accepted");
     CHECK(job_config_parse("{\"model\":", &c, &e) == -1 && strstr(e.msg, "JSON"), "broken JSON: %s", e.msg);
+    // a checkpoint's state.json: read back on resume, its cursor must lie within the windows
+    {
+        TrainState st;
+        Err e = {0};
+        const char *good = "{\"step\": 4, \"total_steps\": 10, \"epoch\": 1, \"pos\": 20, \"n_windows\": 20, "
+                           "\"seed\": 42, \"tokens\": 4096}";
+        CHECK(checkpoint_state_parse(good, strlen(good), &st, &e) == 0 && st.step == 4 && st.pos == 20 &&
+                  st.n_windows == 20 && st.tokens == 4096,
+              "state.json read back: %s", e.msg);
+        static const char *const bad[] = {
+            "{\"step\": 4, \"total_steps\": 10, \"epoch\": 0, \"pos\": 21, \"n_windows\": 20, \"seed\": 1, \"tokens\": 1}",
+            "{\"step\": -1, \"total_steps\": 10, \"epoch\": 0, \"pos\": 0, \"n_windows\": 20, \"seed\": 1, \"tokens\": 1}",
+            "{\"step\": 1, \"total_steps\": 10, \"epoch\": 0, \"pos\": -3, \"n_windows\": 20, \"seed\": 1, \"tokens\": 1}",
+            "{\"step\": 1, \"total_steps\": 10, \"epoch\": 0, \"pos\": 0, \"seed\": 1, \"tokens\": 1}",
+            "{\"step\": 4294967297, \"total_steps\": 10, \"epoch\": 0, \"pos\": 0, \"n_windows\": 2, \"seed\": 1, \"tokens\": 1}",
+            "not json", NULL};
+        for (int i = 0; bad[i]; i++) {
+            e.msg[0] = 0;
+            CHECK(checkpoint_state_parse(bad[i], strlen(bad[i]), &st, &e) != 0 && e.msg[0], "bad state.json %d accepted", i);
+        }
+    }
     return check_done("test_job_config");
 }
