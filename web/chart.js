@@ -1,5 +1,6 @@
-// chart.js: the job page's pictures, drawn as inline SVG (no libraries); heatmap.js draws
-// the kept-share heatmap with the helpers exported here.
+// chart.js: the job page's pictures, drawn as inline SVG (no libraries): the kept-token bars
+// here, and the helpers that loss_chart.js (the loss curves) and heatmap.js (the kept-share
+// heatmap) draw with.
 //
 // SVG rather than <canvas>: it stays sharp at any zoom, carries a <title> for screen
 // readers, and each series is an element whose point count can be read back
@@ -37,79 +38,6 @@ export function fmtTick(v) {
   if (a >= 100) return v.toFixed(0);
   if (a >= 1) return +v.toFixed(2) + '';
   return +v.toPrecision(2) + '';
-}
-
-// Draws train and eval loss against step into `host` (replacing its content).
-// train, evals: arrays of {step, loss} sorted by step; totalSteps widens the x axis to the
-// job's end so the line grows left to right as it trains.
-export function drawLossChart(host, train, evals, totalSteps) {
-  const W = hostWidth(host), H = 290, L = 52, R = 16, T = 34, B = 34;  // legend sits in the top margin
-  const all = train.concat(evals);
-  const svg = el('svg', {
-    viewBox: `0 0 ${W} ${H}`, class: 'chart', role: 'img',
-    'data-train-points': train.length, 'data-eval-points': evals.length,
-  });
-  const last = train.length ? train[train.length - 1] : null;
-  const lastEval = evals.length ? evals[evals.length - 1] : null;
-  svg.append(el('title', {}, all.length
-    ? `Loss by step: ${train.length} training points${last ? `, latest ${last.loss.toFixed(4)} at step ${last.step}` : ''}`
-      + `; ${evals.length} eval points${lastEval ? `, latest ${lastEval.loss.toFixed(4)}` : ''}`
-    : 'Loss chart: no points yet'));
-  host.replaceChildren(svg);
-  if (!all.length) {
-    svg.append(el('text', { x: W / 2, y: H / 2, class: 'chart-empty', 'text-anchor': 'middle' },
-      'Waiting for the first step…'));
-    return;
-  }
-  // The x axis runs to the job's last step once a third of it is done; before that, to
-  // half again the latest step, so a long job's first points are not squeezed to the left.
-  const lastStep = Math.max(...all.map((p) => p.step), 1);
-  const maxStep = totalSteps && lastStep * 3 >= totalSteps ? Math.max(totalSteps, lastStep)
-    : Math.max(Math.ceil(lastStep * 1.5), Math.min(totalSteps || 10, 10));
-  const minStep = Math.min(0, ...all.map((p) => p.step));
-  let lo = Math.min(...all.map((p) => p.loss)), hi = Math.max(...all.map((p) => p.loss));
-  const pad = (hi - lo) * 0.08 || Math.abs(hi) * 0.05 || 0.5;
-  lo -= pad; hi += pad;
-  if (lo < 0 && Math.min(...all.map((p) => p.loss)) >= 0) lo = 0;
-  const x = (s) => L + ((s - minStep) / (maxStep - minStep || 1)) * (W - L - R);
-  const y = (v) => T + (1 - (v - lo) / (hi - lo)) * (H - T - B);
-
-  const grid = el('g', { class: 'chart-grid' });
-  for (const v of niceTicks(lo, hi, 6)) {
-    grid.append(el('line', { x1: L, x2: W - R, y1: y(v), y2: y(v) }));
-    grid.append(el('text', { x: L - 6, y: y(v) + 4, 'text-anchor': 'end' }, fmtTick(v)));
-  }
-  for (const s of niceTicks(minStep, maxStep, Math.max(3, Math.round(W / 110)))) {
-    grid.append(el('line', { x1: x(s), x2: x(s), y1: T, y2: H - B, class: 'v' }));
-    grid.append(el('text', { x: x(s), y: H - B + 16, 'text-anchor': 'middle' }, fmtTick(s)));
-  }
-  grid.append(el('text', { x: (L + W - R) / 2, y: H - 4, 'text-anchor': 'middle', class: 'axis-label' }, 'step'));
-  grid.append(el('text', { x: 12, y: (T + H - B) / 2, 'text-anchor': 'middle', class: 'axis-label',
-    transform: `rotate(-90 12 ${(T + H - B) / 2})` }, 'loss'));
-  svg.append(grid);
-
-  const pts = (arr) => arr.map((p) => `${x(p.step).toFixed(1)},${y(p.loss).toFixed(1)}`).join(' ');
-  if (train.length) {
-    svg.append(el('polyline', { points: pts(train), class: 'series train', 'data-points': train.length }));
-    if (train.length === 1) svg.append(el('circle', { cx: x(train[0].step), cy: y(train[0].loss), r: 3, class: 'dot train' }));
-  }
-  if (evals.length) {
-    const g = el('g', { class: 'series-eval', 'data-points': evals.length });
-    if (evals.length > 1) g.append(el('polyline', { points: pts(evals), class: 'series eval' }));
-    for (const p of evals) {
-      const c = el('circle', { cx: x(p.step), cy: y(p.loss), r: 3.5, class: 'dot eval' });
-      c.append(el('title', {}, `eval loss ${p.loss.toFixed(4)} at step ${p.step}`));
-      g.append(c);
-    }
-    svg.append(g);
-  }
-  const legend = el('g', { class: 'chart-legend', transform: `translate(${W - R - 170},4)` });
-  legend.append(el('rect', { x: 0, y: 0, width: 170, height: 22, rx: 4, class: 'legend-bg' }));
-  legend.append(el('line', { x1: 8, x2: 26, y1: 11, y2: 11, class: 'series train' }));
-  legend.append(el('text', { x: 30, y: 15 }, 'train'));
-  legend.append(el('circle', { cx: 90, cy: 11, r: 3.5, class: 'dot eval' }));
-  legend.append(el('text', { x: 98, y: 15 }, 'eval'));
-  svg.append(legend);
 }
 
 // Draws one bar per decoder layer: the share of tokens that layer's attention kept.

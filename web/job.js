@@ -9,8 +9,10 @@
 // and a reconnecting stream never draws a point twice.
 
 import { get, post, getAll, apiKey } from './api.js';
-import { drawKeptBars, drawLossChart } from './chart.js';
+import { drawKeptBars } from './chart.js';
 import { drawKeptHeatmap, KeptSeries } from './heatmap.js';
+import { drawLossChart } from './loss_chart.js';
+import { ema, smoothingControl, smoothingWeight } from './smoothing.js';
 import { followStream } from './sse.js';
 import {
   h, downloadLink, fmtBytes, fmtDuration, fmtNum, fmtRate, fmtTime, memOf, progressBar, reportError, showBanner,
@@ -131,7 +133,8 @@ export function renderJob(main, id) {
     h('section', { class: 'card', 'aria-labelledby': 'pr-h' },
       h('h2', { id: 'pr-h', class: 'visually-hidden' }, 'Progress'), progressHost, prepLine, stats),
     h('section', { class: 'card', 'aria-labelledby': 'loss-h' },
-      h('div', { class: 'card-head' }, h('h2', { id: 'loss-h' }, 'Loss'), h('span', { class: 'small muted', id: 'chart-caption' })),
+      h('div', { class: 'card-head' }, h('h2', { id: 'loss-h' }, 'Loss'), h('span', { class: 'small muted', id: 'chart-caption' }),
+        smoothingControl(() => redrawChart())),
       chartHost),
     keptCard,
     h('div', { class: 'grid2' },
@@ -140,7 +143,7 @@ export function renderJob(main, id) {
     h('section', { class: 'card', 'aria-labelledby': 'ev-h' },
       h('div', { class: 'card-head' }, h('h2', { id: 'ev-h' }, 'Events'), evCount, streamState),
       evList));
-  drawLossChart(chartHost, [], [], 0);
+  drawLossChart(chartHost, [], [], { weight: smoothingWeight() });
 
   async function act(what) {
     if (what === 'cancel' && !confirm(`Cancel ${id}? It stops after the current step and keeps its checkpoints.`)) return;
@@ -212,9 +215,14 @@ export function renderJob(main, id) {
   function redrawChart() {
     const sorted = (m) => [...m.entries()].sort((a, b) => a[0] - b[0]).map(([step, loss]) => ({ step, loss }));
     const t = sorted(train), e = sorted(evals);
-    drawLossChart(chartHost, t, e, job && job.progress ? job.progress.total_steps : 0);
+    const w = smoothingWeight();
+    drawLossChart(chartHost, t, e, {
+      totalSteps: job && job.progress ? job.progress.total_steps : 0, finished: !!job && TERMINAL.has(job.status), weight: w,
+    });
+    const sm = t.length ? ema(t.map((p) => p.loss), w).pop() : null;
     document.getElementById('chart-caption').textContent = t.length
-      ? `${t.length} steps · latest ${fmtNum(t[t.length - 1].loss)}${e.length ? ` · eval ${fmtNum(e[e.length - 1].loss)}` : ''}` : '';
+      ? `${t.length} steps · latest ${fmtNum(t[t.length - 1].loss)}${w > 0 ? ` (smoothed ${fmtNum(sm)})` : ''}`
+        + `${e.length ? ` · eval ${fmtNum(e[e.length - 1].loss)}` : ''}` : '';
   }
 
   // A LeMo preparation (a job of its own, or a LeMo job's first phase when its base model had

@@ -9,7 +9,7 @@
 // job, whose page the form then opens.
 
 import { get, post } from './api.js';
-import { h, errorText, fmtNum, fmtTime, reportError } from './util.js';
+import { h, errorText, fileLabel, fmtNum, fmtTime, reportError } from './util.js';
 
 const pct = (x) => (typeof x === 'number' && isFinite(x) ? `${Math.round(100 * x)}%` : '–');
 let formSeq = 0;
@@ -93,7 +93,7 @@ export function prepareRow(m, colspan, onClose) {
       const page = await get('/v1/files?limit=100');
       const files = ((page && page.data) || []).filter((f) => !f.purpose || f.purpose === 'fine-tune');
       fileSel.replaceChildren(h('option', { value: '' }, files.length ? '— choose a dataset —' : '— none uploaded —'),
-        ...files.map((f) => h('option', { value: f.id }, `${f.filename} · ${f.id}`)));
+        ...files.map((f) => h('option', { value: f.id, title: `${f.filename} · ${f.id}` }, fileLabel(f))));
       if (files.length === 1) fileSel.value = files[0].id;
       if (!files.length) err.replaceChildren('Upload a dataset first, on the ', h('a', { href: '#/files' }, 'Datasets'), ' page.');
       err.hidden = files.length > 0;

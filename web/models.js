@@ -6,10 +6,13 @@
 // Each base model also says where its LeMo predictors stand (lemo.status); lemo_prepare.js
 // draws that cell and its Prepare form. While one is preparing the list is re-read every
 // few seconds, and only the cells that changed are redrawn, so an open form keeps its input.
+// A fine-tuned adapter can be deleted (DELETE /v1/models/ft:...: its adapter and checkpoints
+// go, the job stays) after a confirm step in its row; a refusal (409 model_in_use while an
+// unfinished job uses it) shows in the banner like every API error.
 
-import { get } from './api.js';
+import { del, get } from './api.js';
 import { lemoCell, prepareRow } from './lemo_prepare.js';
-import { h, downloadLink, fmtAgo, fmtBytes, fmtNum, reportError } from './util.js';
+import { h, downloadLink, fmtAgo, fmtBytes, fmtNum, reportError, showBanner } from './util.js';
 
 const POLL_MS = 3000;
 
@@ -70,6 +73,48 @@ export function renderModels(main) {
     if (r.form && m.lemo && m.lemo.status !== 'none') { r.form.remove(); r.form = null; }
   }
 
+  const deletedNote = h('p', { class: 'small muted', id: 'adapters-note', role: 'status' });
+  const noAdapters = () => h('p', { class: 'muted' }, 'None yet: a job that succeeds adds its adapter here.');
+
+  function adapterRow(m) {
+    const actions = h('span', { class: 'row-actions' });
+    const li = h('li', { 'data-model-id': m.id },
+      h('div', { class: 'ad-main' },
+        h('span', { class: 'mono strong' }, m.id),
+        h('span', { class: 'small muted' },
+          m.parent ? `on ${m.parent} · ` : '',
+          m.job_id ? ['from ', h('a', { class: 'mono', href: `#/jobs/${encodeURIComponent(m.job_id)}` }, m.job_id), ' · '] : '',
+          fmtAgo(m.created))),
+      actions);
+    const plain = () => actions.replaceChildren(
+      m.adapter_url ? downloadLink(m.adapter_url, 'Download (.tar)', `${m.job_id || 'adapter'}-adapter.tar`, 'btn small') : '',
+      h('button', { class: 'btn small danger model-delete', type: 'button', 'aria-label': `Delete ${m.id}`, onclick: ask }, 'Delete'));
+    // the confirm step: in the row, so it is clear which model it is about
+    function ask() {
+      const yes = h('button', { class: 'btn small danger model-delete-confirm', type: 'button', onclick: () => remove(yes, no) }, 'Delete');
+      const no = h('button', { class: 'btn small model-delete-cancel', type: 'button', onclick: plain }, 'Keep');
+      actions.replaceChildren(h('span', { class: 'small confirm-text' }, 'Delete with its checkpoints?'), yes, no);
+      no.focus();
+    }
+    async function remove(yes, no) {
+      yes.disabled = no.disabled = true;
+      try {
+        // ':' may stand in a path segment: the id is sent as it is listed
+        await del(`/v1/models/${encodeURIComponent(m.id).replace(/%3A/gi, ':')}`);
+        const list = li.parentElement;
+        li.remove();
+        showBanner('');  // an earlier refusal no longer stands
+        deletedNote.textContent = `Deleted ${m.id}; its job stays listed.`;
+        if (list && !list.children.length) list.replaceWith(noAdapters());
+      } catch (e) {
+        reportError(e);
+        plain();
+      }
+    }
+    plain();
+    return li;
+  }
+
   function baseTable(base) {
     rows.clear();
     const tbody = h('tbody');
@@ -108,14 +153,9 @@ export function renderModels(main) {
         body.replaceChildren(baseSec, h('section', { class: 'card', id: 'adapters', 'aria-labelledby': 'ad-h' }));
       }
       const adSec = body.querySelector('#adapters');
-      adSec.replaceChildren(h('h2', { id: 'ad-h' }, 'Fine-tuned adapters'));
-      if (!adapters.length) adSec.append(h('p', { class: 'muted' }, 'None yet: a job that succeeds adds its adapter here.'));
-      else adSec.append(h('ul', { class: 'model-list' }, adapters.map((m) => h('li', {},
-        h('span', { class: 'mono strong' }, m.id),
-        m.parent ? h('span', { class: 'small muted' }, ` on ${m.parent}`) : null,
-        m.job_id ? h('a', { class: 'small', href: `#/jobs/${encodeURIComponent(m.job_id)}` }, ` from ${m.job_id}`) : null,
-        h('span', { class: 'small muted' }, ` ${fmtAgo(m.created)}`),
-        m.adapter_url ? downloadLink(m.adapter_url, 'Download (.tar)', `${m.job_id || 'adapter'}-adapter.tar`, 'btn small') : null))));
+      adSec.replaceChildren(h('h2', { id: 'ad-h' }, 'Fine-tuned adapters'), deletedNote);
+      if (!adapters.length) adSec.append(noAdapters());
+      else adSec.append(h('ul', { class: 'model-list', id: 'adapter-list' }, adapters.map(adapterRow)));
       if (base.some((m) => m.lemo && m.lemo.status === 'preparing')) timer = setTimeout(refresh, POLL_MS);
     } catch (e) {
       if (!alive) return;

@@ -11,7 +11,7 @@
 import { get, post } from './api.js';
 import { createDropZone } from './files.js';
 import { loadModels, hintBox, modelLabel } from './models.js';
-import { h, debounce, errorText, fmtBytes, fmtDuration, fmtNum, reportError, showBanner } from './util.js';
+import { h, debounce, errorText, fileLabel, fmtBytes, fmtDuration, fmtNum, reportError, showBanner } from './util.js';
 
 const TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
 const DEFAULT_TARGETS = new Set(['q_proj', 'k_proj', 'v_proj', 'o_proj']);
@@ -45,16 +45,20 @@ export function renderNewJob(main, presetFile = '', presetModel = '') {
   const nums = {};
   for (const [name, , kind, , step] of NUMBERS)
     nums[name] = h('input', { id: `hp-${name}`, name, type: 'number', min: 0, step, placeholder: 'default', inputmode: kind === 'int' ? 'numeric' : 'decimal', 'aria-describedby': `hp-${name}-help` });
-  // where each layer's activations wait for its backward (hyperparameters.memory)
+  // where each layer's activations wait for its backward (hyperparameters.memory). The
+  // labels are short enough for the narrowest grid column (the help line says the rest):
+  // a select cut mid-word hides which choice is made.
   const memSel = h('select', { id: 'hp-memory', name: 'memory', 'aria-describedby': 'hp-memory-help' },
-    [['recompute', 'Checkpoints on the device'], ['offload', 'Checkpoints in host memory'],
-      ['offload_attention', 'Checkpoints and attention in host memory'], ['keep', 'Every activation on the device'],
-      ['auto', 'Fastest that fits the GPU (auto, per layer)']]
-      .map(([v, t]) => h('option', { value: v }, t)));
+    [['recompute', 'Recompute', 'layer checkpoints on the device, the rest recomputed'],
+      ['offload', 'Offload', 'layer checkpoints in host memory'],
+      ['offload_attention', 'Offload + attention', 'layer checkpoints and attention in host memory'],
+      ['keep', 'Keep all', 'every activation on the device'],
+      ['auto', 'Auto', 'the fastest that fits the GPU, per layer']]
+      .map(([v, t, title]) => h('option', { value: v, title }, t)));
   // LeMo's token elimination (method.type "lemo"): the scores, the kept share of a sparse
   // layer's blocks (a number, or "auto": the predictors' calibrated schedule), the block size
   const lemoSel = h('select', { id: 'hp-lemo', name: 'lemo', 'aria-describedby': 'hp-lemo-help' },
-    [['', 'Off (dense attention)'], ['exact', 'LeMo: exact scores'], ['predictor', 'LeMo: predictors'],
+    [['', 'Off (dense)'], ['exact', 'LeMo: exact scores'], ['predictor', 'LeMo: predictors'],
       ['random', 'LeMo: random blocks']]
       .map(([v, t]) => h('option', { value: v }, t)));
   // text, not type=number: it also takes the word "auto" (the datalist offers it)
@@ -88,7 +92,7 @@ export function renderNewJob(main, presetFile = '', presetModel = '') {
     h('section', { class: 'card', 'aria-labelledby': 'nj-hp' },
       h('h2', { id: 'nj-hp' }, 'Hyperparameters'),
       h('div', { class: 'grid4' }, NUMBERS.map(([name, label, , help]) => field(`hp-${name}`, label, nums[name], help)),
-        field('hp-memory', 'Activation memory', memSel, 'host memory lowers the GPU peak; with attention too, long contexts train faster'),
+        field('hp-memory', 'Activation memory', memSel, 'recompute: checkpoints on the device; offload: in host memory, a lower GPU peak; + attention: long contexts train faster; keep all: nothing recomputed; auto: the fastest that fits, per layer'),
         field('hp-lemo', 'Token elimination', lemoSel, 'LeMo: each layer\'s attention keeps only its most informative token blocks (first and last layers dense); predictors are learned once per base model; random blocks are the control'),
         field('hp-lemo-keep', 'Kept share', [lemoKeep, keepList], 'of a sparse layer\'s blocks; default 0.4; "auto": the predictors\' calibrated schedule (with learned predictors only)'),
         field('hp-lemo-block', 'Block size', lemoBlock, 'the context length must be a multiple of it')),
@@ -243,11 +247,11 @@ export function renderNewJob(main, presetFile = '', presetModel = '') {
       const opts = (sel, blank) => {
         const keep = sel.value;
         sel.replaceChildren(h('option', { value: '' }, blank),
-          ...files.map((f) => h('option', { value: f.id }, `${f.filename} · ${f.id}`)));
+          ...files.map((f) => h('option', { value: f.id, title: `${f.filename} · ${f.id}` }, fileLabel(f))));
         if (keep && files.some((f) => f.id === keep)) sel.value = keep;
       };
       opts(fileSel, files.length ? '— choose a dataset —' : '— upload a dataset first —');
-      opts(valSel, 'none (hold out from training data)');
+      opts(valSel, 'none (held out)');
       const want = select || presetFile;
       if (want && files.some((f) => f.id === want)) fileSel.value = want;
       else if (!fileSel.value && files.length === 1) fileSel.value = files[0].id;

@@ -148,3 +148,68 @@ export function downloadLink(href, text, filename, cls = 'dl') {
   });
   return a;
 }
+
+// Copies text to the clipboard: the async Clipboard API where the page may use it, else the
+// old execCommand on a hidden textarea (a page served over plain http to another host is not
+// a secure context, and there navigator.clipboard is missing). Resolves to true on success.
+export async function copyText(text) {
+  try {
+    if (navigator.clipboard && window.isSecureContext) { await navigator.clipboard.writeText(text); return true; }
+  } catch { /* denied: try the old way */ }
+  const ta = h('textarea', { readonly: true, 'aria-hidden': 'true', style: 'position:fixed;top:0;left:0;opacity:0' });
+  ta.value = text;
+  document.body.append(ta);
+  ta.select();
+  let ok = false;
+  try { ok = document.execCommand('copy'); } catch { ok = false; }
+  ta.remove();
+  return ok;
+}
+
+// Two outlined sheets (copy) or a tick (copied), drawn inline: no icon font is fetched.
+function copyIcon() {
+  const NS = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(NS, 'svg');
+  for (const [k, v] of Object.entries({ viewBox: '0 0 16 16', width: 14, height: 14, 'aria-hidden': 'true' })) svg.setAttribute(k, v);
+  for (const [cls, d] of [['i-copy', 'M5.5 5.5h7v8h-7z M3.5 10.5v-8h7'], ['i-done', 'M3 8.5l3.2 3.2L13 4.8']]) {
+    const p = document.createElementNS(NS, 'path');
+    p.setAttribute('d', d);
+    p.setAttribute('class', cls);
+    svg.append(p);
+  }
+  return svg;
+}
+
+// A small button that copies `text`; its label says what (for screen readers and the tooltip)
+// and turns to "Copied" for a moment, the icon to a tick.
+export function copyButton(text, what = text) {
+  const label = `Copy ${what}`;
+  const b = h('button', { type: 'button', class: 'copy-btn', title: label, 'aria-label': label }, copyIcon());
+  let timer = 0;
+  b.addEventListener('click', async (ev) => {
+    ev.preventDefault();
+    ev.stopPropagation();
+    const ok = await copyText(text);
+    b.dataset.copied = ok ? 'yes' : 'no';
+    b.title = ok ? 'Copied' : 'Copy failed: select the text instead';
+    b.setAttribute('aria-label', b.title);
+    clearTimeout(timer);
+    timer = setTimeout(() => { delete b.dataset.copied; b.title = label; b.setAttribute('aria-label', label); }, 1500);
+  });
+  return b;
+}
+
+// Cuts text longer than max to its start and end around an ellipsis, so both a file name's
+// stem and its extension (or an id's tail) stay readable.
+export function shorten(text, max) {
+  text = String(text ?? '');
+  if (text.length <= max) return text;
+  const tail = Math.ceil((max - 1) / 3);
+  return `${text.slice(0, max - 1 - tail)}…${text.slice(-tail)}`;
+}
+
+// A dataset's label in a select: its name and its id's tail, both cut to fit a narrow
+// select (a full id is 29 characters); the option's title has both in full.
+export function fileLabel(f) {
+  return `${shorten(f.filename, 20)} · …${String(f.id).slice(-6)}`;
+}

@@ -11,7 +11,14 @@
 // plain job's page has none; the Models page prepares a base model's predictors (none ->
 // Prepare -> the job's page -> preparing or ready, with the recall).
 // A second server with no models and an API key checks the `hint` and the key field.
-// Screenshots: BUILD/test-logs/dashboard-{job,jobs,heatmap,models,nomodels,...}.png.
+// The job page's loss chart smooths the train loss (an EMA whose weight a slider sets and
+// localStorage keeps), draws the raw points faint behind it and the eval loss with markers;
+// the jobs list filters by status and model (kept in the hash across a reload), shows each
+// id on one line with a copy button, and its checkboxes open the compare view (every picked
+// job's curves on one chart, from its metrics events); the Models page deletes a fine-tuned
+// model behind a confirm step (a 409 shows in the banner); no select cuts its longest option.
+// Screenshots: BUILD/test-logs (or $DASHBOARD_SHOTS)/dashboard-{job,job-chart,jobs,jobs-filters,
+// compare,heatmap,models,nomodels,...}.png.
 // Exit 0 pass, 1 fail, 77 skip (no chromium, no playwright-core or no `lemo serve`).
 
 import { spawnSync } from 'node:child_process';
@@ -53,7 +60,8 @@ const bad = path.join(work, 'broken.jsonl');
 fs.writeFileSync(bad, '{"text": "first line is fine"}\n{"text": "so is the second"}\nthis third line is not JSON\n{"text": "fourth"}\n');
 
 const logDir = path.join(buildDir, 'test-logs');
-fs.mkdirSync(logDir, { recursive: true });
+const shotDir = process.env.DASHBOARD_SHOTS || logDir;
+fs.mkdirSync(shotDir, { recursive: true });
 
 const srv = await startServer({ models });
 const browser = await chromium.launch({
@@ -93,6 +101,56 @@ function tarNames(buf) {
   }
   return names;
 }
+
+// A job's metrics events as the API gives them: train_loss per step, valid_loss per eval.
+async function metricsOf(id) {
+  const evs = (await api('GET', `/v1/fine_tuning/jobs/${id}/events?limit=1000`)).data
+    .filter((e) => e.type === 'metrics' && e.data && typeof e.data.step === 'number');
+  const train = new Map(), evals = new Map();
+  for (const e of evs) {
+    if (typeof e.data.train_loss === 'number') train.set(e.data.step, e.data.train_loss);
+    if (typeof e.data.valid_loss === 'number') evals.set(e.data.step, e.data.valid_loss);
+  }
+  const sorted = (m) => [...m.entries()].sort((a, b) => a[0] - b[0]).map(([, v]) => v);
+  return { train: sorted(train), evals: sorted(evals) };
+}
+
+// TensorBoard's debiased EMA, written out again here so the page's is checked, not reused.
+function emaLast(values, w) {
+  let acc = 0, out = NaN;
+  values.forEach((v, i) => { acc = acc * w + (1 - w) * v; out = acc / (1 - w ** (i + 1)); });
+  return out;
+}
+const near = (a, b) => Math.abs(a - b) <= 1e-9 * Math.max(1, Math.abs(b));
+
+// Every shown select is wide enough for its longest option. A select's scrollWidth never
+// exceeds its clientWidth in Chromium (the text is clipped inside), so a copy of it is also
+// laid out at its natural width, which is its widest option's.
+async function selectsFit(page, where) {
+  const rows = await page.evaluate(() => [...document.querySelectorAll('select')].filter((s) => s.offsetParent !== null).map((s) => {
+    const c = s.cloneNode(true);
+    for (const [k, v] of [['width', 'auto'], ['min-width', '0'], ['max-width', 'none'], ['position', 'absolute'], ['visibility', 'hidden']])
+      c.style.setProperty(k, v, 'important');
+    s.after(c);
+    const need = c.offsetWidth;
+    c.remove();
+    return { id: s.id || s.className, sw: s.scrollWidth, cw: s.clientWidth, have: s.offsetWidth, need };
+  }));
+  const bad = rows.filter((r) => r.sw > r.cw + 1 || r.need > r.have + 1);
+  check(rows.length > 0 && bad.length === 0, `${where}: no select cuts an option (${rows.length} selects)`, JSON.stringify(bad));
+}
+
+// The shown job id links of the jobs table, measured.
+function idCells(page) {
+  return page.evaluate(() => [...document.querySelectorAll('table.jobs tbody tr:not([hidden]) a.job-id')].map((a) => {
+    const cs = getComputedStyle(a);
+    return { id: a.closest('tr').dataset.jobId, text: a.textContent, title: a.title, h: a.getBoundingClientRect().height,
+      lh: parseFloat(cs.lineHeight) || parseFloat(cs.fontSize) * 1.45, rects: a.getClientRects().length, sw: a.scrollWidth, cw: a.clientWidth };
+  }));
+}
+const oneLine = (c) => c.rects === 1 && c.h <= c.lh * 1.5;
+
+const shownJobs = (page) => page.evaluate(() => [...document.querySelectorAll('table.jobs tbody tr:not([hidden])')].map((tr) => tr.dataset.jobId).sort());
 
 async function fetchLink(page, selector) {
   const href = await page.locator(selector).first().getAttribute('href');
@@ -155,6 +213,7 @@ async function run() {
   for (const [k, v] of Object.entries(hp)) await page.fill(`#hp-${k}`, v);
   await page.locator('#estimate .est-grid').waitFor();
   await waitFor('create button enabled', () => page.locator('#create-job').isEnabled(), 15000);
+  await selectsFit(page, 'new job form');
   const est = await page.locator('#estimate').innerText();
   check(/Peak memory\s*\n?\s*[\d.]+ (B|KiB|MiB|GiB)/i.test(est), 'estimate shows peak memory', est);
   check(/Fits on the device\s*\n?\s*yes/i.test(est), 'estimate says it fits', est);
@@ -182,7 +241,7 @@ async function run() {
       && /Without LeMo/i.test(await page.locator('#estimate').innerText()), 'predictor scores, keep auto: the estimate says the predictors are prepared first',
     await page.locator('#estimate').innerText()),
     async () => check(false, 'predictor scores, keep auto: the estimate says the predictors are prepared first', await page.locator('#estimate').innerText()));
-  await page.screenshot({ path: path.join(logDir, 'dashboard-newjob-predictor.png'), fullPage: true });
+  await page.screenshot({ path: path.join(shotDir, 'dashboard-newjob-predictor.png'), fullPage: true });
   await page.selectOption('#hp-lemo', 'exact');
   await page.locator('#estimate .err-text').waitFor();
   check(await page.locator('#hp-lemo-keep').getAttribute('aria-invalid') === 'true', 'keep auto without predictor scores marks the kept share',
@@ -264,8 +323,8 @@ async function run() {
   // A second eval point (step 10) so the picture shows both curves.
   await waitFor('a second eval point', async () => parseInt(await page.locator('#loss-chart svg').getAttribute('data-eval-points'), 10) >= 2, 60000)
     .catch(() => {});
-  await page.screenshot({ path: path.join(logDir, 'dashboard-job.png'), fullPage: true });
-  console.log(`screenshot: ${path.join(logDir, 'dashboard-job.png')}`);
+  await page.screenshot({ path: path.join(shotDir, 'dashboard-job.png'), fullPage: true });
+  console.log(`screenshot: ${path.join(shotDir, 'dashboard-job.png')}`);
 
   // --- pause, resume, cancel from the page ---
   check(await page.locator('#btn-resume').isDisabled(), 'resume disabled while running');
@@ -291,6 +350,40 @@ async function run() {
   check(/\/adapter\?step=\d+$/.test(ck.href) && ck.status === 200, 'checkpoint link downloads', `${ck.href} -> ${ck.status}`);
   const ckNames = tarNames(ck.buf);
   check(ckNames.includes('adapter_config.json') && ckNames.includes('adapter_model.safetensors'), 'checkpoint tar holds the adapter files', ckNames.join(','));
+
+  // --- the loss chart: raw train loss, its EMA, eval with markers, the smoothing control ---
+  const lm = await metricsOf(jobId);
+  const svgAttr = (k) => page.locator('#loss-chart svg').getAttribute(k);
+  await waitFor('the whole history in the chart', async () => (await svgAttr('data-train-points')) === String(lm.train.length), 15000).catch(() => {});
+  const smooth = page.locator('#loss-chart polyline.series.train.smooth');
+  const raw = page.locator('#loss-chart polyline.series.raw');
+  check(await svgAttr('data-train-points') === String(lm.train.length) && await raw.getAttribute('data-points') === String(lm.train.length)
+    && await smooth.getAttribute('data-points') === String(lm.train.length),
+  'chart: a raw and a smoothed train line, one point per metrics step', `${await svgAttr('data-train-points')} drawn, ${lm.train.length} steps`);
+  check(lm.evals.length > 0 && await svgAttr('data-eval-points') === String(lm.evals.length)
+    && (await page.locator('#loss-chart circle.dot.eval').count()) === lm.evals.length,
+  'chart: a marker per eval', `${await page.locator('#loss-chart circle.dot.eval').count()} markers, ${lm.evals.length} evals`);
+  check(await page.locator('#smoothing').inputValue() === '0.6' && await svgAttr('data-smoothing') === '0.6'
+    && near(Number(await smooth.getAttribute('data-last')), emaLast(lm.train, 0.6)),
+  'chart: smoothed by a 0.6 EMA by default', `${await smooth.getAttribute('data-last')} vs ${emaLast(lm.train, 0.6)}`);
+  const rawOpacity = Number(await raw.evaluate((e) => getComputedStyle(e).opacity));
+  check(rawOpacity > 0 && rawOpacity < 0.6, 'chart: the raw points drawn faint', String(rawOpacity));
+  const legend = await page.locator('#loss-chart .loss-legend').innerText();
+  check(/train \(raw\)/.test(legend) && /smoothed 0\.60/.test(legend) && /eval/.test(legend), 'chart: a legend', legend);
+  const setSmoothing = (w) => page.locator('#smoothing').evaluate((e, v) => { e.value = String(v); e.dispatchEvent(new Event('input', { bubbles: true })); }, w);
+  await setSmoothing(0.9);
+  check(await svgAttr('data-smoothing') === '0.9' && near(Number(await smooth.getAttribute('data-last')), emaLast(lm.train, 0.9))
+    && await page.evaluate(() => localStorage.getItem('lemo.smoothing')) === '0.9',
+  'smoothing 0.9: the curve follows it and localStorage keeps it', await smooth.getAttribute('data-last'));
+  await page.reload();
+  await page.locator('.badge.st-cancelled').waitFor();
+  check(await page.locator('#smoothing').inputValue() === '0.9' && await svgAttr('data-smoothing') === '0.9', 'smoothing weight kept across a reload');
+  await waitFor('the history again', async () => (await svgAttr('data-train-points')) === String(lm.train.length), 15000).catch(() => {});
+  await setSmoothing(0);
+  check(await smooth.getAttribute('points') === await raw.getAttribute('points'), 'smoothing 0 gives the raw curve back');
+  await setSmoothing(0.6);
+  await page.locator('#loss-chart').locator('xpath=..').screenshot({ path: path.join(shotDir, 'dashboard-job-chart.png') });
+  console.log(`screenshot: ${path.join(shotDir, 'dashboard-job-chart.png')}`);
 
   // --- a short job that succeeds: the final adapter link ---
   const short = await api('POST', '/v1/fine_tuning/jobs', {
@@ -321,7 +414,7 @@ async function run() {
   check(/succeeded/.test(await page.locator(`tr[data-job-id="${short.id}"] .badge`).innerText()), 'list: short job succeeded');
   check(/cancelled/.test(await page.locator(`tr[data-job-id="${jobId}"] .badge`).innerText()), 'list: long job cancelled');
   check((await page.locator(`tr[data-job-id="${short.id}"] [role=progressbar]`).getAttribute('data-fraction')) === '1.0000', 'list: finished job at 100%');
-  await page.screenshot({ path: path.join(logDir, 'dashboard-jobs.png'), fullPage: true });
+  await page.screenshot({ path: path.join(shotDir, 'dashboard-jobs.png'), fullPage: true });
 
   // --- a LeMo job on the tiny model: the finished job's heatmap, then binned when narrow ---
   const lemoSteps = 150;
@@ -341,8 +434,8 @@ async function run() {
   `${await lheat.getAttribute('data-columns')} columns, ${await lheat.getAttribute('data-steps')} steps drawn, ${keptSteps} recorded`);
   const cellTitle = await page.locator('#kept-heatmap g.hm-row[data-layer="0"] rect.hm-cell title').first().textContent();
   check(/^layer 0 · steps? 1\b.*\d+(\.\d)?% kept/.test(cellTitle), 'a cell\'s title names its layer, steps and share', cellTitle);
-  await page.locator('#kept-card').screenshot({ path: path.join(logDir, 'dashboard-heatmap.png') });
-  console.log(`screenshot: ${path.join(logDir, 'dashboard-heatmap.png')}`);
+  await page.locator('#kept-card').screenshot({ path: path.join(shotDir, 'dashboard-heatmap.png') });
+  console.log(`screenshot: ${path.join(shotDir, 'dashboard-heatmap.png')}`);
   // a narrow window has room for fewer columns: consecutive steps share one
   await page.setViewportSize({ width: 480, height: 900 });
   await waitFor('a binned heatmap', async () => parseInt(await lheat.getAttribute('data-bin'), 10) > 1, 10000)
@@ -351,6 +444,65 @@ async function run() {
       check(cols === Math.ceil(keptSteps / bin) && cols < keptSteps, 'narrow: steps binned into fewer columns', `${cols} columns of ${bin} steps`);
     }, async () => check(false, 'narrow: steps binned into fewer columns', `bin ${await lheat.getAttribute('data-bin')}`));
   await page.setViewportSize({ width: 1280, height: 900 });
+
+  // --- the jobs list: ids on one line, copy, filters in the hash, compare ---
+  await page.context().grantPermissions(['clipboard-read', 'clipboard-write'], { origin: srv.url });
+  await page.goto(`${srv.url}/#/jobs`);
+  for (const id of [jobId, short.id, lj.id]) await page.locator(`tr[data-job-id="${id}"]`).waitFor();
+  let cells = await idCells(page);
+  check(cells.length >= 3 && cells.every((c) => oneLine(c) && c.sw <= c.cw + 1 && c.title === c.id && c.text === c.id),
+    'jobs: every id on one line, whole, with its title', JSON.stringify(cells));
+  await page.locator(`tr[data-job-id="${short.id}"] .copy-btn`).click();
+  await waitFor('copied', async () => (await page.locator(`tr[data-job-id="${short.id}"] .copy-btn`).getAttribute('data-copied')) === 'yes', 5000).catch(() => {});
+  const clip = await page.evaluate(() => navigator.clipboard.readText()).catch((e) => `unreadable: ${e.message}`);
+  check(clip === short.id, 'jobs: the copy button copies the id', clip);
+  await selectsFit(page, 'jobs filters');
+  await page.selectOption('#filter-status', 'succeeded');
+  check(JSON.stringify(await shownJobs(page)) === JSON.stringify([short.id, lj.id].sort()) && /status=succeeded/.test(page.url()),
+    'jobs: the status filter shows the succeeded jobs only, and names itself in the hash', `${await shownJobs(page)} at ${page.url()}`);
+  await page.selectOption('#filter-model', 'tiny-random');
+  const wantShown = (hasReal ? [lj.id] : [short.id, lj.id]).sort();
+  check(JSON.stringify(await shownJobs(page)) === JSON.stringify(wantShown) && /model=tiny-random/.test(page.url()),
+    'jobs: the model filter narrows it to the model\'s jobs', `${await shownJobs(page)}`);
+  await page.screenshot({ path: path.join(shotDir, 'dashboard-jobs-filters.png'), fullPage: true });
+  console.log(`screenshot: ${path.join(shotDir, 'dashboard-jobs-filters.png')}`);
+  await page.reload();
+  await page.locator(`tr[data-job-id="${lj.id}"]`).waitFor();
+  check(await page.inputValue('#filter-status') === 'succeeded' && await page.inputValue('#filter-model') === 'tiny-random'
+    && JSON.stringify(await shownJobs(page)) === JSON.stringify(wantShown), 'jobs: the filters survive a reload', `${await shownJobs(page)}`);
+  await page.click('#filter-clear');
+  check(JSON.stringify(await shownJobs(page)) === JSON.stringify([jobId, short.id, lj.id].sort()) && /#\/jobs$/.test(page.url()),
+    'jobs: Clear shows every job again', page.url());
+  // a narrow window cuts an id with an ellipsis: still one line, the title whole
+  await page.setViewportSize({ width: 760, height: 900 });
+  cells = await idCells(page);
+  check(cells.every((c) => oneLine(c) && c.title === c.id), 'jobs, narrow: every id still on one line', JSON.stringify(cells.map((c) => [c.h, c.rects, c.sw, c.cw])));
+  await page.screenshot({ path: path.join(shotDir, 'dashboard-jobs-narrow.png'), fullPage: true });
+  await page.setViewportSize({ width: 1280, height: 900 });
+  check(await page.locator('#compare-btn').isDisabled(), 'compare: disabled until two jobs are ticked');
+  await page.locator(`tr[data-job-id="${jobId}"] .pick-box`).check();
+  await page.locator(`tr[data-job-id="${short.id}"] .pick-box`).check();
+  check(await page.locator('#compare-btn').isEnabled() && /2 jobs/.test(await page.locator('#compare-btn').innerText()), 'compare: enabled with two ticked');
+  await page.click('#compare-btn');
+  await page.waitForURL(/#\/compare\//);
+  await page.locator('#compare-chart svg[data-groups="2"]').waitFor();
+  const sm = await metricsOf(short.id);
+  const group = (id) => page.locator(`#compare-chart g.loss-group[data-key="${id}"]`);
+  await waitFor('both jobs drawn', async () => (await group(jobId).getAttribute('data-train-points')) === String(lm.train.length)
+    && (await group(short.id).getAttribute('data-train-points')) === String(sm.train.length), 15000).catch(() => {});
+  for (const [id, m] of [[jobId, lm], [short.id, sm]]) {
+    const g = group(id);
+    check(await g.getAttribute('data-train-points') === String(m.train.length) && await g.getAttribute('data-eval-points') === String(m.evals.length)
+      && (await g.locator('circle.dot.eval').count()) === m.evals.length
+      && near(Number(await g.locator('polyline.series.train.smooth').getAttribute('data-last')), emaLast(m.train, 0.6)),
+    `compare: ${id === jobId ? 'the long' : 'the short'} job's train (smoothed) and eval curves`,
+    `${await g.getAttribute('data-train-points')}/${m.train.length} train, ${await g.getAttribute('data-eval-points')}/${m.evals.length} eval`);
+  }
+  const lg = await page.locator('#compare-chart .lg-job').allInnerTexts();
+  check(lg.length === 2 && lg.some((t) => t.includes(jobId)) && lg.some((t) => t.includes(short.id)), 'compare: a legend entry per job', lg.join(' | '));
+  check((await page.locator('#compare-table tbody tr').count()) === 2, 'compare: a table row per job');
+  await page.screenshot({ path: path.join(shotDir, 'dashboard-compare.png'), fullPage: true });
+  console.log(`screenshot: ${path.join(shotDir, 'dashboard-compare.png')}`);
 
   // --- the Models page prepares a base model's LeMo predictors ---
   await page.goto(`${srv.url}/#/models`);
@@ -361,7 +513,8 @@ async function run() {
   await waitFor('the dataset offered', async () => (await prepForm.locator('select.prepare-file option').count()) > 1, 10000);
   await prepForm.locator('select.prepare-file').selectOption(fileId);
   await prepForm.locator('input.prepare-ctx').fill('512');
-  await page.screenshot({ path: path.join(logDir, 'dashboard-models-prepare.png'), fullPage: true });
+  await page.screenshot({ path: path.join(shotDir, 'dashboard-models-prepare.png'), fullPage: true });
+  await selectsFit(page, 'models page, Prepare form');
   await prepForm.locator('button[type=submit]').click();
   await page.waitForURL(/#\/jobs\/ftjob-/);
   const prepId = decodeURIComponent(page.url().split('#/jobs/')[1]);
@@ -375,7 +528,7 @@ async function run() {
   check(status === 'preparing' || status === 'ready', 'models page: the predictors are preparing or ready', status);
   if (status === 'preparing') {
     check((await tinyRow.locator(`.lemo-cell a[href="#/jobs/${prepId}"]`).count()) === 1, 'preparing: links the job');
-    await page.screenshot({ path: path.join(logDir, 'dashboard-models-preparing.png'), fullPage: true });
+    await page.screenshot({ path: path.join(shotDir, 'dashboard-models-preparing.png'), fullPage: true });
   }
   await waitFor('the predictors ready', async () => (await tinyRow.locator('.lemo-cell').getAttribute('data-lemo-status')) === 'ready', 60000)
     .then(async () => {
@@ -384,8 +537,37 @@ async function run() {
       const title = await tinyRow.locator('.lemo-recall').getAttribute('title');
       check(/blocks of 64 tokens/.test(title) && /trained at context 512\b/.test(title), 'ready: block and trained context in the title', title);
     }, async () => check(false, 'the predictors become ready', await tinyRow.innerText()));
-  await page.screenshot({ path: path.join(logDir, 'dashboard-models.png'), fullPage: true });
-  console.log(`screenshot: ${path.join(logDir, 'dashboard-models.png')}`);
+
+  // --- the Models page deletes a fine-tuned model, behind a confirm step ---
+  const ftModel = (await api('GET', `/v1/fine_tuning/jobs/${short.id}`)).fine_tuned_model;
+  const listed = async () => (await api('GET', '/v1/models')).data.some((m) => m.id === ftModel);
+  const adRow = page.locator(`#adapter-list li[data-model-id="${ftModel}"]`);
+  await adRow.waitFor();
+  await adRow.locator('.model-delete').click();
+  await adRow.locator('.model-delete-confirm').waitFor();
+  check(await listed(), 'delete: nothing happens before the confirm');
+  await adRow.locator('.model-delete-cancel').click();
+  check((await adRow.locator('.model-delete').count()) === 1 && await listed(), 'delete: Keep backs out');
+  // the refusal while an unfinished job uses the model, as the server words it (making a
+  // real one takes a job whose config names this job's files)
+  const inUse = { error: { message: `1 job that has not finished uses ${ftModel}; cancel it first`, type: 'invalid_request_error', param: 'model', code: 'model_in_use' } };
+  const refuse = (route) => (route.request().method() === 'DELETE'
+    ? route.fulfill({ status: 409, contentType: 'application/json', body: JSON.stringify(inUse) }) : route.continue());
+  const isModelUrl = (u) => u.pathname.startsWith('/v1/models/ft');
+  await page.route(isModelUrl, refuse);
+  await adRow.locator('.model-delete').click();
+  await adRow.locator('.model-delete-confirm').click();
+  await page.locator('#banner:not([hidden])').waitFor();
+  check(/has not finished uses/.test(await page.locator('#banner').innerText()) && (await adRow.count()) === 1,
+    'delete: a 409 shows in the banner and the row stays', await page.locator('#banner').innerText());
+  await page.unroute(isModelUrl, refuse);
+  await adRow.locator('.model-delete').click();
+  await adRow.locator('.model-delete-confirm').click();
+  await adRow.waitFor({ state: 'detached', timeout: 10000 }).catch(() => {});
+  check((await adRow.count()) === 0 && !(await listed()) && await page.locator('#banner').isHidden(),
+    'delete: the model is gone from the page and the API', await page.locator('#adapters-note').innerText());
+  await page.screenshot({ path: path.join(shotDir, 'dashboard-models.png'), fullPage: true });
+  console.log(`screenshot: ${path.join(shotDir, 'dashboard-models.png')}`);
   await page.context().close();
 
   // --- no models + an API key: the hint, and the key field ---
@@ -411,7 +593,7 @@ async function run() {
   await p2.goto(`${srv2.url}/#/new`);
   await p2.locator('.hint').waitFor();
   check(await p2.locator('#create-job').isDisabled(), 'no models: create disabled, hint shown');
-  await p2.screenshot({ path: path.join(logDir, 'dashboard-nomodels.png'), fullPage: true });
+  await p2.screenshot({ path: path.join(shotDir, 'dashboard-nomodels.png'), fullPage: true });
 
   // A model appears while the server runs; a job on it is followed live with the key
   // (the stream then goes through fetch, since EventSource cannot send a header), and a
