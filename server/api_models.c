@@ -75,9 +75,9 @@ static json_t *base_model_json(Server *srv, const char *name, const char *dir, j
     json_t *ri = json_object_get(cfg, "lemo_random_init");
     json_t *mt = json_object_get(cfg, "model_type");
     json_t *mp = json_object_get(cfg, "max_position_embeddings");
-    json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:s, s:s, s:b}", "id", name, "object", "model", "created",
-                          (json_int_t)created, "owned_by", "local", "kind", "base", "path", dir, "random_init",
-                          json_is_true(ri));
+    // (no "path": where the server keeps its models is not the API's business)
+    json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:s, s:b}", "id", name, "object", "model", "created",
+                          (json_int_t)created, "owned_by", "local", "kind", "base", "random_init", json_is_true(ri));
     json_object_set_new(o, "model_type", json_is_string(mt) ? json_copy(mt) : json_null());
     json_object_set_new(o, "max_position_embeddings", json_is_integer(mp) ? json_copy(mp) : json_null());
     json_object_set_new(o, "lemo", model_lemo(srv, name));

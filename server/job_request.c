@@ -423,6 +423,7 @@ int job_request_resolve(const char *body, size_t len, const JobEnv *env, JobSpec
 
     json_t *cfg = json_object();
     json_object_set_new(cfg, "model", json_string(model_dir));
+    json_object_set_new(cfg, "base_model_name", json_string(out->model));  // the adapters name the id, not a server path
     json_object_set_new(cfg, "train_file", json_string(train_path));
     json_object_set_new(cfg, "eval_file", json_string(eval_path));
     json_object_set_new(cfg, "output_dir", json_string(env->output_dir));

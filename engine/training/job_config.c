@@ -358,7 +358,7 @@ int job_config_parse(const char *text, JobConfig *c, Err *e) {
     static const char *const known[] = {
         "model", "train_file", "eval_file", "output_dir", "resume_from", "device", "context_length",
         "max_steps", "epochs", "seed", "chat_template", "eval_fraction", "eval_every", "checkpoint_every",
-        "eval_windows", "grad_accum", "lora", "optimizer", "rope_scaling", "memory", "lemo", NULL};
+        "eval_windows", "grad_accum", "lora", "optimizer", "rope_scaling", "memory", "lemo", "base_model_name", NULL};
     job_config_defaults(c);
     json_error_t je;
     json_t *o = json_loads(text, 0, &je);
@@ -367,6 +367,7 @@ int job_config_parse(const char *text, JobConfig *c, Err *e) {
     if (!json_is_object(o)) { err_set(e, "config must be a JSON object"); goto out; }
     if (check_keys(o, "", known, e)) goto out;
     if (get_str(o, "model", "model", c->model, sizeof c->model, e)) goto out;
+    if (get_str(o, "base_model_name", "base_model_name", c->base_model_name, sizeof c->base_model_name, e)) goto out;
     if (get_str(o, "train_file", "train_file", c->train_file, sizeof c->train_file, e)) goto out;
     if (get_str(o, "eval_file", "eval_file", c->eval_file, sizeof c->eval_file, e)) goto out;
     if (get_str(o, "output_dir", "output_dir", c->output_dir, sizeof c->output_dir, e)) goto out;
@@ -470,6 +471,7 @@ char *job_config_to_json(const JobConfig *c) {
                           "eval_fraction", c->eval_fraction, "eval_every", c->eval_every,
                           "checkpoint_every", c->checkpoint_every, "eval_windows", c->eval_windows,
                           "grad_accum", c->grad_accum);
+    if (c->base_model_name[0]) json_object_set_new(o, "base_model_name", json_string(c->base_model_name));
     json_object_set_new(o, "lora", json_pack("{s:i, s:f, s:f, s:o}", "r", c->lora.r, "alpha", (double)c->lora.alpha,
                                              "dropout", (double)c->lora.dropout, "target_modules", t));
     json_object_set_new(o, "optimizer",

@@ -78,6 +78,8 @@ typedef struct {
 
 typedef struct {
     char model[JOB_PATH_MAX];        // HF model directory
+    char base_model_name[256];       // the adapters' base_model_name_or_path ("" = the model directory);
+                                     // the service gives the model's id, so no server path leaves it
     char train_file[JOB_PATH_MAX];   // JSONL
     char eval_file[JOB_PATH_MAX];    // "" = hold out eval_fraction of train documents
     char output_dir[JOB_PATH_MAX];

@@ -36,6 +36,9 @@ static void on_stop(int sig) { (void)sig; stop_requested = 1; }
 
 static double now_s(void) { return clock_mono_s(); }
 
+/* What the adapters name as their base model (adapter_config.json's base_model_name_or_path). */
+static const char *base_name(const JobConfig *c) { return c->base_model_name[0] ? c->base_model_name : c->model; }
+
 static uint64_t mix64(uint64_t z) {
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
@@ -132,7 +135,7 @@ static void emit_eval(Model *m, const Packed *ev, const JobConfig *c, int step, 
 
 static int save_checkpoint(Model *m, const JobConfig *c, const TrainState *st, Err *e) {
     char path[4300];
-    if (checkpoint_save(m, c->output_dir, c->model, st, path, sizeof path, e)) return -1;
+    if (checkpoint_save(m, c->output_dir, base_name(c), st, path, sizeof path, e)) return -1;
     progress_emit(PROGRESS_CHECKPOINT, json_pack("{s:i, s:s}", "step", st->step, "path", path));
     return 0;
 }
@@ -146,7 +149,7 @@ static int export_adapter(Model *m, const JobConfig *c, char *dst, size_t cap, E
     snprintf(tmp, sizeof tmp, "%s/.tmp-adapter", c->output_dir);
     snprintf(dst, cap, "%s/adapter", c->output_dir);
     fs_remove_tree(tmp);
-    if (peft_save(m, tmp, c->model, e)) { fs_remove_tree(tmp); return -1; }
+    if (peft_save(m, tmp, base_name(c), e)) { fs_remove_tree(tmp); return -1; }
     fs_remove_tree(dst);
     if (rename(tmp, dst)) {
         err_set(e, "cannot move the adapter into %s: %s", dst, strerror(errno));

@@ -96,6 +96,16 @@ static void predictor_checks(const char *models, const char *train, char *body, 
     r = it_get(&s, path);
     CHECK(r.status == 200 && r.len > 1000, "the predictor job's adapter: %ld, %zu bytes", r.status, r.len);
     it_free(&r);
+    snprintf(path, sizeof path, "/v1/fine_tuning/jobs/%s/adapter/adapter_config.json", job);
+    r = it_get(&s, path);
+    json_t *ac = it_json(&r);
+    CHECK(r.status == 200 && !strcmp(json_string_value(json_object_get(ac, "base_model_name_or_path")) ?: "", "stories260K"),
+          "the adapter names its base model by id, not by a server path: %.300s", r.body);
+    json_decref(ac);
+    it_free(&r);
+    r = it_get(&s, "/v1/models/stories260K");
+    CHECK(r.status == 200 && !strstr(r.body, models), "the model object names no server path: %.300s", r.body);
+    it_free(&r);
     l = model_lemo();
     json_t *rc = json_object_get(l, "recall"), *sc = json_object_get(l, "schedule");
     CHECK(!strcmp(json_string_value(json_object_get(l, "status")) ?: "", "ready") &&

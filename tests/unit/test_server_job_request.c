@@ -148,7 +148,7 @@ int main(void) {
         static const char *const contract[] = {"model", "train_file", "eval_file", "output_dir", "context_length",
                                                "max_steps", "epochs", "seed", "chat_template", "eval_every",
                                                "checkpoint_every", "grad_accum", "lora", "optimizer", "rope_scaling",
-                                               "resume_from", "device", "memory", NULL};
+                                               "resume_from", "device", "memory", "base_model_name", NULL};
         const char *k;
         json_t *v;
         json_object_foreach(c, k, v) {
@@ -157,6 +157,8 @@ int main(void) {
             CHECK(ok, "config key %s is in the trainer contract", k);
         }
         CHECK(!strcmp(json_string_value(json_object_get(c, "model")), "/models/tiny"), "model dir");
+        CHECK(!strcmp(json_string_value(json_object_get(c, "base_model_name")) ?: "", "tiny"),
+              "the adapters name the model's id");
         CHECK(!strcmp(json_string_value(json_object_get(c, "train_file")), "/data/files/file-abc.jsonl"), "train file");
         CHECK(!strcmp(json_string_value(json_object_get(c, "eval_file")), ""), "no eval file");
         CHECK(!strcmp(json_string_value(json_object_get(c, "resume_from")), "auto"), "resume auto");
