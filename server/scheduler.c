@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "checkpoint.h"
 #include "clock.h"
 #include "job_request.h"
 #include "job_state.h"
@@ -95,10 +96,12 @@ int64_t scheduler_disk_checkpoint_step(const char *job_dir) {
     struct dirent *de;
     while ((de = readdir(d))) {
         if (strncmp(de->d_name, "step-", 5)) continue;
-        char *end;
+        char *end, ck[PATH_MAX + 300];
         long long v = strtoll(de->d_name + 5, &end, 10);
-        if (*end || v <= 0) continue;
-        if (v > best) best = v;
+        if (*end || v <= best) continue;
+        // the trainer resumes from the newest one it can read, so that is the step to name
+        snprintf(ck, sizeof ck, "%s/%s", p, de->d_name);
+        if (checkpoint_readable(ck)) best = v;
     }
     closedir(d);
     return best;
@@ -130,10 +133,8 @@ int scheduler_recover(Server *srv, Err *e) {
         for (int i = 0; i < n; i++) {
             char dir[PATH_MAX];
             job_dir_of(srv, ids[i], dir, sizeof dir);
+            // the disk, not the database, says where it resumes: the newest readable checkpoint
             int64_t step = scheduler_disk_checkpoint_step(dir);
-            Err e2;
-            int64_t db_step = db_checkpoint_max_step(srv->db, ids[i], &e2);
-            if (db_step > step) step = db_step;
             if (db_begin(srv->db, e)) return -1;
             if (db_job_move(srv->db, ids[i], JOB_QUEUED, JOB_BY_RECOVERY, NULL, NULL, e)) { db_rollback(srv->db); return -1; }
             add_event(srv, ids[i], "warn", "message", NULL,

@@ -79,6 +79,25 @@ int checkpoint_state_parse(const char *text, size_t len, TrainState *st, Err *e)
     return 0;
 }
 
+int checkpoint_readable(const char *dir) {
+    char path[4300];
+    snprintf(path, sizeof path, "%s/state.json", dir);
+    size_t n;
+    Err e;
+    char *txt = fs_read_all(path, &n, 1 << 20, &e);
+    TrainState st;
+    int ok = txt && checkpoint_state_parse(txt, n, &st, &e) == 0;
+    free(txt);
+    if (!ok) return 0;
+    snprintf(path, sizeof path, "%s/optimizer.safetensors", dir);
+    SafeFile *f = st_open(path, &e);
+    if (!f) return 0;
+    const StTensor *t[3] = {st_find(f, "lora_params"), st_find(f, "adam_m"), st_find(f, "adam_v")};
+    for (int i = 0; i < 3; i++) ok &= t[i] && t[i]->dtype == DT_F32 && t[i]->numel == t[0]->numel;
+    st_close(f);
+    return ok;
+}
+
 int checkpoint_load(Model *m, const char *dir, TrainState *st, Err *e) {
     char path[4300];
     snprintf(path, sizeof path, "%s/state.json", dir);

@@ -26,6 +26,9 @@ typedef struct {
 int checkpoint_save(const Model *m, const char *output_dir, const char *base_model, const TrainState *st,
                     char *path_out, size_t cap, Err *e);
 int checkpoint_load(Model *m, const char *ckpt_dir, TrainState *st, Err *e);
+/* 1 when ckpt_dir is a checkpoint a resume can read: its state.json parses and its
+ * optimizer.safetensors holds the three fp32 tensors (of any one LoRA size). */
+int checkpoint_readable(const char *ckpt_dir);
 /* state.json's text into st, every field present and in range (the cursor within the windows). */
 int checkpoint_state_parse(const char *text, size_t len, TrainState *st, Err *e);
 /* Newest OUTPUT_DIR/checkpoints/step-N into out; 0 if found, -1 if none. */

@@ -300,6 +300,9 @@ static void corrupted_checkpoint(const char *file) {
     CHECK(count_events(ev, "cannot be read") == 1 && count_events(ev, "the one before it") == 1,
           "an event says the newest checkpoint could not be read and the one before is used");
     CHECK(count_events(ev, want) == 1, "an event '%s'", want);
+    char reque[96];  // the server's own line names the step the trainer really resumes from
+    snprintf(reque, sizeof reque, "requeued and is resumed from step %d", before);
+    CHECK(count_events(ev, reque) == 1, "the requeue event names step %d, the readable one", before);
     json_decref(ev);
 }
 
