@@ -39,6 +39,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "hash.h"
 #include "estimate.h"
 #include "job_config.h"
 #include "model.h"
@@ -49,11 +50,7 @@
 #include "cuda/backend_cuda.h"
 #endif
 
-static uint64_t mix64(uint64_t z) {
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
+static uint64_t mix64(uint64_t z) { return hash_mix64(z); }
 
 /* fp32 -> bf16, round to nearest even (the values here are finite). */
 static uint16_t to_bf16(float f) {

@@ -24,6 +24,7 @@
 #ifndef LEMO_BACKEND_H
 #define LEMO_BACKEND_H
 
+#include "hash.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -240,16 +241,8 @@ static inline BackendSizes backend_sizes(const Backend *be) {
 /* The dropout mask shared by every backend: keep element e with probability 1-p.
  * A splitmix64 hash of (seed, e) compared against p; pure, so it can be recomputed
  * anywhere (forward, recompute, backward, CPU or GPU) and give the same mask. */
-#ifdef __CUDACC__
-#define LEMO_HOST_DEVICE __host__ __device__  // the CUDA kernels use the very same function
-#else
-#define LEMO_HOST_DEVICE
-#endif
 static inline LEMO_HOST_DEVICE int lora_dropout_keep(uint64_t seed, uint64_t e, float p) {
-    uint64_t z = seed + 0x9E3779B97F4A7C15ull * (e + 1);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
+    uint64_t z = hash_mix64(seed + HASH_GOLDEN * (e + 1));
     return (float)(z >> 40) * (1.0f / 16777216.0f) >= p;
 }
 
@@ -257,10 +250,7 @@ static inline LEMO_HOST_DEVICE int lora_dropout_keep(uint64_t seed, uint64_t e, 
  * (seed, block) as a float in [0, 1), shared by every backend so that CPU and GPU pick the
  * same blocks. */
 static inline LEMO_HOST_DEVICE float lemo_random_score(uint64_t seed, uint64_t block) {
-    uint64_t z = seed ^ (0xA0761D6478BD642Full * (block + 1));
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
+    uint64_t z = hash_mix64(seed ^ (0xA0761D6478BD642Full * (block + 1)));
     return (float)(z >> 40) * (1.0f / 16777216.0f);
 }
 

@@ -1,4 +1,5 @@
 /* lemo.c: LeMo's per-layer schedule (lemo.h). */
+#include "hash.h"
 #include "lemo.h"
 
 #include <jansson.h>
@@ -21,10 +22,7 @@ int lemo_rows(const LemoSpec *s, int l, int S) {
 }
 
 uint64_t lemo_layer_seed(uint64_t window_seed, int l) {
-    uint64_t z = window_seed + 0x9E3779B97F4A7C15ull * (uint64_t)(l + 1);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
+    return hash_mix64(window_seed + HASH_GOLDEN * (uint64_t)(l + 1));
 }
 
 /* The widths and (keep "auto") the schedule from z->predictor's lemo.json into o. */

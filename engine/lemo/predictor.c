@@ -1,4 +1,5 @@
 /* predictor.c: a LeMo predictor folder, made, read and written (predictor.h). */
+#include "hash.h"
 #include "predictor.h"
 
 #include <math.h>
@@ -18,11 +19,10 @@ void lemo_predictor_widths(const ModelConfig *c, int B, int *h1, int *h2) {
 int lemo_file_hash(const char *path, uint64_t *out, Err *e) {
     FILE *f = fopen(path, "rb");
     if (!f) return err_set(e, "cannot open %s", path);
-    uint64_t h = 0xcbf29ce484222325ull;
+    uint64_t h = HASH_FNV_OFFSET;
     unsigned char buf[1 << 16];
     size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
-        for (size_t i = 0; i < n; i++) h = (h ^ buf[i]) * 0x100000001b3ull;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) h = hash_fnv1a64(h, buf, n);
     int bad = ferror(f);
     fclose(f);
     if (bad) return err_set(e, "cannot read %s", path);
@@ -87,10 +87,7 @@ LemoPredictor *lemo_predictor_new(const char *model_dir, const ModelConfig *c, i
             for (int j = 0; j < 3; j++) {
                 float bound = 1.0f / sqrtf((float)in[j]);
                 for (size_t i = 0; i < (size_t)in[j] * out[j]; i++) {
-                    uint64_t z = (s += 0x9E3779B97F4A7C15ull);
-                    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-                    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-                    z ^= z >> 31;
+                    uint64_t z = hash_splitmix(&s);
                     *w++ = bound * ((float)(z >> 40) * (2.0f / 16777216.0f) - 1.0f);
                 }
             }

@@ -76,17 +76,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hash.h"
 #include "model.h"
 
 #define NT JOB_MAX_TARGETS
 
-/* Splitmix64: the seeded stream for LoRA A initialisation and the dropout seeds. */
-static inline uint64_t splitmix(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
+/* Splitmix64 (hash.h): the seeded stream for LoRA A initialisation and the dropout seeds. */
+static inline uint64_t splitmix(uint64_t *s) { return hash_splitmix(s); }
 
 static inline size_t align256(size_t b) { return (b + 255) & ~(size_t)255; }
 

@@ -6,6 +6,7 @@
  * same merged id. Matching that rule (rather than a "cleaner" one) is what makes the ids
  * identical on pathological vocabularies too. Words shorter than 256 bytes are cached per
  * call, as HF caches them, since natural text repeats words heavily. */
+#include "hash.h"
 #include "tokenizer_bpe.h"
 
 #include <stdio.h>
@@ -25,8 +26,7 @@ static void *xrealloc(void *p, size_t n) {
 }
 
 static uint64_t hash_bytes(const char *s, size_t n) {
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
+    uint64_t h = hash_fnv1a64(HASH_FNV_OFFSET, s, n);
     return h ^ (h >> 29);
 }
 

@@ -24,6 +24,7 @@
  *
  * Packing and shuffling: see data.h. The shuffle is Fisher-Yates driven by splitmix64,
  * written here so the order is the same on every machine and libc. */
+#include "hash.h"
 #include "data.h"
 
 #include <jansson.h>
@@ -422,12 +423,7 @@ void packed_free(Packed *p) {
 
 /* ---- shuffling ---- */
 
-static uint64_t splitmix64(uint64_t *x) {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
+static uint64_t splitmix64(uint64_t *x) { return hash_splitmix(x); }
 
 /* Uniform integer in [0, bound) by rejection, so no modulo bias. */
 static uint64_t rand_below(uint64_t *state, uint64_t bound) {

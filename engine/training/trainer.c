@@ -10,6 +10,7 @@
  * so a resumed run repeats an uninterrupted one bit for bit on the CPU.
  * SIGTERM/SIGINT: the current step finishes, a checkpoint is written, "cancelled" is
  * printed and the process exits 0. */
+#include "hash.h"
 #include "clock.h"
 #include "trainer.h"
 
@@ -39,11 +40,7 @@ static double now_s(void) { return clock_mono_s(); }
 /* What the adapters name as their base model (adapter_config.json's base_model_name_or_path). */
 static const char *base_name(const JobConfig *c) { return c->base_model_name[0] ? c->base_model_name : c->model; }
 
-static uint64_t mix64(uint64_t z) {
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
+static uint64_t mix64(uint64_t z) { return hash_mix64(z); }
 
 typedef struct { double fraction; int eval; } SplitCtx;
 

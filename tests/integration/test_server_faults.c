@@ -13,6 +13,7 @@
  * Corrupted checkpoint: the server is killed after a few checkpoints, the newest one's
  * optimizer state is truncated, and the restarted job falls back to the one before, says so
  * in its events, and still ends with the reference losses. */
+#include "hash.h"
 #include "itest.h"
 
 enum { RUNS = 30, STEPS = 16, EVERY = 2 };
@@ -24,12 +25,7 @@ static char *ref_adapter;
 static size_t ref_adapter_len;
 static long n_kills_server, n_kills_trainer, n_resumes, n_retries, n_recoveries, n_redone, n_mismatch, bytes_lost;
 
-static uint64_t rng_next(uint64_t *x) {  // splitmix64: the campaign's only randomness, seeded per run
-    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
+static uint64_t rng_next(uint64_t *x) { return hash_splitmix(x); }  // the campaign's only randomness, seeded per run
 
 static int start(void) { return it_start(&s, "--models", models, "--slots", "1", NULL); }
 
