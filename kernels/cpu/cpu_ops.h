@@ -61,6 +61,16 @@ void cpu_attention_backward(void *dq, void *dk, void *dv, const void *dout, cons
                             int S, int NH, int NKV, int HS, void *work);
 size_t cpu_attention_bwd_ws_bytes(int S, int NH, int NKV, int HS);
 
+/* attention_partial.c: ring attention's pieces (context parallel): query rows against one K/V
+ * shard, causal by global positions, and the log-sum-exp merge of such partials (fp32) */
+void cpu_attention_partial_forward(float *out, float *lse, const void *q, const int *qpos, int nq, const void *k,
+                                   const void *v, const int *kpos, int nk, int NH, int NKV, int HS);
+void cpu_attention_merge(float *out, float *lse, const float *pout, const float *plse, int nq, int NH, int HS);
+void cpu_attention_rowdot(float *D, const void *dout, const void *out, int n, int NH, int HS);
+void cpu_attention_partial_backward(float *dq, float *dk, float *dv, const void *dout, const float *lse,
+                                    const float *D, const void *q, const int *qpos, int nq, const void *k,
+                                    const void *v, const int *kpos, int nk, int NH, int NKV, int HS);
+
 /* lemo.c: LeMo's block scores and top-k block selection */
 void cpu_lemo_block_scores(float *score, const void *q, const void *k, int S, int NH, int NKV,
                            int HS, int B, void *ws);
