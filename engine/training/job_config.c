@@ -17,6 +17,7 @@ const char *const job_target_names[JOB_MAX_TARGETS] = {
     "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
 const char *const act_names[ACT_N] = {"keep", "recompute", "offload", "offload_attention"};
 const char *const lemo_score_names[LEMO_SCORES_N] = {"exact", "random", "predictor"};
+const char *const parallel_mode_names[PAR_MODE_N] = {"auto", "data", "context"};
 
 int act_from_name(const char *name) {
     for (int a = 0; a < ACT_N; a++)
@@ -61,6 +62,8 @@ void job_config_defaults(JobConfig *c) {
     c->lemo.block = 64;
     c->lemo.keep_all = 0.4;
     c->lemo.n_dense = -1;
+    c->parallel.gpus = 1;
+    c->parallel.mode = PAR_MODE_AUTO;
 }
 
 /* Returns -1 with an error naming `key` unless every key of obj is in `known`. */
@@ -354,11 +357,62 @@ static int parse_lemo(json_t *o, LemoConfig *z, Err *e) {
     return 0;
 }
 
+/* parallel: {gpus: N, mode: "auto" | "data" | "context"} (job_config.h's ParallelConfig); how
+ * it fits the rest of the config is job_parallel_check's, run once everything is read. */
+static int parse_parallel(json_t *o, ParallelConfig *p, Err *e) {
+    static const char *const known[] = {"gpus", "mode", NULL};
+    if (!json_is_object(o)) return err_set_at(e, "parallel", 0, "'parallel' must be an object: {\"gpus\": N, \"mode\": ...}");
+    if (check_keys(o, "parallel.", known, e)) return -1;
+    if (get_int(o, "gpus", "parallel.gpus", &p->gpus, 1, PAR_MAX_GPUS, e)) return -1;
+    json_t *m = json_object_get(o, "mode");
+    if (m && !json_is_null(m)) {
+        const char *v = json_is_string(m) ? json_string_value(m) : "";
+        p->mode = -1;
+        for (int i = 0; i < PAR_MODE_N; i++)
+            if (!strcmp(v, parallel_mode_names[i])) p->mode = i;
+        if (p->mode < 0)
+            return err_set_at(e, "parallel.mode", 0, "'parallel.mode' must be \"data\", \"context\" or \"auto\"");
+    }
+    return 0;
+}
+
+int job_parallel_check(const JobConfig *c, Err *e) {
+    const ParallelConfig *p = &c->parallel;
+    if (p->gpus < 1 || p->gpus > PAR_MAX_GPUS)
+        return err_set_at(e, "parallel.gpus", 0, "'parallel.gpus' must be in [1, %d], got %d", PAR_MAX_GPUS, p->gpus);
+    if (p->mode < 0 || p->mode >= PAR_MODE_N)
+        return err_set_at(e, "parallel.mode", 0, "'parallel.mode' must be \"data\", \"context\" or \"auto\"");
+    int cpu = !strcmp(c->device, "cpu");
+    if (cpu && p->mode == PAR_MODE_CONTEXT)
+        return err_set_at(e, "parallel.mode", 0, "'parallel.mode' \"context\" needs the CUDA backend (its ring of K/V "
+                          "shards runs over NCCL), but 'device' is \"cpu\"");
+    if (cpu && p->gpus > 1)
+        return err_set_at(e, "parallel.gpus", 0, "'parallel.gpus' %d needs the CUDA backend (the ranks talk through "
+                          "NCCL), but 'device' is \"cpu\"", p->gpus);
+    if (p->mode == PAR_MODE_DATA && c->grad_accum < p->gpus)
+        return err_set_at(e, "grad_accum", 0, "'grad_accum' (%d) must be at least 'parallel.gpus' (%d) in data parallel: "
+                          "each GPU trains whole windows of the step's %d; raise grad_accum or use mode \"context\"",
+                          c->grad_accum, p->gpus, c->grad_accum);
+    // one GPU splits nothing; several cut the window into 2 * gpus chunks of whole units
+    int unit = parallel_unit_rows(c->lemo.on, c->lemo.block), split = 2 * p->gpus * unit;
+    if (p->mode == PAR_MODE_CONTEXT && p->gpus > 1 && c->context_length % split) {
+        int below = c->context_length / split * split, above = below + split;
+        char near[64];
+        if (below) snprintf(near, sizeof near, "%d or %d", below, above);
+        else snprintf(near, sizeof near, "%d", above);
+        return err_set_at(e, "context_length", 0, "'context_length' (%d) must be a multiple of %d in context parallel "
+                          "over %d GPUs: the window is cut into %d chunks (zigzag) of whole %d-row units; %s would do",
+                          c->context_length, split, p->gpus, 2 * p->gpus, unit, near);
+    }
+    return 0;
+}
+
 int job_config_parse(const char *text, JobConfig *c, Err *e) {
     static const char *const known[] = {
         "model", "train_file", "eval_file", "output_dir", "resume_from", "device", "context_length",
         "max_steps", "epochs", "seed", "chat_template", "eval_fraction", "eval_every", "checkpoint_every",
-        "eval_windows", "grad_accum", "lora", "optimizer", "rope_scaling", "memory", "lemo", "base_model_name", NULL};
+        "eval_windows", "grad_accum", "lora", "optimizer", "rope_scaling", "memory", "lemo", "base_model_name", "parallel",
+        NULL};
     job_config_defaults(c);
     json_error_t je;
     json_t *o = json_loads(text, 0, &je);
@@ -414,6 +468,8 @@ int job_config_parse(const char *text, JobConfig *c, Err *e) {
                    "or drops whole blocks of tokens", c->context_length, c->lemo.block);
         goto out;
     }
+    if ((x = json_object_get(o, "parallel")) && !json_is_null(x) && parse_parallel(x, &c->parallel, e)) goto out;
+    if (job_parallel_check(c, e)) goto out;
     rc = 0;
 out:
     json_decref(o);
@@ -501,6 +557,8 @@ char *job_config_to_json(const JobConfig *c) {
     }
     json_object_set_new(o, "memory", mem);
     if (c->lemo.on) json_object_set_new(o, "lemo", lemo_config_to_json(&c->lemo));
+    json_object_set_new(o, "parallel", json_pack("{s:i, s:s}", "gpus", c->parallel.gpus, "mode",
+                                                 parallel_mode_names[c->parallel.mode]));
     char *s = json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS);
     json_decref(o);
     return s;

@@ -76,6 +76,25 @@ typedef struct {
     int keep_auto;                   // keep "auto": the predictor's calibrated schedule
 } LemoConfig;
 
+/* Several GPUs for one job (DESIGN section 11): "parallel": {"gpus": N, "mode": M}, one process
+ * (rank) per GPU. PAR_MODE_DATA: each rank trains whole windows of the step and the LoRA
+ * gradients are all-reduced; PAR_MODE_CONTEXT: every window is split across the ranks (zigzag
+ * chunks, engine/parallel/partition.h) and attention passes K/V shards around a ring;
+ * PAR_MODE_AUTO: the trainer picks (parallel_resolve_mode, engine/parallel/parallel.h). One
+ * GPU (the default) is the single-process engine, whatever the mode. */
+enum { PAR_MODE_AUTO = 0, PAR_MODE_DATA = 1, PAR_MODE_CONTEXT = 2, PAR_MODE_N };
+extern const char *const parallel_mode_names[PAR_MODE_N];  // "auto", "data", "context"
+#define PAR_MAX_GPUS 64
+typedef struct {
+    int gpus;                        // ranks, one per GPU: 1..PAR_MAX_GPUS
+    int mode;                        // PAR_MODE_*
+} ParallelConfig;
+/* Rows of the unit a context-parallel window is cut in: 64 (the attention kernels' query tile
+ * and the default LeMo block), or the LeMo block when it is larger, so that every chunk holds
+ * whole tiles and whole LeMo blocks. The window splits into 2 * gpus chunks of whole units
+ * (zigzag): context_length must be a multiple of 2 * gpus * this. */
+static inline int parallel_unit_rows(int lemo_on, int lemo_block) { return lemo_on && lemo_block > 64 ? lemo_block : 64; }
+
 typedef struct {
     char model[JOB_PATH_MAX];        // HF model directory
     char base_model_name[256];       // the adapters' base_model_name_or_path ("" = the model directory);
@@ -100,12 +119,21 @@ typedef struct {
     ActPolicy act;                   // activation policy: memory.checkpointing, .offload, .offload_attention, .layers
     int act_auto;                    // memory.auto: the trainer picks act to fit the device (estimate_auto_policy)
     LemoConfig lemo;                 // token elimination; lemo.on == 0: dense
+    ParallelConfig parallel;         // GPUs per job and how the work is split (gpus 1: one process)
 } JobConfig;
 
 void job_config_defaults(JobConfig *c);
 /* Parses a JSON object text into c (starting from defaults); validates every value. */
 int job_config_parse(const char *json_text, JobConfig *c, Err *e);
 int job_config_load(const char *path, JobConfig *c, Err *e);
+/* The checks of the "parallel" key that need no hardware, against the rest of the config (the
+ * parser runs them; so does whoever changes c->parallel afterwards, e.g. lemo estimate --gpus):
+ * gpus within 1..PAR_MAX_GPUS (parallel.gpus); more than one GPU, or mode context, with device
+ * "cpu" (parallel.gpus, parallel.mode: NCCL and the ring kernels are CUDA's); mode data with
+ * fewer windows per step than GPUs (grad_accum: a GPU would idle); mode context with a window
+ * that does not split into 2 * gpus chunks of whole units (context_length). The checks that
+ * need the machine are parallel_check_runtime's (engine/parallel/parallel.h). */
+int job_parallel_check(const JobConfig *c, Err *e);
 /* The "lemo" key as the parser reads it back, defaults filled in (a new reference). */
 json_t *lemo_config_to_json(const LemoConfig *z);
 /* Writes the resolved config as JSON (malloc'd string). */

@@ -154,6 +154,57 @@ int main(void) {
     bad("{" BASE ",\"memory\":{\"mlp_tiles\":0}}", "memory.mlp_tiles");
     bad("{" BASE ",\"memory\":{\"auto\":true,\"mlp_tiles\":4}}", "memory.auto");
 
+    // parallel: one GPU by default; gpus and mode read, written back and checked against the config
+    CHECK(job_config_parse("{" BASE "}", &c, &e) == 0 && c.parallel.gpus == 1 && c.parallel.mode == PAR_MODE_AUTO,
+          "parallel defaults");
+    s = job_config_to_json(&c);
+    CHECK(s && strstr(s, "\"parallel\"") && job_config_parse(s, &c2, &e) == 0 && c2.parallel.gpus == 1 &&
+              c2.parallel.mode == PAR_MODE_AUTO, "parallel defaults written back: %s", s ? s : e.msg);
+    free(s);
+    CHECK(job_config_parse("{" BASE ",\"context_length\":8192,\"parallel\":{\"gpus\":4,\"mode\":\"context\"}}", &c, &e) == 0 &&
+              c.parallel.gpus == 4 && c.parallel.mode == PAR_MODE_CONTEXT, "parallel context: %s", e.msg);
+    s = job_config_to_json(&c);
+    CHECK(s && job_config_parse(s, &c2, &e) == 0 && c2.parallel.gpus == 4 && c2.parallel.mode == PAR_MODE_CONTEXT,
+          "parallel round trip: %s", s ? s : e.msg);
+    free(s);
+    CHECK(job_config_parse("{" BASE ",\"grad_accum\":8,\"parallel\":{\"gpus\":8,\"mode\":\"data\"}}", &c, &e) == 0 &&
+              c.parallel.gpus == 8 && c.parallel.mode == PAR_MODE_DATA, "parallel data: %s", e.msg);
+    CHECK(job_config_parse("{" BASE ",\"parallel\":{\"gpus\":64}}", &c, &e) == 0 && c.parallel.gpus == 64, "64 GPUs");
+    // one GPU splits nothing: any context length; several: 2 * gpus chunks of 64-row units
+    CHECK(job_config_parse("{" BASE ",\"context_length\":1000,\"parallel\":{\"mode\":\"context\"}}", &c, &e) == 0,
+          "context over one GPU at 1000 tokens: %s", e.msg);
+    CHECK(job_config_parse("{" BASE ",\"context_length\":768,\"parallel\":{\"gpus\":3,\"mode\":\"context\"}}", &c, &e) == 0,
+          "768 over 3 GPUs (6 chunks of 128): %s", e.msg);
+    bad("{" BASE ",\"context_length\":1000,\"parallel\":{\"gpus\":2,\"mode\":\"context\"}}", "context_length");
+    bad("{" BASE ",\"context_length\":640,\"parallel\":{\"gpus\":2,\"mode\":\"context\"}}", "context_length");
+    // with a larger LeMo block the unit is the block: 2 x 2 chunks of 128 rows
+    CHECK(job_config_parse("{" BASE ",\"context_length\":1024,\"lemo\":{\"block\":128},\"parallel\":{\"gpus\":2,"
+                           "\"mode\":\"context\"}}", &c, &e) == 0, "1024 over 2 GPUs with block 128: %s", e.msg);
+    bad("{" BASE ",\"context_length\":1280,\"lemo\":{\"block\":128},\"parallel\":{\"gpus\":2,\"mode\":\"context\"}}",
+        "context_length");
+    e = (Err){0};
+    CHECK(job_config_parse("{" BASE ",\"context_length\":1000,\"parallel\":{\"gpus\":2,\"mode\":\"context\"}}", &c, &e) ==
+              -1 && strstr(e.msg, "768 or 1024"), "the error suggests the nearest lengths: %s", e.msg);
+    bad("{" BASE ",\"parallel\":{\"gpus\":0}}", "parallel.gpus");
+    bad("{" BASE ",\"parallel\":{\"gpus\":65}}", "parallel.gpus");
+    bad("{" BASE ",\"parallel\":{\"gpus\":\"two\"}}", "parallel.gpus");
+    bad("{" BASE ",\"parallel\":{\"gpus\":1.5}}", "parallel.gpus");
+    bad("{" BASE ",\"parallel\":{\"mode\":\"tensor\"}}", "parallel.mode");
+    bad("{" BASE ",\"parallel\":{\"mode\":2}}", "parallel.mode");
+    bad("{" BASE ",\"parallel\":{\"tp\":2}}", "parallel.tp");
+    bad("{" BASE ",\"parallel\":4}", "parallel");
+    bad("{" BASE ",\"parallel\":{\"gpus\":4,\"mode\":\"data\"}}", "grad_accum");
+    bad("{" BASE ",\"device\":\"cpu\",\"parallel\":{\"mode\":\"context\"}}", "parallel.mode");
+    bad("{" BASE ",\"device\":\"cpu\",\"grad_accum\":2,\"parallel\":{\"gpus\":2}}", "parallel.gpus");
+    // a change made after parsing (lemo estimate --gpus) is checked by the same rules
+    CHECK(job_config_parse("{" BASE ",\"context_length\":4096,\"parallel\":{\"mode\":\"context\"}}", &c, &e) == 0, "ctx");
+    c.parallel.gpus = 8;
+    CHECK(job_parallel_check(&c, &e) == 0, "4096 over 8 GPUs: %s", e.msg);
+    c.parallel.gpus = 64;
+    CHECK(job_parallel_check(&c, &e) == -1 && !strcmp(e.param, "context_length"), "4096 over 64 GPUs: %s", e.msg);
+    c.parallel.gpus = 65;
+    CHECK(job_parallel_check(&c, &e) == -1 && !strcmp(e.param, "parallel.gpus"), "65 GPUs: %s", e.msg);
+
     CHECK(job_config_parse("{" BASE ",\"rope_scaling\":{\"type\":\"none\"}}", &c, &e) == 0 && !c.has_rope_scaling,
           "rope_scaling none: %s", e.msg);
     bad("{" BASE ",\"rope_scaling\":{\"type\":\"none\",\"factor\":2}}", "rope_scaling");
