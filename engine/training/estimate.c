@@ -10,7 +10,14 @@
  * pinned host memory is reported apart (host_bytes), not in the device peak, and must fit
  * this machine's memory too: `fits` and the largest context account for both. Time is the step's FLOPs
  * over a throughput: on the CPU measured here with a short sgemm; on CUDA the rates an H100
- * sustains for the linear layers and for our attention forward and backward. The largest context that fits is found by bisection on the plan. */
+ * sustains for the linear layers and for our attention forward and backward. The largest context that fits is found by bisection on the plan.
+ *
+ * Several GPUs ("parallel", DESIGN section 11) are priced per GPU: the peak is one rank's, the
+ * host holds every rank's process. Data parallel: each rank is a one-GPU job (whole windows),
+ * plus NCCL's buffers. Context parallel: each rank plans S/N rows (activations, checkpoints,
+ * the loss chunk; a LeMo layer its share of the kept blocks, re-dealt over the ranks), plus the
+ * ring's buffers (ring_bytes) and NCCL's; the largest context is then the longest window whose
+ * per-rank share fits, in steps of whole zigzag splits. */
 #include "clock.h"
 #include "estimate.h"
 
@@ -25,6 +32,8 @@
 
 #include "cuda/backend_cuda.h"  // cuda_backend_sizes: plain C, no GPU or CUDA library needed
 #include "model.h"
+#include "parallel.h"
+#include "partition.h"
 
 // CUDA rates in training, from `make bench` (bench/RESULTS.md, 2026-11-27): the linear layers
 // through cuBLAS bf16 (H100), our attention forward and backward, both on wgmma (H200: the
@@ -33,7 +42,19 @@
 #define CUDA_ATT_FWD_FLOPS 600e12
 #define CUDA_ATT_BWD_FLOPS 340e12
 
+// What an NCCL communicator holds on each GPU: per channel and peer its send/receive buffers
+// (NCCL_BUFFSIZE 4 MiB for the Simple protocol, plus LL and LL128), up to 32 channels over
+// NVLink, and the p2p channels of send/recv. Not measured yet (the multi-GPU run will): priced
+// at 512 MiB per rank whenever a job has more than one.
+#define NCCL_RUNTIME_BYTES ((size_t)512 << 20)
+
 static double now_s(void) { return clock_mono_s(); }
+
+/* Ranks a window is split over: parallel.gpus in context parallel, else 1. The mode must be
+ * resolved (estimate_job resolves "auto" first; unresolved counts as whole windows). */
+static int ctx_ranks(const JobConfig *jc) {
+    return jc->parallel.mode == PAR_MODE_CONTEXT && jc->parallel.gpus > 1 ? jc->parallel.gpus : 1;
+}
 
 /* sgemm rate of this machine, from a ~0.2 s probe (what the CPU trainer spends its time in). */
 static double cpu_flops(void) {
@@ -121,14 +142,75 @@ static LemoSpec lemo_for(const ModelConfig *mc, const JobConfig *jc) {
     return z;
 }
 
+/* Context parallel over N ranks, a window of S rows: the schedule one rank plans with at its
+ * S / N rows. A sparse layer's kb kept blocks (of the whole window: the top-k is global) are
+ * re-dealt zigzag over the kept list in whole blocks, so a rank holds at most the largest
+ * share, par_max_rows of the kept rows; its keep fraction becomes that share over its own
+ * S / N rows (lemo_rows then gives exactly those rows). Dense layers stay dense. */
+static LemoSpec lemo_rank(const LemoSpec *z, int S, int N) {
+    LemoSpec r = *z;
+    if (!z->on || N == 1) return r;
+    int nb_local = S / N / z->block;
+    for (int l = 0; l < z->n_layers; l++) {
+        int kept = lemo_rows(z, l, S);
+        if (kept >= S) continue;
+        ParSplit p = par_split(PAR_ZIGZAG, kept, N, z->block);
+        int blocks = par_max_rows(&p) / z->block;
+        r.keep[l] = blocks >= nb_local ? 1.0f : (float)blocks / (float)nb_local;
+    }
+    return r;
+}
+
+/* The most rows one rank's attention holds in a window of S rows split over N: over every
+ * layer, or (sparse) over the layers that keep less than all (0 when none does). */
+static int rank_att_rows(const LemoSpec *z, const LemoSpec *zr, int n_layers, int S, int N, int sparse) {
+    int m = 0;
+    for (int l = 0; l < n_layers; l++) {
+        if (sparse && lemo_rows(z, l, S) >= S) continue;
+        int n = lemo_rows(zr, l, S / N);
+        m = n > m ? n : m;
+    }
+    return m;
+}
+
+/* Context parallel's buffers beside a rank's plan, for attention over n rows a rank, shared by
+ * the layers (one runs at a time). The forward (and the recompute): the K/V shard attended to
+ * and the one arriving (2 x (k, v) of n rows), the merged output in fp32 (n x NH*HS) with its
+ * log-sum-exp and the arriving partial's (2 x NH x n fp32), and one shard's partial output
+ * (act). The backward: the two K/V shards again, with the dK/dV accumulators that travel with
+ * them (2 x (dk, dv) in fp32; dQ is the plan's attention workspace). The larger of the two,
+ * plus, for LeMo's sparse layers (nk kept rows a rank), the re-deal's send and receive buffers
+ * of the kept rows of h (2 x nk x C). Priced beside the plan: carving them from a layer's dead
+ * MLP buffers, as the attention backward's set is, would save part of it. */
+static size_t ring_bytes(const ModelConfig *mc, int n, int nk, size_t act) {
+    size_t kv = (size_t)n * mc->n_kv_heads * mc->head_dim, q = (size_t)n * mc->n_heads * mc->head_dim;
+    size_t fwd = 2 * (2 * kv * act) + q * 4 + 2 * (size_t)mc->n_heads * n * 4 + q * act;
+    size_t bwd = 2 * (2 * kv * act) + 2 * (2 * kv * 4);
+    return (fwd > bwd ? fwd : bwd) + 2 * (size_t)nk * mc->hidden * act;
+}
+
 /* The plan for S tokens on the CPU (fp32) or CUDA (bf16), with that backend's workspaces
  * (CUDA's from backend_cuda.h, without loading the backend). */
 static BackendSizes sizes_for(int cuda) { return cuda ? cuda_backend_sizes() : backend_sizes(backend_cpu()); }
 static void plan_for(const ModelConfig *mc, const LoraSpec *spec, const JobConfig *jc, const ActPolicy *act, int S,
                      int cuda, MemPlan *p) {
     BackendSizes bs = sizes_for(cuda);
-    LemoSpec z = lemo_for(mc, jc);
-    model_plan(mc, S, spec, act, &z, &bs, p);
+    int N = ctx_ranks(jc);
+    LemoSpec z = lemo_for(mc, jc), zr = lemo_rank(&z, S, N);
+    model_plan(mc, S / N, spec, act, &zr, &bs, p);  // one rank's rows (S itself on one GPU)
+}
+
+/* A rank's bytes beside its plan and the backend's own: NCCL's buffers with several GPUs, and
+ * in context parallel the ring's (0 on one GPU). *ring gets the ring's share. */
+static size_t parallel_bytes(const ModelConfig *mc, const JobConfig *jc, int S, int cuda, size_t *ring) {
+    int N = ctx_ranks(jc);
+    *ring = 0;
+    if (N > 1) {
+        LemoSpec z = lemo_for(mc, jc), zr = lemo_rank(&z, S, N);
+        *ring = ring_bytes(mc, rank_att_rows(&z, &zr, mc->n_layers, S, N, 0),
+                           z.on ? rank_att_rows(&z, &zr, mc->n_layers, S, N, 1) : 0, sizes_for(cuda).act_size);
+    }
+    return *ring + (jc->parallel.gpus > 1 ? NCCL_RUNTIME_BYTES : 0);
 }
 
 /* LeMo predictor scores: the fp32 weights of the sparse layers' predictors, on the device
@@ -147,19 +229,21 @@ static size_t peak_for(const ModelConfig *mc, const JobConfig *jc, int S, int cu
     plan_for(mc, &spec, jc, &jc->act, S, cuda, &p);
     // on the CPU the offloaded checkpoints live in the same memory as everything else
     BackendSizes bs = sizes_for(cuda);
-    return p.total + scratch_for(mc, &spec, S, &bs) + bs.runtime_bytes + predictor_bytes(mc, jc) +
-           (cuda ? 0 : data_bytes + p.host);
+    size_t ring;
+    return p.total + scratch_for(mc, &spec, S / ctx_ranks(jc), &bs) + bs.runtime_bytes + predictor_bytes(mc, jc) +
+           parallel_bytes(mc, jc, S, cuda, &ring) + (cuda ? 0 : data_bytes + p.host);
 }
 
 /* Host bytes a CUDA job holds besides the device: pinned offloaded checkpoints and the packed
- * dataset (0 on the CPU, where both count in peak_for). */
+ * dataset (0 on the CPU, where both count in peak_for); with several GPUs every rank's process
+ * holds its own. */
 static size_t host_for(const ModelConfig *mc, const JobConfig *jc, int S, int cuda, size_t data_bytes) {
     if (!cuda) return 0;
     LoraSpec spec = {jc->lora.r, jc->lora.alpha, jc->lora.dropout, {0}};
     memcpy(spec.targets, jc->lora.targets, sizeof spec.targets);
     MemPlan p;
     plan_for(mc, &spec, jc, &jc->act, S, cuda, &p);
-    return p.host + data_bytes + backend_cpu()->runtime_bytes;
+    return (p.host + data_bytes + backend_cpu()->runtime_bytes) * (size_t)jc->parallel.gpus;
 }
 
 /* memory.auto: the fastest policy, layer by layer, that fits. A base policy for every layer:
@@ -182,7 +266,8 @@ static int auto_policy_tiles(const ModelConfig *mc, const JobConfig *jc, int S, 
                              size_t host_budget, size_t data_bytes, int tiles, ActPolicy *out, int *kept);
 static int auto_policy(const ModelConfig *mc, const JobConfig *jc, int S, int cuda, size_t device_mem,
                        size_t host_budget, size_t data_bytes, ActPolicy *out) {
-    int k1 = 0, kt = 0, tiles = (S + AUTO_TILE_ROWS - 1) / AUTO_TILE_ROWS;
+    int rows = S / ctx_ranks(jc);  // a rank's rows: the MLP tiles cut those
+    int k1 = 0, kt = 0, tiles = (rows + AUTO_TILE_ROWS - 1) / AUTO_TILE_ROWS;
     int fits = auto_policy_tiles(mc, jc, S, cuda, device_mem, host_budget, data_bytes, 1, out, &k1);
     if (tiles < 2) return fits;
     ActPolicy tiled;
@@ -335,8 +420,12 @@ int estimate_job(const JobConfig *jc_in, const char *device, size_t device_mem, 
     ModelConfig mc;
     if (model_config_load(jc_in->model, &mc, e) || act_policy_check(&jc_in->act, mc.n_layers, e)) return -1;
     JobConfig auto_jc, fit_jc_auto;  // memory.auto: the chosen policy; its pick at each length tried
+    JobConfig par_jc;                // several GPUs: the config with its mode resolved
     const JobConfig *jc = jc_in;
     int cuda = !strcmp(device, "cuda") || (!strcmp(device, "auto") && cuda_device_mem() > 0);
+    int gpus = jc_in->parallel.gpus;
+    // the machine priced may be another (device_mem): only the backend is checked here
+    if (gpus > 1 && parallel_check_runtime(jc_in, gpus, cuda, e)) return -1;
     const char *mem_source = "given";
     if (!device_mem) {
         device_mem = cuda ? cuda_device_mem() : (size_t)sysconf(_SC_PHYS_PAGES) * (size_t)sysconf(_SC_PAGESIZE);
@@ -356,21 +445,43 @@ int estimate_job(const JobConfig *jc_in, const char *device, size_t device_mem, 
     size_t budget = (size_t)(device_mem * 0.95);
     if (!host_mem) host_mem = (size_t)sysconf(_SC_PHYS_PAGES) * (size_t)sysconf(_SC_PAGESIZE);
     size_t host_budget = (size_t)(host_mem * 0.9);
+    // several GPUs: the mode auto picks, from whether a window fits one GPU on its own
+    par_jc = *jc_in;
+    if (gpus > 1) {
+        int fits_one = 1;
+        if (jc_in->parallel.mode == PAR_MODE_AUTO) {
+            JobConfig one = *jc_in;
+            one.parallel.mode = PAR_MODE_DATA;
+            if (one.act_auto) auto_policy(&mc, jc_in, S, cuda, device_mem, host_budget, data_bytes, &one.act);
+            fits_one = peak_for(&mc, &one, S, cuda, data_bytes) <= budget &&
+                       host_for(&mc, &one, S, cuda, data_bytes) <= host_budget;
+        }
+        int mode = parallel_resolve_mode(jc_in, fits_one, e);
+        if (mode < 0) return -1;
+        par_jc.parallel.mode = mode;
+    }
+    jc_in = jc = &par_jc;
     if (jc_in->act_auto) {
         auto_jc = fit_jc_auto = *jc_in;
         auto_policy(&mc, jc_in, S, cuda, device_mem, host_budget, data_bytes, &auto_jc.act);
         jc = &auto_jc;
     }
     size_t peak = peak_for(&mc, jc, S, cuda, data_bytes), host = host_for(&mc, jc, S, cuda, data_bytes);
-    int lo = 0, hi = 1 << 22;
-    while (lo < hi) {  // the largest multiple of 256 tokens that fits both
+    // lengths tried: multiples of 256 tokens, in context parallel of a whole zigzag split too
+    int N = ctx_ranks(jc), step = 256;
+    if (N > 1) {
+        int split = 2 * N * parallel_unit_rows(jc->lemo.on, jc->lemo.block);
+        while (step % split) step += 256;  // the least common multiple
+    }
+    int lo = 0, hi = (1 << 30) / step;
+    while (lo < hi) {  // the largest such length that fits both
         int mid = (lo + hi + 1) / 2, fits;
         if (jc_in->act_auto) {  // what memory.auto would pick at that length
-            fits = auto_policy(&mc, jc_in, mid * 256, cuda, device_mem, host_budget, data_bytes, &fit_jc_auto.act);
-            fits = fits && peak_for(&mc, &fit_jc_auto, mid * 256, cuda, data_bytes) <= budget;
+            fits = auto_policy(&mc, jc_in, mid * step, cuda, device_mem, host_budget, data_bytes, &fit_jc_auto.act);
+            fits = fits && peak_for(&mc, &fit_jc_auto, mid * step, cuda, data_bytes) <= budget;
         } else {
-            fits = peak_for(&mc, jc_in, mid * 256, cuda, data_bytes) <= budget &&
-                   host_for(&mc, jc_in, mid * 256, cuda, data_bytes) <= host_budget;
+            fits = peak_for(&mc, jc_in, mid * step, cuda, data_bytes) <= budget &&
+                   host_for(&mc, jc_in, mid * step, cuda, data_bytes) <= host_budget;
         }
         if (fits) lo = mid;
         else hi = mid - 1;
@@ -380,10 +491,15 @@ int estimate_job(const JobConfig *jc_in, const char *device, size_t device_mem, 
     double steps = jc->max_steps ? jc->max_steps : ceil(jc->epochs * windows / jc->grad_accum);
     double tokens = steps * jc->grad_accum * S;
     LemoSpec z = lemo_for(&mc, jc);
+    // several GPUs: data parallel runs ceil(G / N) windows a rank per step; context parallel
+    // splits each window's work N ways (zigzag balances attention). Communication is taken as
+    // hidden behind the compute (the all-reduce behind the backward, the ring behind attention)
+    double per_window = jc->grad_accum;
+    if (gpus > 1) per_window = N > 1 ? jc->grad_accum / (double)N : ceil((double)jc->grad_accum / gpus);
     double secs = flags & ESTIMATE_MEMORY_ONLY
                       ? 0
-                      : steps * jc->grad_accum * window_seconds(&mc, S, &jc->act, &z, jc->lora.targets[TARGET_DOWN],
-                                                                cuda, cuda ? 0 : cpu_flops());
+                      : steps * per_window * window_seconds(&mc, S, &jc->act, &z, jc->lora.targets[TARGET_DOWN],
+                                                            cuda, cuda ? 0 : cpu_flops());
 
     LoraSpec spec = {jc->lora.r, jc->lora.alpha, jc->lora.dropout, {0}};
     memcpy(spec.targets, jc->lora.targets, sizeof spec.targets);
@@ -396,9 +512,9 @@ int estimate_job(const JobConfig *jc_in, const char *device, size_t device_mem, 
         "device", cuda ? "cuda" : "cpu", "device_mem_bytes", (json_int_t)device_mem, "device_mem_source",
         mem_source, "peak_bytes", (json_int_t)peak, "device_fits", peak <= budget, "host_mem_bytes",
         (json_int_t)host_mem, "fits", peak <= budget && host <= host_budget, "context_length", S,
-        "max_context_length", lo * 256, "breakdown", "weights", (json_int_t)p.weights, "lora_and_optimizer",
+        "max_context_length", lo * step, "breakdown", "weights", (json_int_t)p.weights, "lora_and_optimizer",
         (json_int_t)p.lora, "layer_checkpoints", (json_int_t)p.checkpoints, "activations",
-        (json_int_t)(p.activations + p.grads), "loss_chunk", (json_int_t)(p.loss + scratch_for(&mc, &spec, S, &bs)),
+        (json_int_t)(p.activations + p.grads), "loss_chunk", (json_int_t)(p.loss + scratch_for(&mc, &spec, S / N, &bs)),
         "tokens_and_data", (json_int_t)(p.tokens + (cuda ? 0 : data_bytes)), "runtime",
         (json_int_t)bs.runtime_bytes, "host_bytes", (json_int_t)p.host,
         "tokens", (json_int_t)tokens, "steps", steps, "est_seconds", secs, "tokens_per_s", secs > 0 ? tokens / secs : 0.0);
@@ -413,6 +529,16 @@ int estimate_job(const JobConfig *jc_in, const char *device, size_t device_mem, 
         if (per[a]) json_object_set_new(ml, act_names[a], json_integer(per[a]));
     json_object_set_new(*out, "memory_layers", ml);
     json_object_set_new(*out, "mlp_tiles", json_integer(act_tiles(&jc->act)));
+    if (gpus > 1) {  // one GPU's share: the peak above is per GPU
+        size_t ring, par = parallel_bytes(&mc, jc, S, cuda, &ring);
+        json_t *bd = json_object_get(*out, "breakdown");
+        json_object_set_new(bd, "nccl", json_integer((json_int_t)(par - ring)));
+        if (N > 1) json_object_set_new(bd, "context_ring", json_integer((json_int_t)ring));
+        json_object_set_new(*out, "parallel",
+                            json_pack("{s:i, s:s, s:i, s:I, s:I}", "gpus", gpus, "mode",
+                                      parallel_mode_names[jc->parallel.mode], "rows_per_gpu", S / N,
+                                      "per_gpu_peak_bytes", (json_int_t)peak, "host_bytes_all_gpus", (json_int_t)host));
+    }
     size_t pb = predictor_bytes(&mc, jc);
     if (pb) json_object_set_new(json_object_get(*out, "breakdown"), "lemo_predictor", json_integer((json_int_t)pb));
     if (z.on) {  // LeMo: the share of tokens each layer's attention keeps

@@ -14,6 +14,7 @@
 #include "cuda/backend_cuda.h"
 #include "estimate.h"
 #include "model.h"
+#include "partition.h"
 #include "tiny_model.h"
 
 static char dir[64];
@@ -141,6 +142,148 @@ static void auto_mixed_checks(void) {
     json_decref(a);
 }
 
+/* The estimate of the same job with `extra` keys (",\"parallel\":{...}" and the like) on a CUDA
+ * device of mem bytes; NULL with err_param set when it fails. */
+static char err_param[128];
+static json_t *estimate_extra(int S, const char *extra, size_t mem) {
+    char text[1400];
+    snprintf(text, sizeof text,
+             "{\"model\":\"%s\",\"train_file\":\"%s/train.jsonl\",\"output_dir\":\"%s/out\",\"context_length\":%d,"
+             "\"max_steps\":1,\"lora\":{\"r\":8,\"alpha\":16,\"dropout\":0,\"target_modules\":[\"q_proj\",\"k_proj\","
+             "\"v_proj\",\"o_proj\"]}%s}",
+             dir, dir, dir, S, extra);
+    JobConfig jc;
+    Err e = {0};
+    json_t *out = NULL;
+    err_param[0] = 0;
+    if (job_config_parse(text, &jc, &e) || estimate_job(&jc, "cuda", mem, (size_t)1 << 40, ESTIMATE_MEMORY_ONLY, &out, &e)) {
+        snprintf(err_param, sizeof err_param, "%s", e.param);
+        return NULL;
+    }
+    return out;
+}
+
+/* Several GPUs, priced per GPU. Context parallel: the peak falls with N and the largest context
+ * grows about N-fold (the weights stay whole on every GPU, so a little less); data parallel:
+ * the one-GPU peak plus NCCL's buffers, the same largest context (within them). */
+static void parallel_checks(void) {
+    size_t mem = (size_t)80 << 30;
+    const int S = 65536;
+    json_t *one = estimate_extra(S, "", mem);
+    if (!one) { CHECK(0, "one-GPU estimate: %s", err_param); return; }
+    size_t peak1 = num(one, "peak_bytes"), max1 = num(one, "max_context_length");
+    CHECK(!json_object_get(one, "parallel") && !json_object_get(json_object_get(one, "breakdown"), "nccl"),
+          "one GPU: no parallel part");
+    size_t prev = peak1, max_prev = max1;
+    for (int N = 2; N <= 8; N *= 2) {
+        char x[200];
+        snprintf(x, sizeof x, ",\"parallel\":{\"gpus\":%d,\"mode\":\"context\"}", N);
+        json_t *c = estimate_extra(S, x, mem);
+        if (!c) { CHECK(0, "context over %d: %s", N, err_param); continue; }
+        size_t peak = num(c, "peak_bytes"), mx = num(c, "max_context_length");
+        json_t *par = json_object_get(c, "parallel");
+        CHECK(par && !strcmp(json_string_value(json_object_get(par, "mode")), "context") &&
+                  num(par, "rows_per_gpu") == (size_t)S / N && num(par, "per_gpu_peak_bytes") == peak,
+              "context over %d: parallel part", N);
+        CHECK(peak < prev, "context over %d: per-GPU peak %.2f GiB not below %.2f GiB", N, peak / 1073741824.0,
+              prev / 1073741824.0);
+        double grow = (double)mx / max1;
+        CHECK(grow >= 0.75 * N && grow <= 1.0 * N, "context over %d: largest context %zu, %.2fx one GPU's %zu", N, mx,
+              grow, max1);
+        CHECK(mx > max_prev && mx % (2 * N * 64) == 0, "context over %d: largest context %zu", N, mx);
+        // the activations, checkpoints and loss chunk are one rank's rows; the ring and NCCL beside them
+        const char *parts[] = {"weights", "lora_and_optimizer", "layer_checkpoints", "activations", "loss_chunk",
+                               "tokens_and_data", "runtime", "nccl", "context_ring"};
+        size_t sum = 0;
+        char key[64];
+        for (int i = 0; i < 9; i++) {
+            snprintf(key, sizeof key, "breakdown.%s", parts[i]);
+            sum += num(c, key);
+        }
+        CHECK(sum == peak, "context over %d: breakdown sums to %zu, peak %zu", N, sum, peak);
+        json_t *rows = estimate_extra(S / N, "", mem);  // one GPU at S / N rows: the same plan
+        if (rows) {
+            size_t ring = num(c, "breakdown.context_ring"), kv = (size_t)(S / N) * 4096;
+            CHECK(num(c, "breakdown.layer_checkpoints") == num(rows, "breakdown.layer_checkpoints") &&
+                      num(c, "breakdown.activations") == num(rows, "breakdown.activations"),
+                  "context over %d: a rank plans S/N rows", N);
+            // the backward's set, the larger: two K/V shards in bf16 with their fp32 dK/dV
+            CHECK(ring == 2 * 2 * kv * 2 + 2 * 2 * kv * 4,
+                  "context over %d: ring buffers %zu", N, ring);
+            CHECK(peak == num(rows, "peak_bytes") + ring + num(c, "breakdown.nccl"), "context over %d: peak", N);
+            json_decref(rows);
+        }
+        fprintf(stderr, "7B, 64K over %d GPUs (context): %.2f GiB a GPU, largest context %zu (%.2fx)\n", N,
+                peak / 1073741824.0, mx, grow);
+        prev = peak, max_prev = mx;
+        json_decref(c);
+
+        // data parallel: each rank a one-GPU job, plus NCCL
+        snprintf(x, sizeof x, ",\"grad_accum\":%d,\"parallel\":{\"gpus\":%d,\"mode\":\"data\"}", N, N);
+        json_t *d = estimate_extra(S, x, mem);
+        if (!d) { CHECK(0, "data over %d: %s", N, err_param); continue; }
+        size_t nccl = num(d, "breakdown.nccl"), dmax = num(d, "max_context_length");
+        CHECK(nccl > 0 && num(d, "peak_bytes") == peak1 + nccl && !json_object_get(json_object_get(d, "breakdown"), "context_ring"),
+              "data over %d: peak %zu, one GPU %zu + NCCL %zu", N, num(d, "peak_bytes"), peak1, nccl);
+        CHECK(dmax <= max1 && dmax + 8192 >= max1, "data over %d: largest context %zu, one GPU %zu", N, dmax, max1);
+        json_decref(d);
+    }
+    json_decref(one);
+
+    // LeMo in context parallel: every layer kept (memory keep), so the sparse layers' kept
+    // rows show in the plan; a rank plans its share of the kept blocks (410 of 1024 at 64K,
+    // re-dealt in whole blocks over 8 chunks: at most 103 a rank of its 256), not all of them,
+    // plus the re-deal's buffers of those rows
+    const char *keep = ",\"memory\":{\"checkpointing\":false}";
+    char x1[200], x4[200], xd[200];
+    snprintf(x1, sizeof x1, "%s,\"lemo\":{\"keep\":0.4}", keep);
+    snprintf(x4, sizeof x4, "%s,\"lemo\":{\"keep\":0.4},\"parallel\":{\"gpus\":4,\"mode\":\"context\"}", keep);
+    snprintf(xd, sizeof xd, "%s,\"parallel\":{\"gpus\":4,\"mode\":\"context\"}", keep);
+    json_t *l1 = estimate_extra(S, x1, mem), *l4 = estimate_extra(S, x4, mem), *d4 = estimate_extra(S, xd, mem);
+    json_t *lq = estimate_extra(S / 4, x1, mem);  // one GPU at S/4 rows keeping 0.4 of them
+    if (l1 && l4 && d4 && lq) {
+        size_t a1 = num(l1, "breakdown.activations"), a4 = num(l4, "breakdown.activations");
+        size_t ad = num(d4, "breakdown.activations"), aq = num(lq, "breakdown.activations");
+        CHECK(a4 < ad && a4 < a1 / 3 && a4 > aq,
+              "LeMo over 4 GPUs: a rank's activations %zu below dense's %zu and a quarter of one GPU's %zu, above the "
+              "0.4 of S/4 rows' %zu (the largest share of 410 blocks is 103 of 256)", a4, ad, a1, aq);
+        ParSplit redeal = par_split(PAR_ZIGZAG, 410 * 64, 4, 64);
+        CHECK(par_max_rows(&redeal) == 103 * 64, "410 blocks over 4 ranks: %d rows at most", par_max_rows(&redeal));
+        CHECK(num(l4, "breakdown.context_ring") == num(d4, "breakdown.context_ring") + 2 * (size_t)103 * 64 * 4096 * 2,
+              "LeMo over 4 GPUs: the ring plus the re-deal of 103 blocks of h");
+    } else {
+        CHECK(0, "LeMo estimates: %s", err_param);
+    }
+    json_decref(l1), json_decref(l4), json_decref(d4), json_decref(lq);
+
+    // auto: context when a window does not fit one GPU, data when it does and the step has a
+    // window per GPU
+    json_t *a = estimate_extra(262144, ",\"grad_accum\":4,\"parallel\":{\"gpus\":4}", mem);
+    json_t *b = estimate_extra(4096, ",\"grad_accum\":4,\"parallel\":{\"gpus\":4}", mem);
+    CHECK(a && !strcmp(json_string_value(json_object_get(json_object_get(a, "parallel"), "mode")), "context") &&
+              json_is_true(json_object_get(a, "fits")),
+          "auto at 256K over 4 GPUs: context, fitting");
+    CHECK(b && !strcmp(json_string_value(json_object_get(json_object_get(b, "parallel"), "mode")), "data"),
+          "auto at 4K over 4 GPUs with 4 windows a step: data");
+    json_decref(a), json_decref(b);
+    // offloaded checkpoints: every rank's pinned memory counts on the host
+    json_t *o = estimate_extra(S, ",\"memory\":{\"offload\":true},\"parallel\":{\"gpus\":4,\"mode\":\"context\"}", mem);
+    CHECK(o && num(json_object_get(o, "parallel"), "host_bytes_all_gpus") >= 4 * num(o, "host_bytes"),
+          "four ranks' offloads on the host");
+    json_decref(o);
+    // on the CPU several GPUs are an error naming the field
+    char text[600];
+    snprintf(text, sizeof text, "{\"model\":\"%s\",\"train_file\":\"%s/train.jsonl\",\"output_dir\":\"%s/out\","
+             "\"grad_accum\":2,\"parallel\":{\"gpus\":2}}", dir, dir, dir);
+    JobConfig jc;
+    Err e = {0};
+    json_t *out = NULL;
+    CHECK(job_config_parse(text, &jc, &e) == 0 && estimate_job(&jc, "cpu", mem, 0, ESTIMATE_MEMORY_ONLY, &out, &e) == -1 &&
+              !strcmp(e.param, "parallel.gpus"),
+          "2 GPUs estimated on the CPU: %s", e.msg);
+    json_decref(out);
+}
+
 int main(void) {
     strcpy(dir, "/tmp/lemo-estimate-XXXXXX");
     if (!mkdtemp(dir)) return 1;
@@ -237,6 +380,7 @@ int main(void) {
 
     auto_policy_checks(mem);
     auto_mixed_checks();
+    parallel_checks();
 
     // the CPU plans fp32 with its own (NH, S) attention workspace, and counts the dataset
     json_t *cpu = estimate(4096, 0, "cpu", mem);
