@@ -22,4 +22,8 @@ static curl_socket_t guard_open(void *clientp, curlsocktype purpose, struct curl
 void netaddr_curl_guard(CURL *c, NetGuard *g) {
     curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, guard_open);
     curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, g);
+    /* No proxy, whatever http_proxy / https_proxy / ALL_PROXY say: through one, the address
+     * judged would be the proxy's, and the proxy would reach any address for us. "" turns
+     * curl's proxy use off, the environment's included. */
+    curl_easy_setopt(c, CURLOPT_PROXY, "");
 }

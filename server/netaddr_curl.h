@@ -5,7 +5,9 @@
  * server's network can see (loopback daemons, the LAN, a cloud metadata endpoint). The guard is
  * curl's socket opener: it judges the address curl is about to connect to (netaddr_is_internal),
  * after DNS and after any redirect, so a name that resolves or re-resolves to an internal
- * address is caught too. One shared opener, so every guarded transfer refuses the same set. */
+ * address is caught too. One shared opener, so every guarded transfer refuses the same set.
+ * Guarded transfers use no proxy (an environment's http_proxy included): the guard could only
+ * judge the proxy's address, never the one the proxy goes on to. */
 #ifndef LEMO_NETADDR_CURL_H
 #define LEMO_NETADDR_CURL_H
 
