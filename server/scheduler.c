@@ -111,7 +111,40 @@ static void job_dir_of(Server *srv, const char *id, char *out, size_t cap) {
     snprintf(out, cap, "%s/jobs/%.47s", srv->data_dir, id);
 }
 
-/* Stores an event; logs (never fails the caller) on a database error. */
+/* text with the server's own folders cut off the paths in it (malloc'd; NULL in, NULL out):
+ * DATA_DIR/jobs/ID/... becomes jobs/ID/..., MODELS_ROOT/NAME/... becomes NAME/...; what the
+ * trainer prints names files by their server paths, and events and errors are the API's. */
+static char *scrub_paths(const Server *srv, const char *text) {
+    if (!text) return NULL;
+    const char *roots[1 + SERVER_MAX_MODEL_DIRS];
+    int nr = 0;
+    roots[nr++] = srv->data_dir;
+    for (int i = 0; i < srv->n_models; i++) roots[nr++] = srv->models[i];
+    size_t n = strlen(text);
+    char *out = malloc(n + 1), *o = out;
+    if (!out) return NULL;
+    for (const char *p = text; *p;) {
+        size_t cut = 0;
+        for (int r = 0; r < nr && !cut; r++) {
+            size_t rl = strlen(roots[r]);
+            if (rl > 1 && !strncmp(p, roots[r], rl) && p[rl] == '/') cut = rl + 1;
+        }
+        if (cut) p += cut;
+        else *o++ = *p++;
+    }
+    *o = 0;
+    return out;
+}
+
+/* An error object as the text the job stores (paths scrubbed); malloc'd. */
+static char *error_text(const Server *srv, json_t *err) {
+    char *t = json_dumps(err, JSON_COMPACT | JSON_REAL_PRECISION(10));
+    char *s = scrub_paths(srv, t);
+    free(t);
+    return s;
+}
+
+/* Stores an event (paths scrubbed); logs (never fails the caller) on a database error. */
 static void add_event(Server *srv, const char *job_id, const char *level, const char *type, const char *data,
                       const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 static void add_event(Server *srv, const char *job_id, const char *level, const char *type, const char *data,
@@ -121,9 +154,11 @@ static void add_event(Server *srv, const char *job_id, const char *level, const 
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    char *m = scrub_paths(srv, msg), *d = scrub_paths(srv, data);
     Err e;
-    if (db_event_add(srv->db, job_id, level, type, msg, data, &e) < 0)
+    if (db_event_add(srv->db, job_id, level, type, m ? m : msg, d ? d : data, &e) < 0)
         fprintf(stderr, "lemo serve: job %s: %s\n", job_id, e.msg);
+    free(m), free(d);
 }
 
 int scheduler_recover(Server *srv, Err *e) {
@@ -801,7 +836,7 @@ static void run_job(Slot *sl, JobRow *j) {
         } else if (st.error && strcmp(stop, "cancel") && json_is_string(json_object_get(st.error, "code")) &&
                    !strcmp(json_string_value(json_object_get(st.error, "code")), "disk_full")) {
             // the trainer kept its last checkpoint: once space is freed, resume continues from there
-            char *et = json_dumps(st.error, JSON_COMPACT | JSON_REAL_PRECISION(10));
+            char *et = error_text(srv, st.error);
             int64_t ck = scheduler_disk_checkpoint_step(dir);
             db_job_move(srv->db, j->id, JOB_PAUSED, JOB_BY_TRAINER_EXIT, et, NULL, &e);
             add_event(srv, j->id, "error", "message", NULL,
@@ -821,7 +856,7 @@ static void run_job(Slot *sl, JobRow *j) {
                              last[0] ? ": " : "", last);
                 err = json_pack("{s:s, s:s, s:n}", "code", "train_failed", "message", msg, "param");
             }
-            char *et = json_dumps(err, JSON_COMPACT | JSON_REAL_PRECISION(10));
+            char *et = error_text(srv, err);
             db_job_move(srv->db, j->id, JOB_FAILED, JOB_BY_TRAINER_EXIT, et, NULL, &e);
             add_event(srv, j->id, "error", "message", NULL, "The job failed: %.900s",
                       json_string_value(json_object_get(err, "message")));

@@ -83,6 +83,11 @@ static void predictor_checks(const char *models, const char *train, char *body, 
           "the first job's events say it prepared, with the recall, then trained: %.3000s", ev);
     CHECK(!strstr(ev, s.data), "no server path in the events");
     free(ev);
+    snprintf(path, sizeof path, "/v1/fine_tuning/jobs/%s/events?limit=1000", job);
+    r = it_get(&s, path);  // their data too: the trainer's lines name files by server paths
+    CHECK(r.status == 200 && strstr(r.body, "checkpoints/step-") && !strstr(r.body, s.data) && !strstr(r.body, models),
+          "the events' data name no server folder");
+    it_free(&r);
     snprintf(path, sizeof path, "/v1/fine_tuning/jobs/%s", job);
     r = it_get(&s, path);
     json_t *jo = it_json(&r);
@@ -195,7 +200,7 @@ static void predictor_checks(const char *models, const char *train, char *body, 
     char partial[400];
     snprintf(partial, sizeof partial, "%s/lemo/stories260K/b128.partial", s.data);
     t0 = it_now();
-    while (it_now() - t0 < 5 && it_process_with("b128.partial")) usleep(20000);
+    while (it_now() - t0 < 30 && it_process_with("b128.partial")) usleep(20000);  // a loaded machine reaps slowly
     CHECK(!it_process_with("b128.partial"), "the preparation died with the server");
     CHECK(it_start(&s, "--models", models, "--slots", "1", NULL) == 0, "restart after the kill");
     CHECK(it_wait_status(&s, job, "succeeded|failed|cancelled", 240, st, sizeof st) == 0 && !strcmp(st, "succeeded"),
