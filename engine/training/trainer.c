@@ -187,6 +187,11 @@ int trainer_run(const JobConfig *c, Err *e) {
     memcpy(spec.targets, c->lora.targets, sizeof spec.targets);
     const ActPolicy *act = &c->act;
     JobConfig planned;
+    if (c->parallel.gpus > 1) {  // the config, layouts and estimate exist; the ranks' training does not yet
+        err_set_at(e, "parallel.gpus", 0, "'parallel.gpus' %d: training one job on several GPUs is not built yet; "
+                   "use 1 (lemo estimate prices %d)", c->parallel.gpus, c->parallel.gpus);
+        goto out;
+    }
     if (c->act_auto) {  // memory.auto: the fastest policy that fits this device, said in the log
         planned = *c;
         if (estimate_auto_policy(&planned, !strcmp(be->name, "cuda"), e)) goto out;

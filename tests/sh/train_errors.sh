@@ -23,6 +23,7 @@ expect_error not_json "{$base," 'not valid JSON'
 expect_error bad_line "{$base, \"train_file\": \"$d/bad.jsonl\"}" 'line 2'
 expect_error bad_field "{$base, \"train_file\": \"$d/bad.jsonl\"}" 'completion'
 expect_error no_file "{$base, \"train_file\": \"$d/missing.jsonl\"}" 'missing.jsonl'
+expect_error several_gpus "{$base, \"train_file\": \"$d/good.jsonl\", \"grad_accum\": 2, \"parallel\": {\"gpus\": 2, \"mode\": \"data\"}}" '"param":"parallel.gpus"'
 expect_error no_model "{\"model\": \"$d/nope\", \"output_dir\": \"$d/out\", \"train_file\": \"$d/good.jsonl\"}" 'nope'
 mkdir -p "$d/broken" && cp "$d/tiny/"* "$d/broken/" && head -c 1000 "$d/tiny/model.safetensors" > "$d/broken/model.safetensors"
 expect_error truncated_weights "{\"model\": \"$d/broken\", \"output_dir\": \"$d/out\", \"train_file\": \"$d/good.jsonl\", \"context_length\": 32}" 'safetensors'
