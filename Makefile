@@ -86,9 +86,10 @@ $(BUILD)/tests/%: tests/%.c $(BUILD)/liblemo.a tests/check.h $(wildcard tests/un
 GPU_TESTS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/gpu/test_*.c))
 BENCHES   := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
 
-$(BUILD)/bench/%: bench/%.c $(BUILD)/liblemo.a $(CU_OBJ)
+# (-Itests: bench/api_load.c drives the server with the integration tests' load generator)
+$(BUILD)/bench/%: bench/%.c $(BUILD)/liblemo.a $(CU_OBJ) $(wildcard tests/integration/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/liblemo.a $(CU_OBJ) $(LDLIBS) $(CUDA_LIBS)
+	$(CC) $(CFLAGS) -Itests -o $@ $< $(BUILD)/liblemo.a $(CU_OBJ) $(LDLIBS) $(CUDA_LIBS)
 
 $(BUILD)/tests/gpu/%: tests/gpu/%.c $(BUILD)/liblemo.a $(CU_OBJ) tests/check.h
 	@mkdir -p $(dir $@)

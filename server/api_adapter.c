@@ -129,8 +129,10 @@ static int serve_file(Req *r, const char *path, const char *hex, const char *cty
         snprintf(cr, sizeof cr, "bytes %llu-%llu/%llu", (unsigned long long)a, (unsigned long long)b,
                  (unsigned long long)size);
         MHD_add_response_header(resp, "Content-Range", cr);
+        r->resp_bytes = (int64_t)(b - a + 1);
         return http_queue(r, 206, resp);
     }
+    r->resp_bytes = (int64_t)size;
     return http_queue(r, 200, resp);
 }
 

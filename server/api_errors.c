@@ -11,6 +11,10 @@ const ApiError api_errors[] = {
     {"request_too_large", 413, "invalid_request_error", "The request body is larger than the server's limit"},
     {"not_found", 404, "invalid_request_error", "No such path, or no object with the id in the path"},
     {"method_not_allowed", 405, "invalid_request_error", "The path exists under another method"},
+    {"uri_too_long", 414, "invalid_request_error", "The URL (path and query as sent) is longer than 8192 bytes"},
+    {"headers_too_large", 431, "invalid_request_error",
+     "More than 100 header lines, one longer than 8192 bytes, or more than 32768 bytes of them"},
+    {"nul_byte_in_url", 400, "invalid_request_error", "The URL's path or query holds a NUL byte (%00)"},
     /* request bodies and query parameters */
     {"invalid_json", 400, "invalid_request_error", "The body is not a JSON object"},
     {"invalid_type", 400, "invalid_request_error", "A field has the wrong JSON type (param names it)"},

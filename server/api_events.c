@@ -21,10 +21,15 @@ int api_events_list(Req *r) {
     int rc = db_event_list(r->srv->db, r->params[0], after, limit, asc, &rows, &n, &more, &e);
     if (rc == -2) return http_error(r, 400, "invalid_request_error", "invalid_cursor", "after", "Unknown 'after' event id");
     if (rc) return http_500(r, "%s", e.msg);
-    json_t *data = json_array();
-    for (int i = 0; i < n; i++) json_array_append_new(data, event_to_json(&rows[i]));
+    StrBuf b = {0};   // written as text, as the job list is: the list a dashboard polls
+    sb_puts(&b, "{\"object\":\"list\",\"data\":[");
+    for (int i = 0; i < n; i++) {
+        if (i) sb_put(&b, ",", 1);
+        event_write_json(&b, &rows[i]);
+    }
     event_rows_free(rows, n);
-    return http_json(r, 200, json_pack("{s:s, s:o, s:b}", "object", "list", "data", data, "has_more", more));
+    sb_printf(&b, "],\"has_more\":%s}", more ? "true" : "false");
+    return http_json_text(r, 200, &b);
 }
 
 int api_checkpoints_list(Req *r) {

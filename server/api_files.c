@@ -53,14 +53,30 @@ static void upload_free(void *p) {
     free(u);
 }
 
-/* Keeps the last path component and replaces control characters. */
+/* The name a file is listed under (never a path: the bytes are stored as files/FILE_ID.jsonl):
+ * the last component of what the client sent, control characters and bytes that are not UTF-8
+ * made '_', cut at a character boundary to fit out (cap bytes with the NUL); "upload.jsonl"
+ * when nothing (or only "." or "..") is left. */
 static void clean_filename(const char *in, char *out, size_t cap) {
     const char *base = in;
     for (const char *p = in; *p; p++)
         if (*p == '/' || *p == '\\') base = p + 1;
-    snprintf(out, cap, "%s", *base ? base : "upload.jsonl");
-    for (char *p = out; *p; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '_';
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)base; *p;) {
+        size_t u = utf8_len(p);
+        if (!u || (u == 1 && (*p < 0x20 || *p == 0x7f))) {
+            if (o + 2 > cap) break;
+            out[o++] = '_';
+            p++;
+            continue;
+        }
+        if (o + u + 1 > cap) break;
+        memcpy(out + o, p, u);
+        o += u;
+        p += u;
+    }
+    out[o] = 0;
+    if (!o || !strcmp(out, ".") || !strcmp(out, "..")) snprintf(out, cap, "upload.jsonl");
 }
 
 /* Creates DATA/files/.upload-XXXXXX; -1 on failure. */
@@ -501,6 +517,7 @@ int api_files_content(Req *r) {
     for (char *p = disp + 22; *p && p[1]; p++)
         if (*p == '"' || *p == '\\') *p = '_';
     MHD_add_response_header(resp, "Content-Disposition", disp);
+    r->resp_bytes = (int64_t)st.st_size;
     return http_queue(r, 200, resp);
 }
 

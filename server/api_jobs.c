@@ -244,6 +244,8 @@ int api_jobs_create_from(Req *r, const char *body, size_t body_len, int prepare_
         goto out;
     }
     if (db_commit(db, &e)) { res = http_500(r, "%s", e.msg); goto out; }
+    fprintf(stderr, "lemo serve: job %s: created%s (model %s, training file %s): queued\n", j.id,
+            prepare_only ? " to prepare LeMo's predictors" : "", j.model, j.training_file);
     JobRow got;
     int have = db_job_get(db, j.id, &got, &e);   // read before an engine thread can claim it
     scheduler_wake(r->srv->sched);

@@ -1,12 +1,14 @@
 /* api_metrics.c: GET /healthz (liveness: the database answers) and GET /metrics (Prometheus
  * text format 0.0.4: jobs by status, queue depth, slots, per-running-job tokens/s, step, loss
- * and memory, trained tokens, files, HTTP responses by class). */
+ * and memory, trained tokens, files, HTTP responses by class, open connections and those closed
+ * for a late request header). */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api.h"
+#include "http_guard.h"
 #include "scheduler.h"
 #include "srv_util.h"
 
@@ -103,8 +105,14 @@ int api_metrics(Req *r) {
     tx(&t, "lemo_http_requests_total %ld\n", atomic_load(&srv->http_requests));
     head(&t, "lemo_http_responses_total", "counter", "HTTP responses by status class.");
     for (int k = 1; k <= 5; k++) tx(&t, "lemo_http_responses_total{code=\"%dxx\"} %ld\n", k, atomic_load(&srv->http_by_class[k]));
+    head(&t, "lemo_http_connections", "gauge", "HTTP connections open now (at most --max-connections).");
+    tx(&t, "lemo_http_connections %ld\n", http_open_connections(srv));
+    head(&t, "lemo_http_header_timeouts_total", "counter",
+         "Connections closed for sending no whole request header within --header-timeout.");
+    tx(&t, "lemo_http_header_timeouts_total %ld\n", http_guard_closed(srv->guard));
     struct MHD_Response *resp = MHD_create_response_from_buffer(t.len, t.buf, MHD_RESPMEM_MUST_FREE);
     if (!resp) { free(t.buf); return MHD_NO; }
+    r->resp_bytes = (int64_t)t.len;
     MHD_add_response_header(resp, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
     return http_queue(r, 200, resp);
 }

@@ -88,6 +88,7 @@ static json_t *operation(const Route *rt) {
     each_word(rt->errors, add_error_code, codes);
     if (!rt->open || rt->open == ROUTE_OPEN_IF_PUBLIC) add_error_code(codes, "invalid_api_key", 15);
     if (!strcmp(rt->method, "POST")) add_error_code(codes, "request_too_large", 17);
+    each_word("uri_too_long headers_too_large nul_byte_in_url", add_error_code, codes);   // http.c's, before routing
     add_error_code(codes, "server_error", 12);
     json_t *responses = json_object();
     json_object_set_new(responses, "200", json_pack("{s:s}", "description", "OK"));

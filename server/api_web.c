@@ -48,6 +48,7 @@ int api_web(Req *r) {
                                   "with --web DIR. The API is under /v1.\n";
         struct MHD_Response *resp = MHD_create_response_from_buffer(sizeof msg - 1, (void *)msg, MHD_RESPMEM_PERSISTENT);
         MHD_add_response_header(resp, "Content-Type", "text/plain; charset=utf-8");
+        r->resp_bytes = (int64_t)(sizeof msg - 1);
         return http_queue(r, 200, resp);
     }
     if (!web_path_ok(r->url)) return http_error(r, 404, "invalid_request_error", "not_found", NULL, "No such page");
@@ -70,5 +71,6 @@ int api_web(Req *r) {
     if (!resp) { close(fd); return MHD_NO; }
     MHD_add_response_header(resp, "Content-Type", mime_of(real));
     MHD_add_response_header(resp, "Cache-Control", "no-cache");
+    r->resp_bytes = (int64_t)st.st_size;
     return http_queue(r, 200, resp);
 }

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -47,6 +48,18 @@ static void usage(FILE *f) {
             "  --webhook-url URL       POST job.succeeded/failed/cancelled events here (default: none; it may\n"
             "                          be internal; a job's metadata.webhook_url adds one per job)\n"
             "  --webhook-secret S      HMAC-SHA256 key signing webhooks (default: none, or $LEMO_WEBHOOK_SECRET)\n"
+            "  --max-connections N     connections open at once; more are refused until some close (default 1024;\n"
+            "                          each holds a thread and up to 128 KiB)\n"
+            "  --max-connections-per-ip N\n"
+            "                          connections open at once from one client address (default 0: no limit,\n"
+            "                          as behind a reverse proxy every client has the proxy's address)\n"
+            "  --header-timeout S      a connection must send a whole request header within S seconds of\n"
+            "                          opening or of its previous answer, else it is closed: bounds clients\n"
+            "                          that send a header a byte at a time, and idle keep-alive (default 20)\n"
+            "  --idle-timeout S        a connection that sends and receives nothing for S seconds is closed,\n"
+            "                          e.g. a stalled upload (default 60; event streams send a comment every 15 s)\n"
+            "  --no-access-log         no line per request on stderr (default: one each, with the client\n"
+            "                          address, method, path without the query, status, bytes and milliseconds)\n"
             "  --help                  this text\n");
 }
 
@@ -118,6 +131,11 @@ int cmd_serve(int argc, char **argv) {
     srv.max_upload_bytes = 1073741824LL;
     srv.max_body_bytes = 1 << 20;
     srv.import_timeout_s = 300;
+    srv.access_log = 1;
+    srv.header_timeout_s = 20;
+    srv.idle_timeout_s = 60;
+    srv.max_connections = 1024;
+    srv.max_connections_per_ip = 0;
     const char *sec = getenv("LEMO_WEBHOOK_SECRET");
     if (sec) snprintf(srv.webhook_secret, sizeof srv.webhook_secret, "%s", sec);
     for (int i = 1; i < argc; i++) {
@@ -129,6 +147,10 @@ int cmd_serve(int argc, char **argv) {
         }
         if (!strcmp(a, "--public-metrics")) {
             srv.public_metrics = 1;
+            continue;
+        }
+        if (!strcmp(a, "--no-access-log")) {
+            srv.access_log = 0;
             continue;
         }
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -146,10 +168,17 @@ int cmd_serve(int argc, char **argv) {
         else if (!strcmp(a, "--import-timeout") && val) { bad = parse_i64(val, 1, 86400, &v); srv.import_timeout_s = (int)v; }
         else if (!strcmp(a, "--webhook-url") && val) snprintf(srv.webhook_url, sizeof srv.webhook_url, "%s", val);
         else if (!strcmp(a, "--webhook-secret") && val) snprintf(srv.webhook_secret, sizeof srv.webhook_secret, "%s", val);
+        else if (!strcmp(a, "--max-connections") && val) { bad = parse_i64(val, 1, 65536, &v); srv.max_connections = (int)v; }
+        else if (!strcmp(a, "--max-connections-per-ip") && val) {
+            bad = parse_i64(val, 0, 65536, &v);
+            srv.max_connections_per_ip = (int)v;
+        } else if (!strcmp(a, "--header-timeout") && val) { bad = parse_i64(val, 1, 3600, &v); srv.header_timeout_s = (int)v; }
+        else if (!strcmp(a, "--idle-timeout") && val) { bad = parse_i64(val, 1, 86400, &v); srv.idle_timeout_s = (int)v; }
         else {
             static const char *const known[] = {"--host", "--port", "--data-dir", "--models", "--web", "--slots",
                                                 "--max-upload-bytes", "--max-body-bytes", "--import-timeout",
-                                                "--webhook-url", "--webhook-secret", NULL};
+                                                "--webhook-url", "--webhook-secret", "--max-connections",
+                                                "--max-connections-per-ip", "--header-timeout", "--idle-timeout", NULL};
             int is_known = 0;
             for (int k = 0; known[k]; k++) is_known |= !strcmp(a, known[k]);
             fprintf(stderr, "lemo serve: %s '%s'\n", is_known ? "missing value for" : "unknown flag", a);
@@ -196,6 +225,19 @@ int cmd_serve(int argc, char **argv) {
         find_web(srv.exe, srv.web_dir);
     }
 
+    /* every connection is a descriptor: the soft limit (often 1024) would refuse connections
+     * well below --max-connections, so it is raised as far as the hard limit lets it */
+    struct rlimit nofile;
+    rlim_t want = (rlim_t)srv.max_connections + 256;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < want) {
+        nofile.rlim_cur = nofile.rlim_max < want ? nofile.rlim_max : want;
+        setrlimit(RLIMIT_NOFILE, &nofile);
+        if (nofile.rlim_cur < want)
+            fprintf(stderr, "lemo serve: warning: at most %llu open files (ulimit -Hn): fewer connections than "
+                            "--max-connections %d can be accepted\n", (unsigned long long)nofile.rlim_cur,
+                    srv.max_connections);
+    }
+
     /* signals: handled by this thread with sigwait; every thread started below inherits the mask */
     sigset_t set;
     sigemptyset(&set);
@@ -238,6 +280,11 @@ int cmd_serve(int argc, char **argv) {
     for (int i = 0; i < srv.n_models; i++) fprintf(stderr, " %s", srv.models[i]);
     fprintf(stderr, "; %d slot%s (%s); dashboard %s\n", n_slots, n_slots == 1 ? "" : "s",
             gpus > 0 ? "GPU" : "CPU", srv.web_dir[0] ? srv.web_dir : "not found (--web DIR)");
+    char per_ip[32] = "no limit";
+    if (srv.max_connections_per_ip) snprintf(per_ip, sizeof per_ip, "%d", srv.max_connections_per_ip);
+    fprintf(stderr, "lemo serve: connections: at most %d (%s per client address); a request header within %d s, "
+                    "closed after %d s silent; access log %s\n", srv.max_connections, per_ip, srv.header_timeout_s,
+            srv.idle_timeout_s, srv.access_log ? "on stderr" : "off");
     fprintf(stderr, "lemo serve: listening on http://%s%s%s:%d\n", strchr(srv.host, ':') ? "[" : "", srv.host,
             strchr(srv.host, ':') ? "]" : "", srv.port);
     fflush(stderr);

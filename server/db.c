@@ -1,10 +1,17 @@
 /* db.c: every SQL statement of the service (see db.h).
  *
  * Statements live in one table below, prepared once after the migrations ran. A recursive
- * mutex serializes the one connection; db_begin() takes it and opens BEGIN IMMEDIATE, so the
- * calls between db_begin() and db_commit() form one transaction that no other thread can
+ * mutex serializes the writing connection; db_begin() takes it and opens BEGIN IMMEDIATE, so
+ * the calls between db_begin() and db_commit() form one transaction that no other thread can
  * interleave with. WAL lets `lemo keys` (another process) read and write meanwhile, and the
- * busy timeout makes either side wait instead of failing. */
+ * busy timeout makes either side wait instead of failing.
+ *
+ * Reads outside a transaction go to one of DB_READERS read connections instead, each with its
+ * own statements and lock. WAL gives each read the database as last committed, and a reader
+ * never waits for the writer: before, every request waited behind whatever transaction held
+ * the one connection (the scheduler's, which also writes the job's event file, held it up to
+ * 145 ms on a busy disk, bench/RESULTS.md). Reads inside a transaction stay on the writer,
+ * which alone sees that transaction's own writes. */
 #include "db.h"
 
 #include <pthread.h>
@@ -104,21 +111,57 @@ static const char *const SQL[S_COUNT] = {
     [S_KEY_TOUCH] = "UPDATE api_keys SET last_used_at=?1 WHERE id=?2 AND coalesce(last_used_at,0)<?1-60",
 };
 
+#define DB_READERS 4
+
+typedef struct {
+    sqlite3 *h;
+    sqlite3_stmt *st[S_COUNT];   // the read-only statements (NULL for the others)
+    pthread_mutex_t mu;
+} DbReader;
+
 struct Db {
     sqlite3 *h;
     sqlite3_stmt *st[S_COUNT];
+    int readonly[S_COUNT];       // sqlite3_stmt_readonly: it may run on a reader
     pthread_mutex_t mu;   // recursive
     int depth;            // open db_begin() levels
+    DbReader rd[DB_READERS];
+    int n_readers;
 };
 
+/* This thread's open db_begin() levels (its reads then stay on the writer), and the connection
+ * its statement in flight runs on (for the error message). */
+static _Thread_local int tls_txn;
+static _Thread_local sqlite3 *tls_conn;
+
 static int db_fail(Db *db, Err *e, const char *what) {
-    return err_set(e, "database: %s: %s", what, sqlite3_errmsg(db->h));
+    return err_set(e, "database: %s: %s", what, sqlite3_errmsg(tls_conn ? tls_conn : db->h));
 }
 
-/* Takes the lock and returns the statement reset and unbound. */
+/* Takes the lock and returns the statement reset and unbound: a read outside a transaction on
+ * a free reader (the thread's own first, so threads spread over them), anything else on the
+ * writer. */
 static sqlite3_stmt *db_stmt(Db *db, int i) {
-    pthread_mutex_lock(&db->mu);
-    sqlite3_stmt *s = db->st[i];
+    sqlite3_stmt *s;
+    if (db->readonly[i] && !tls_txn && db->n_readers) {
+        static _Thread_local unsigned pick;
+        if (!pick) pick = (unsigned)(uintptr_t)&pick >> 12 | 1;   // per thread, stable
+        DbReader *r = NULL;
+        for (int k = 0; k < db->n_readers && !r; k++) {
+            DbReader *c = &db->rd[(pick + (unsigned)k) % (unsigned)db->n_readers];
+            if (!pthread_mutex_trylock(&c->mu)) r = c;
+        }
+        if (!r) {
+            r = &db->rd[pick % (unsigned)db->n_readers];
+            pthread_mutex_lock(&r->mu);
+        }
+        s = r->st[i];
+        tls_conn = r->h;
+    } else {
+        pthread_mutex_lock(&db->mu);
+        s = db->st[i];
+        tls_conn = db->h;
+    }
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
     return s;
@@ -126,7 +169,11 @@ static sqlite3_stmt *db_stmt(Db *db, int i) {
 
 static void db_done(Db *db, sqlite3_stmt *s) {
     sqlite3_reset(s);
-    pthread_mutex_unlock(&db->mu);
+    sqlite3 *h = sqlite3_db_handle(s);
+    tls_conn = NULL;
+    if (h == db->h) { pthread_mutex_unlock(&db->mu); return; }
+    for (int k = 0; k < db->n_readers; k++)
+        if (db->rd[k].h == h) { pthread_mutex_unlock(&db->rd[k].mu); return; }
 }
 
 static void bind_text(sqlite3_stmt *s, int i, const char *v) {
@@ -224,12 +271,38 @@ Db *db_open(const char *path, Err *e) {
             db_close(db);
             return NULL;
         }
+        db->readonly[i] = i != S_BEGIN && i != S_COMMIT && i != S_ROLLBACK && sqlite3_stmt_readonly(db->st[i]);
+    }
+    for (int k = 0; k < DB_READERS; k++) {   // after the migrations: the readers see the schema
+        DbReader *r = &db->rd[k];
+        pthread_mutex_init(&r->mu, NULL);
+        db->n_readers++;
+        if (sqlite3_open_v2(path, &r->h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) ||
+            sqlite3_exec(r->h, "PRAGMA query_only=1", NULL, NULL, NULL)) {
+            err_set(e, "cannot open database %s for reading: %s", path, r->h ? sqlite3_errmsg(r->h) : "out of memory");
+            db_close(db);
+            return NULL;
+        }
+        sqlite3_busy_timeout(r->h, 10000);
+        for (int i = 0; i < S_COUNT; i++) {
+            if (!db->readonly[i]) continue;
+            if (sqlite3_prepare_v3(r->h, SQL[i], -1, SQLITE_PREPARE_PERSISTENT, &r->st[i], NULL)) {
+                err_set(e, "database: preparing statement %d for reading: %s", i, sqlite3_errmsg(r->h));
+                db_close(db);
+                return NULL;
+            }
+        }
     }
     return db;
 }
 
 void db_close(Db *db) {
     if (!db) return;
+    for (int k = 0; k < db->n_readers; k++) {
+        for (int i = 0; i < S_COUNT; i++) sqlite3_finalize(db->rd[k].st[i]);
+        if (db->rd[k].h) sqlite3_close(db->rd[k].h);
+        pthread_mutex_destroy(&db->rd[k].mu);
+    }
     for (int i = 0; i < S_COUNT; i++) sqlite3_finalize(db->st[i]);
     if (db->h) sqlite3_close(db->h);
     pthread_mutex_destroy(&db->mu);
@@ -250,6 +323,7 @@ int db_begin(Db *db, Err *e) {
         }
         sqlite3_reset(s);
     }
+    tls_txn++;
     return 0;  // the lock stays held until db_commit/db_rollback
 }
 
@@ -267,6 +341,7 @@ int db_commit(Db *db, Err *e) {
         }
         sqlite3_reset(s);
     }
+    tls_txn--;
     pthread_mutex_unlock(&db->mu);
     return rc;
 }
@@ -278,6 +353,7 @@ void db_rollback(Db *db) {
         sqlite3_step(s);
         sqlite3_reset(s);
     }
+    tls_txn--;
     pthread_mutex_unlock(&db->mu);
 }
 
@@ -567,7 +643,12 @@ int db_job_move(Db *db, const char *id, JobState to, JobActor by, const char *er
         db_rollback(db);
         return -1;
     }
-    return db_commit(db, e);
+    if (db_commit(db, e)) return -1;
+    // the job's lifecycle in the server's log: every status change passes here (inside a
+    // caller's transaction this is the move, whose commit the caller makes and checks)
+    fprintf(stderr, "lemo serve: job %s: %s -> %s (%s)%s%.300s\n", id, job_state_names[from], job_state_names[to],
+            job_actor_names[by], error_json ? ": " : "", error_json ? error_json : "");
+    return 0;
 }
 
 int db_job_set_stop_request(Db *db, const char *id, const char *what, Err *e) {

@@ -2,9 +2,17 @@
  *
  * The daemon runs one thread per connection: an event stream may then simply block in its
  * reader callback until the next event, and 64 keep-alive clients plus streams are 64+
- * threads, well within limits. MHD calls on_request several times per request: first with
- * the headers (route, auth and size checks happen here, so an oversized upload is refused
- * before it is read), then once per body chunk, then once more to produce the answer. */
+ * threads, well within limits (bench/api_load.c: 256 connections and 32 streams at 3,000
+ * reads/s on 2 cores). MHD calls on_request several times per request: first with the
+ * headers (route, auth and size checks happen here, so an oversized upload is refused
+ * before it is read), then once per body chunk, then once more to produce the answer.
+ *
+ * A request's Req is made when its request line is in (on_uri, which sees the URL as sent,
+ * before it is decoded: its length and any %00 are judged there) and freed when it is done
+ * (on_completed), which also writes its access log line. The limits on what a client may
+ * send (URL, header lines, their number and size, idle and header timeouts, connections)
+ * are answered with typed errors where an answer is possible; http_guard.c closes what sends
+ * no complete request at all. */
 #include "http.h"
 
 #include <arpa/inet.h>
@@ -14,10 +22,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "api.h"
 #include "api_errors.h"
 #include "auth.h"
+#include "http_guard.h"
 
 
 // every GET outside /v1 that no route takes: the dashboard's files
@@ -68,6 +78,7 @@ static unsigned status_class(unsigned s) { return s / 100 < 6 ? s / 100 : 5; }
 int http_queue(Req *r, unsigned status, struct MHD_Response *resp) {
     if (!resp) return MHD_NO;
     atomic_fetch_add(&r->srv->http_by_class[status_class(status)], 1);
+    r->status = status;
     MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
     enum MHD_Result rc = MHD_queue_response(r->conn, status, resp);
     MHD_destroy_response(resp);
@@ -75,15 +86,24 @@ int http_queue(Req *r, unsigned status, struct MHD_Response *resp) {
 }
 
 int http_json(Req *r, unsigned status, json_t *obj) {
-    char *txt = json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(10));
+    char *txt = obj ? json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
     json_decref(obj);
-    if (!txt) return MHD_NO;
+    if (!txt) {   // an object that could not be built: still an answer, never a silent close
+        static const char fail[] = "{\"error\":{\"message\":\"the answer could not be built\",\"type\":"
+                                   "\"server_error\",\"param\":null,\"code\":\"server_error\"}}";
+        struct MHD_Response *resp = MHD_create_response_from_buffer(sizeof fail - 1, (void *)fail, MHD_RESPMEM_PERSISTENT);
+        if (!resp) return MHD_NO;
+        MHD_add_response_header(resp, "Content-Type", "application/json");
+        r->resp_bytes = (int64_t)(sizeof fail - 1);
+        return http_queue(r, 500, resp);
+    }
     size_t n = strlen(txt);
     txt[n] = 0;
     struct MHD_Response *resp = MHD_create_response_from_buffer(n, txt, MHD_RESPMEM_MUST_FREE);
     if (!resp) { free(txt); return MHD_NO; }
     MHD_add_response_header(resp, "Content-Type", "application/json");
     MHD_add_response_header(resp, "Cache-Control", "no-store");
+    r->resp_bytes = (int64_t)n;
     return http_queue(r, status, resp);
 }
 
@@ -96,6 +116,7 @@ int http_json_text(Req *r, unsigned status, StrBuf *b) {
     struct MHD_Response *resp = MHD_create_response_from_buffer(b->len, b->buf, MHD_RESPMEM_MUST_FREE);
     if (!resp) { free(b->buf); return MHD_NO; }
     b->buf = NULL;
+    r->resp_bytes = (int64_t)b->len;
     MHD_add_response_header(resp, "Content-Type", "application/json");
     MHD_add_response_header(resp, "Cache-Control", "no-store");
     return http_queue(r, status, resp);
@@ -110,8 +131,14 @@ static json_t *error_obj(unsigned status, const char *type, const char *code, co
     if (!ae || ae->status != status)
         fprintf(stderr, "lemo serve: error code '%s' with status %u is not in the error table (server/api_errors.c)\n",
                 code ? code : "(none)", status);
-    json_t *e = json_pack("{s:s, s:s, s:o, s:o}", "message", msg, "type", type,
-                          "param", param && *param ? json_string(param) : json_null(),
+    /* the message and param often quote what the client sent (an id from the path): bytes
+     * that are not UTF-8 become '?', or JSON could not hold them and no answer would go out */
+    char m[1024], p[256];
+    snprintf(m, sizeof m, "%s", msg);
+    snprintf(p, sizeof p, "%s", param ? param : "");
+    utf8_sanitize(m);
+    utf8_sanitize(p);
+    json_t *e = json_pack("{s:s, s:s, s:o, s:o}", "message", m, "type", type, "param", *p ? json_string(p) : json_null(),
                           "code", code && *code ? json_string(code) : json_null());
     if (line > 0) json_object_set_new(e, "line", json_integer(line));
     return json_pack("{s:o}", "error", e);
@@ -301,14 +328,53 @@ static int64_t req_limit(Req *r) {
                                                                         : r->srv->max_body_bytes;
 }
 
-/* First call for a request: route, auth, size limits. Returns MHD_YES, or the result of an
- * early reply. */
+typedef struct { int n; size_t longest, total; } HeaderSizes;
+
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+    (void)kind;
+    HeaderSizes *h = cls;
+    size_t line = strlen(key) + 2 + (value ? strlen(value) : 0);   // "Name: value"
+    h->n++;
+    if (line > h->longest) h->longest = line;
+    h->total += line + 2;
+    return MHD_YES;
+}
+
+/* The limits on what a request may send before it is routed (http.h's HTTP_MAX_*): 0, or 1
+ * with the answer pended. */
+static int req_limits(Req *r) {
+    char msg[256];
+    if (r->url_len > HTTP_MAX_URL) {
+        snprintf(msg, sizeof msg, "The URL has %zu bytes; the limit is %d", r->url_len, HTTP_MAX_URL);
+        http_pend(r, 414, "uri_too_long", NULL, msg);
+        return 1;
+    }
+    if (r->url_nul) {
+        http_pend(r, 400, "nul_byte_in_url", NULL,
+                  "The URL holds a NUL byte (%00): no path segment or query value here can contain one");
+        return 1;
+    }
+    HeaderSizes h = {0};
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, count_header, &h);
+    if (h.n > HTTP_MAX_HEADERS || h.longest > HTTP_MAX_HEADER_LINE || h.total > HTTP_MAX_HEADER_BYTES) {
+        snprintf(msg, sizeof msg, "The request has %d header lines, the longest %zu bytes, %zu bytes in all; the limits "
+                 "are %d lines, %d bytes a line and %d in all", h.n, h.longest, h.total, HTTP_MAX_HEADERS,
+                 HTTP_MAX_HEADER_LINE, HTTP_MAX_HEADER_BYTES);
+        http_pend(r, 431, "headers_too_large", NULL, msg);
+        return 1;
+    }
+    return 0;
+}
+
+/* First call for a request: limits, route, auth, size limits. Returns MHD_YES, or the result
+ * of an early reply. */
 static enum MHD_Result req_start(Req *r, const char *url, const char *method) {
     int path_known = 0;
-    r->route = route_find(r, method, url, &path_known);
     const char *cl = http_header(r, "Content-Length");
     r->content_length = cl ? strtoll(cl, NULL, 10) : -1;
-    if (!r->route) {
+    if (req_limits(r)) {
+        // answered before routing: the request may not even name a path
+    } else if (!(r->route = route_find(r, method, url, &path_known))) {
         if (path_known)
             http_pend(r, 405, "method_not_allowed", NULL, "This method is not allowed on this path");
         else
@@ -379,20 +445,45 @@ static void req_body(Req *r, const char *data, size_t n) {
     r->body[r->body_len] = 0;
 }
 
+/* The request line is in: a new Req for it. The URL is as the client sent it (not decoded):
+ * its length, a %00 anywhere in it, and the path for the access log (the query is left out:
+ * clients put secrets there) are taken from it. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
+    Req *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    r->srv = cls;
+    r->conn = conn;
+    r->resp_bytes = -1;
+    clock_gettime(CLOCK_MONOTONIC, &r->t0);
+    r->url_len = strlen(uri);
+    for (const char *p = strchr(uri, '%'); p && !r->url_nul; p = strchr(p + 1, '%'))
+        r->url_nul = p[1] == '0' && p[2] == '0';
+    // printable ASCII as it is, any other byte as \xNN: a log line stays one line of text
+    size_t n = strcspn(uri, "?"), o = 0, room = sizeof r->log_path - 4;   // for "..." and the NUL
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)uri[i];
+        char one[8];
+        int l = c > 0x20 && c < 0x7f && c != '"' && c != '\\' ? (one[0] = (char)c, 1) : snprintf(one, sizeof one, "\\x%02x", c);
+        if (o + (size_t)l > room) { memcpy(r->log_path + o, "...", 3); o += 3; break; }
+        memcpy(r->log_path + o, one, (size_t)l);
+        o += (size_t)l;
+    }
+    r->log_path[o] = 0;
+    return r;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                   const char *version, const char *upload_data, size_t *upload_data_size,
                                   void **con_cls) {
     (void)version;
+    Server *srv = cls;
     Req *r = *con_cls;
-    if (!r) {
-        r = calloc(1, sizeof *r);
-        if (!r) return MHD_NO;
-        r->srv = cls;
-        r->conn = conn;
+    if (!r && !(r = *con_cls = on_uri(srv, url, conn))) return MHD_NO;
+    if (!r->method) {   // the headers are in: the first call
         r->method = method;
         r->url = url;
-        *con_cls = r;
-        atomic_fetch_add(&r->srv->http_requests, 1);
+        http_guard_request_began(srv->guard, conn);
+        atomic_fetch_add(&srv->http_requests, 1);
         return req_start(r, url, method);
     }
     if (*upload_data_size) {
@@ -404,21 +495,60 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return (enum MHD_Result)r->route->handler(r);
 }
 
+/* The access log line of a finished request: client, method, path without the query, status,
+ * bytes of body sent (- when not known), duration. Never a header: they hold the API key. */
+static void access_log(Req *r, enum MHD_RequestTerminationCode toe) {
+    unsigned status = r->status;
+    if (!status) {   // an answer of libmicrohttpd's own (a header it could not hold): its status
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_HTTP_STATUS);
+        if (ci) status = ci->http_status;
+    }
+    char addr[INET6_ADDRSTRLEN] = "-";
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+    if (sa && sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, addr, sizeof addr);
+    else if (sa && sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, addr, sizeof addr);
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double ms = (double)(t1.tv_sec - r->t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - r->t0.tv_nsec) * 1e-6;
+    int64_t bytes = r->stream_bytes ? *r->stream_bytes : r->resp_bytes;
+    char st[16] = "-", by[24] = "-";
+    if (status) snprintf(st, sizeof st, "%u", status);
+    if (bytes >= 0) snprintf(by, sizeof by, "%lld", (long long)bytes);
+    const char *why = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? ""
+                      : toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? " (idle timeout)"
+                      : toe == MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN ? " (server stopping)"
+                      : toe == MHD_REQUEST_TERMINATED_CLIENT_ABORT ? " (client closed)"
+                                                                    : " (closed)";
+    fprintf(stderr, "lemo serve: access: %s %s %s %s %s %.1fms%s\n", addr, r->method ? r->method : "-", r->log_path,
+            st, by, ms, why);
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
-    (void)cls, (void)conn, (void)toe;
+    Server *srv = cls;
     Req *r = *con_cls;
+    http_guard_request_done(srv->guard, conn);   // the next request header's time starts now
     if (!r) return;
+    if (srv->access_log) access_log(r, toe);
     if (r->ctx_free) r->ctx_free(r->ctx);
     free(r->body);
     free(r);
     *con_cls = NULL;
 }
 
+/* libmicrohttpd's messages, one line each. A client that goes away mid-request is no fault of
+ * the server's (and the access log shows it as "(closed)"): those messages are dropped, so a
+ * few hundred slow clients closed for their timeout do not flood the log. */
 static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
     (void)cls;
-    fprintf(stderr, "lemo serve: http: ");
-    vfprintf(stderr, fmt, ap);
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    if (strstr(msg, "detected connection closure") || strstr(msg, "Connection reset by peer")) return;
+    size_t n = strlen(msg);
+    fprintf(stderr, "lemo serve: http: %s%s", msg, n && msg[n - 1] == '\n' ? "" : "\n");
 }
 
 int http_start(Server *srv, Err *e) {
@@ -438,17 +568,29 @@ int http_start(Server *srv, Err *e) {
     } else {
         return err_set_at(e, "--host", 0, "--host must be an IPv4 or IPv6 address, got '%s'", srv->host);
     }
+    if (!(srv->guard = http_guard_start(srv->header_timeout_s, e))) return -1;
+    /* The memory a connection may use holds its request line and headers: 128 KiB leaves room
+     * above HTTP_MAX_HEADER_BYTES and HTTP_MAX_URL, so a request past those limits still gets
+     * the typed answer from req_limits(); libmicrohttpd answers 431 or 414 itself only past
+     * this. The backlog holds a burst of new connections while the accepting thread is busy. */
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, (uint16_t)srv->port, NULL, NULL, on_request, srv,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+        MHD_OPTION_NOTIFY_CONNECTION, http_guard_notify, srv->guard,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)srv->max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)srv->max_connections_per_ip,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)srv->idle_timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024),
         MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)512,
         MHD_OPTION_END);
-    if (!d) return err_set(e, "cannot listen on %s:%d (in use, or not an address of this machine)", srv->host, srv->port);
+    if (!d) {
+        http_guard_stop(srv->guard);
+        srv->guard = NULL;
+        return err_set(e, "cannot listen on %s:%d (in use, or not an address of this machine)", srv->host, srv->port);
+    }
     srv->mhd = d;
     if (srv->port == 0) {
         const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
@@ -460,4 +602,11 @@ int http_start(Server *srv, Err *e) {
 void http_stop(Server *srv) {
     if (srv->mhd) MHD_stop_daemon(srv->mhd);
     srv->mhd = NULL;
+    http_guard_stop(srv->guard);   // after the daemon: its connections are closed by then
+    srv->guard = NULL;
+}
+
+long http_open_connections(Server *srv) {
+    const union MHD_DaemonInfo *di = srv->mhd ? MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS) : NULL;
+    return di ? (long)di->num_connections : 0;
 }

@@ -15,12 +15,22 @@
 #include <microhttpd.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "err.h"
 #include "server.h"
 #include "srv_util.h"
 
 #define HTTP_MAX_PARAMS 4
+
+/* What one request may send before it is routed, each a 4xx with a typed error past it
+ * (README: Limits). Real clients send a few hundred bytes of headers; these leave room for
+ * long query strings (metadata filters) and cookies of a proxy in front while bounding what a
+ * connection's 128 KiB of memory must hold. */
+#define HTTP_MAX_URL 8192            // bytes of the request target as sent: 414 uri_too_long
+#define HTTP_MAX_HEADERS 100         // header lines: 431 headers_too_large
+#define HTTP_MAX_HEADER_LINE 8192    // bytes of one "Name: value": 431
+#define HTTP_MAX_HEADER_BYTES 32768  // bytes of them all: 431
 
 typedef struct Req Req;
 
@@ -68,11 +78,21 @@ struct Req {
     void *ctx;                             // a streaming route's state
     void (*ctx_free)(void *ctx);
     char key_id[48];                       // the API key that authenticated the request
+    /* what the access log says of it (on_uri, http_queue) */
+    struct timespec t0;                    // when its request line was in
+    size_t url_len;                        // the request target as sent, query included
+    int url_nul;                           // it holds %00
+    char log_path[256];                    // its path as sent, without the query, printable
+    unsigned status;                       // the answer's status (0: none yet)
+    int64_t resp_bytes;                    // its body's bytes, -1 when not known
+    const int64_t *stream_bytes;           // a streamed answer's bytes so far (sse.c), else NULL
 };
 
 /* Starts the HTTP daemon on srv->host:srv->port; -1 + e on failure. */
 int http_start(Server *srv, Err *e);
 void http_stop(Server *srv);
+/* Connections open now (for /metrics). */
+long http_open_connections(Server *srv);
 
 /* Reply helpers; each queues the response and returns the MHD result. */
 int http_json(Req *r, unsigned status, json_t *obj);   // steals obj

@@ -80,6 +80,40 @@ json_t *job_to_json(const JobRow *j) {
     return o ? o : json_pack("{s:s, s:s}", "id", j->id, "status", j->status);
 }
 
+/* The length of txt without trailing blanks if it is a JSON object as db_event_add stores them
+ * ({...}, written by json_dumps, or a trainer line that parsed as one), which can go into an
+ * answer as it is; else 0. */
+static size_t raw_object_len(const char *txt) {
+    size_t n = txt ? strlen(txt) : 0;
+    while (n && (txt[n - 1] == '\n' || txt[n - 1] == '\r' || txt[n - 1] == ' ')) n--;
+    return n >= 2 && txt[0] == '{' && txt[n - 1] == '}' ? n : 0;
+}
+
+void event_write_json(StrBuf *b, const EventRow *ev) {
+    sb_puts(b, "{\"object\":\"fine_tuning.job.event\",\"id\":");
+    sb_json_str(b, ev->id);
+    sb_printf(b, ",\"created_at\":%lld,\"level\":", (long long)ev->created_at);
+    sb_json_str(b, ev->level);
+    sb_puts(b, ",\"message\":");
+    sb_json_str(b, ev->message ? ev->message : "");
+    sb_puts(b, ",\"type\":");
+    sb_json_str(b, ev->type);
+    sb_puts(b, ",\"data\":");
+    size_t raw = raw_object_len(ev->data);
+    if (raw) {
+        sb_put(b, ev->data, raw);
+    } else if (ev->data && *ev->data) {   // not an object: parsed, so the answer stays JSON whatever it holds
+        json_t *v = col_json(ev->data);
+        char *txt = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(10));
+        sb_puts(b, txt ? txt : "null");
+        free(txt);
+        json_decref(v);
+    } else {
+        sb_puts(b, "null");
+    }
+    sb_puts(b, "}");
+}
+
 json_t *event_to_json(const EventRow *ev) {
     json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:s, s:s}", "object", "fine_tuning.job.event", "id", ev->id,
                           "created_at", (json_int_t)ev->created_at, "level", ev->level, "message",

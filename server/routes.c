@@ -2,7 +2,8 @@
  * what GET /openapi.json documents (api_openapi.c), so the document cannot drift from the
  * server. Each route names the error codes (api_errors.c) its handler can answer with; the
  * codes every route shares (server_error; invalid_api_key where a key is needed;
- * request_too_large where a body is read) are added by the document itself. */
+ * request_too_large where a body is read; uri_too_long, headers_too_large and nul_byte_in_url,
+ * which http.c answers before routing) are added by the document itself. */
 #include "api.h"
 
 #define LIST_ERRORS "invalid_limit invalid_cursor invalid_order"

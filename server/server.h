@@ -19,6 +19,7 @@
 
 typedef struct Scheduler Scheduler;
 typedef struct Webhooks Webhooks;
+typedef struct HttpGuard HttpGuard;
 
 typedef struct Server {
     /* settings (flags of `lemo serve`) */
@@ -35,12 +36,17 @@ typedef struct Server {
     int public_metrics;                               // /metrics without a key even when keys exist
     int allow_internal_urls;                          // URL imports and job webhooks may reach internal addresses (netaddr.h)
     char webhook_url[1024], webhook_secret[256];
+    int access_log;                                   // a line per request on stderr (--no-access-log: 0)
+    int header_timeout_s;                             // a request header must be complete this soon (http_guard.h)
+    int idle_timeout_s;                               // a connection silent this long either way is closed
+    int max_connections, max_connections_per_ip;      // open at once (per client address: 0 = no limit)
     char exe[PATH_MAX];                               // this binary, for `lemo train` / `lemo estimate`
     /* state */
     Db *db;
     Scheduler *sched;
     Webhooks *hooks;
     void *mhd;                                        // struct MHD_Daemon *
+    HttpGuard *guard;                                 // the connections' header deadlines
     atomic_int stopping;
     int64_t started_at;
     /* event notifier: bumped on every stored event or status change, waited on by streams */

@@ -109,38 +109,65 @@ void sb_printf(StrBuf *b, const char *fmt, ...) {
     free(big);
 }
 
+size_t utf8_len(const unsigned char *p) {
+    if (p[0] < 0x80) return 1;
+    size_t n = p[0] >= 0xC2 && p[0] <= 0xDF ? 2 : p[0] >= 0xE0 && p[0] <= 0xEF ? 3 : p[0] >= 0xF0 && p[0] <= 0xF4 ? 4 : 0;
+    for (size_t i = 1; i < n; i++)
+        if ((p[i] & 0xC0) != 0x80) return 0;
+    if (n == 3 && ((p[0] == 0xE0 && p[1] < 0xA0) || (p[0] == 0xED && p[1] >= 0xA0))) return 0;  // overlong, surrogate
+    if (n == 4 && ((p[0] == 0xF0 && p[1] < 0x90) || (p[0] == 0xF4 && p[1] >= 0x90))) return 0;  // overlong, > U+10FFFF
+    return n;
+}
+
+void utf8_sanitize(char *s) {
+    for (unsigned char *p = (unsigned char *)s; *p;) {
+        size_t u = utf8_len(p);
+        if (u) p += u;
+        else *p++ = '?';
+    }
+}
+
 void sb_json_str(StrBuf *b, const char *s) {
     if (!s) { sb_puts(b, "null"); return; }
     sb_put(b, "\"", 1);
     const char *run = s;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p >= 0x20 && *p != '"' && *p != '\\') continue;
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        size_t u = utf8_len(p);
+        if (u > 1 || (u == 1 && *p >= 0x20 && *p != '"' && *p != '\\')) { p += u; continue; }
         sb_put(b, run, (size_t)((const char *)p - run));
         char esc[8];
-        if (*p == '"') sb_puts(b, "\\\"");
+        if (!u) sb_puts(b, "\\ufffd");   // a byte that is no UTF-8 (a message cut mid-character): the answer stays JSON
+        else if (*p == '"') sb_puts(b, "\\\"");
         else if (*p == '\\') sb_puts(b, "\\\\");
         else if (*p == '\n') sb_puts(b, "\\n");
         else if (*p == '\t') sb_puts(b, "\\t");
         else { snprintf(esc, sizeof esc, "\\u%04x", *p); sb_puts(b, esc); }
-        run = (const char *)p + 1;
+        p++;
+        run = (const char *)p;
     }
     sb_puts(b, run);
     sb_put(b, "\"", 1);
 }
 
+/* vfork, not fork: fork() of the server (hundreds of connection threads, their stacks mapped)
+ * copies its page tables and write-protects every page, so every request thread stalls on
+ * the copy and then faults on its next writes: reads waited 0.3-1.4 s at p99 while dry runs
+ * spawned `lemo estimate` (bench/RESULTS.md). vfork shares the memory until exec instead;
+ * the child then makes system calls only, on arguments prepared before, and writes no memory
+ * but its own stack frame. Dispositions go back to default before signals are unblocked, so
+ * no handler can run in the shared memory. */
 pid_t srv_spawn(char *const argv[], char *const envp[], int in_fd, int out_fd, int err_fd) {
-    // everything is prepared before fork: the child makes only async-signal-safe calls
     pid_t parent = getpid();
     sigset_t none;
     sigemptyset(&none);
-    pid_t pid = fork();
+    pid_t pid = vfork();
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent) _exit(127);  // the server died before prctl took hold
-        sigprocmask(SIG_SETMASK, &none, NULL);
         signal(SIGPIPE, SIG_DFL);
         signal(SIGTERM, SIG_DFL);
         signal(SIGINT, SIG_DFL);
+        sigprocmask(SIG_SETMASK, &none, NULL);
         if (in_fd >= 0) dup2(in_fd, 0);
         if (out_fd >= 0 && dup2(out_fd, 1) < 0) _exit(127);
         if (err_fd >= 0) dup2(err_fd, 2);
