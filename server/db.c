@@ -45,7 +45,7 @@ enum {
     S_JOB_REQUEUE_BACK, S_JOB_REQUEUE_KEEP, S_JOB_STOP, S_JOB_PROGRESS, S_JOB_IDS, S_STAT_JOBS, S_STAT_TOKENS,
     S_STAT_FILES,
     S_EV_INSERT, S_EV_SEQ, S_EV_LIST, S_EV_LIST_ASC, S_EV_SINCE,
-    S_CK_PUT, S_CK_SEQ, S_CK_LIST, S_CK_MAX, S_CK_DELETE_JOB,
+    S_CK_PUT, S_CK_SEQ, S_CK_LIST, S_CK_DELETE_JOB,
     S_KEY_INSERT, S_KEY_GET, S_KEY_LIST, S_KEY_REVOKE, S_KEY_COUNT, S_KEY_TOUCH,
     S_COUNT
 };
@@ -101,7 +101,6 @@ static const char *const SQL[S_COUNT] = {
                  "created_at=excluded.created_at",
     [S_CK_SEQ] = "SELECT seq FROM checkpoints WHERE id=? AND job_id=?",
     [S_CK_LIST] = "SELECT " CKPT_COLS " FROM checkpoints WHERE job_id=? AND seq<? ORDER BY seq DESC LIMIT ?",
-    [S_CK_MAX] = "SELECT coalesce(max(step),0) FROM checkpoints WHERE job_id=?",
     [S_CK_DELETE_JOB] = "DELETE FROM checkpoints WHERE job_id=?",
     [S_KEY_INSERT] = "INSERT INTO api_keys(id,name,salt,hash,created_at) VALUES(?,?,?,?,?)",
     [S_KEY_GET] = "SELECT " KEY_COLS " FROM api_keys WHERE id=?",
@@ -823,9 +822,6 @@ int db_checkpoint_list(Db *db, const char *job_id, const char *after, int limit,
     return 0;
 }
 
-int64_t db_checkpoint_max_step(Db *db, const char *job_id, Err *e) {
-    return db_count1(db, S_CK_MAX, job_id, e, "max checkpoint");
-}
 
 int db_checkpoint_delete_job(Db *db, const char *job_id, Err *e) {
     sqlite3_stmt *s = db_stmt(db, S_CK_DELETE_JOB);

@@ -138,7 +138,6 @@ int db_checkpoint_put(Db *db, const char *job_id, int64_t step, const char *path
 int db_checkpoint_list(Db *db, const char *job_id, const char *after, int limit, CheckpointRow **rows, int *n,
                        int *has_more, Err *e);
 /* The highest checkpointed step of a job, 0 if none. */
-int64_t db_checkpoint_max_step(Db *db, const char *job_id, Err *e);
 /* Forgets a job's checkpoints (their folders are the caller's); returns how many. */
 int db_checkpoint_delete_job(Db *db, const char *job_id, Err *e);
 

@@ -13,6 +13,7 @@
  * send (URL, header lines, their number and size, idle and header timeouts, connections)
  * are answered with typed errors where an answer is possible; http_guard.c closes what sends
  * no complete request at all. */
+#include "clock.h"
 #include "http.h"
 
 #include <arpa/inet.h>
@@ -454,7 +455,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
     r->srv = cls;
     r->conn = conn;
     r->resp_bytes = -1;
-    clock_gettime(CLOCK_MONOTONIC, &r->t0);
+    r->t0 = clock_mono_s();
     r->url_len = strlen(uri);
     for (const char *p = strchr(uri, '%'); p && !r->url_nul; p = strchr(p + 1, '%'))
         r->url_nul = p[1] == '0' && p[2] == '0';
@@ -510,9 +511,7 @@ static void access_log(Req *r, enum MHD_RequestTerminationCode toe) {
         inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, addr, sizeof addr);
     else if (sa && sa->sa_family == AF_INET6)
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, addr, sizeof addr);
-    struct timespec t1;
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    double ms = (double)(t1.tv_sec - r->t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - r->t0.tv_nsec) * 1e-6;
+    double ms = (clock_mono_s() - r->t0) * 1e3;
     int64_t bytes = r->stream_bytes ? *r->stream_bytes : r->resp_bytes;
     char st[16] = "-", by[24] = "-";
     if (status) snprintf(st, sizeof st, "%u", status);

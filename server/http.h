@@ -79,7 +79,7 @@ struct Req {
     void (*ctx_free)(void *ctx);
     char key_id[48];                       // the API key that authenticated the request
     /* what the access log says of it (on_uri, http_queue) */
-    struct timespec t0;                    // when its request line was in
+    double t0;                             // when its request line was in (clock_mono_s)
     size_t url_len;                        // the request target as sent, query included
     int url_nul;                           // it holds %00
     char log_path[256];                    // its path as sent, without the query, printable

@@ -13,6 +13,7 @@
  * notification, which libmicrohttpd sends before it closes the descriptor: a descriptor the
  * thread shuts down is always still the connection's own, never one reused by a newer
  * connection. */
+#include "clock.h"
 #include "http_guard.h"
 
 #include <pthread.h>
@@ -39,11 +40,7 @@ struct HttpGuard {
     atomic_long closed;
 };
 
-static double mono_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+static double mono_s(void) { return clock_mono_s(); }
 
 /* The watchdog: shuts down connections past their header deadline, about 4 times a second. */
 static void *guard_main(void *arg) {
@@ -63,10 +60,7 @@ static void *guard_main(void *arg) {
             fprintf(stderr, "lemo serve: http: closed %d connection%s that sent no whole request header within %g s\n", n,
                     n == 1 ? "" : "s", g->header_timeout);
         }
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 250 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+        struct timespec ts = clock_wall_after(0.25);
         pthread_cond_timedwait(&g->cond, &g->mu, &ts);
     }
     pthread_mutex_unlock(&g->mu);

@@ -1,4 +1,5 @@
 /* srv_util.c: see srv_util.h. */
+#include "clock.h"
 #include "srv_util.h"
 
 #include <errno.h>
@@ -17,11 +18,7 @@
 
 int64_t now_s(void) { return (int64_t)time(NULL); }
 
-double now_f(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+double now_f(void) { return clock_wall_s(); }
 
 void random_bytes(void *buf, size_t n) {
     unsigned char *p = buf;

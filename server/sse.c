@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "api.h"
 #include "job_view.h"
 #include "srv_util.h"
@@ -28,11 +29,7 @@ void server_notify_events(Server *s) {
 }
 
 void server_wait_events(Server *s, uint64_t *seen, int timeout_ms) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += timeout_ms / 1000;
-    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
+    struct timespec ts = clock_wall_after(timeout_ms / 1000.0);
     pthread_mutex_lock(&s->ev_mu);
     while (s->ev_version == *seen && !atomic_load(&s->stopping))
         if (pthread_cond_timedwait(&s->ev_cond, &s->ev_mu, &ts)) break;
