@@ -137,7 +137,6 @@ int db_checkpoint_put(Db *db, const char *job_id, int64_t step, const char *path
                       Err *e);
 int db_checkpoint_list(Db *db, const char *job_id, const char *after, int limit, CheckpointRow **rows, int *n,
                        int *has_more, Err *e);
-/* The highest checkpointed step of a job, 0 if none. */
 /* Forgets a job's checkpoints (their folders are the caller's); returns how many. */
 int db_checkpoint_delete_job(Db *db, const char *job_id, Err *e);
 
