@@ -670,12 +670,16 @@ static void run_job(Slot *sl, JobRow *j) {
      * all of a preparation job): written into a partial folder and installed by rename, so no
      * job ever reads a half-written predictor; a crash or kill restarts the preparation */
     LemoPrepare lp = {0};
+    int unclaimed = 0;
     JobConfig *jcp = malloc(sizeof *jcp);  // large (paths): off the slot thread's stack
     int prep = jcp && job_needs_prepare(j, &lp, jcp), prep_only = prep && lp.only;
     char part[PATH_MAX + 16] = "";
     if (prep) {
         if (prepare_claim(sl, j, jcp)) {
-            prep = 0;  // stopping: the outcome below records it
+            // asked to stop (or the server stops) while another job prepared the same predictor:
+            // nothing runs, and the outcome below records the stop as for a preparation
+            prep = 0;
+            unclaimed = 1;
         } else if (!lp.only && lemo_predictor_ready(jcp->lemo.predictor)) {
             prepare_release(sl);  // another job prepared it while this one waited
             prep = 0;
@@ -690,7 +694,7 @@ static void run_job(Slot *sl, JobRow *j) {
         }
         server_notify_events(srv);
     }
-    st.phase = prep ? PHASE_PREPARE : PHASE_TRAIN;
+    st.phase = prep || unclaimed ? PHASE_PREPARE : PHASE_TRAIN;
     if (prep) {  // the step lines say how far; the total is the job's setting
         json_t *lpj = json_pack("{s:s, s:I, s:I}", "stage", "queued", "step", (json_int_t)0, "total_steps",
                                 (json_int_t)lp.steps);
@@ -699,7 +703,11 @@ static void run_job(Slot *sl, JobRow *j) {
     int status = 0, retries = 0;
     char stop[16] = "";
     JobRow cur;
-    for (;;) {
+    if (unclaimed && db_job_get(srv->db, j->id, &cur, &e) == 1) {
+        snprintf(stop, sizeof stop, "%s", cur.stop_request);
+        job_row_free(&cur);
+    }
+    for (; !unclaimed;) {
         int fd = -1;
         pid_t pid;
         if (st.phase == PHASE_PREPARE) {
