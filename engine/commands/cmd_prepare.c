@@ -39,6 +39,7 @@
 #include "clock.h"
 #include "backend_select.h"
 #include "data.h"
+#include "estimate.h"
 #include "lemo.h"
 #include "model.h"
 #include "predictor.h"
@@ -295,6 +296,17 @@ static int prepare_run(const PrepArgs *a, Err *e) {
     if (!(m = model_load(be, a->model, rsp, S, &spec, &(ActPolicy){.all = ACT_RECOMPUTE}, NULL, 0, e))) goto out;
     int L = mc.n_layers, C = mc.hidden, HS = mc.head_dim, nb = S / B;
     size_t tri = lemo_tri_size(nb), SC = (size_t)S * C, nw = p->n_w;
+    /* the training windows' inputs stay in host memory (fp32, every layer): a large model at a
+     * long context holds gigabytes a window, so take the windows half the free memory holds */
+    size_t per_window = sizeof(float) * (SC + tri) * L, budget = estimate_host_available() / 2;
+    if (n_train * per_window > budget) {
+        size_t fit = budget / per_window ? budget / per_window : 1;
+        progress_log("warn", "prepare: %zu windows of %d tokens would hold %.1f GiB of layer inputs; %zu fit in half "
+                     "the free host memory (%.1f GiB): training on %zu", n_train, S,
+                     (double)(n_train * per_window) / 1073741824.0, fit, (double)budget / 1073741824.0, fit);
+        n_train = fit;
+        if (n_calib > n_train) n_calib = n_train;
+    }
     progress_emit(PROGRESS_START, json_pack("{s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:I, s:I, s:I}", "model", a->model,
                                      "context", S, "block", B, "in", B * HS, "hidden1", h1, "hidden2", h2, "out", HS,
                                      "train_windows", (json_int_t)n_train, "eval_windows", (json_int_t)n_eval,

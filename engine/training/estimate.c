@@ -379,7 +379,7 @@ static size_t cuda_device_mem(void) { return cuda_mem_query("total"); }
 
 /* The host memory available now (MemAvailable: free plus what the kernel can reclaim), else
  * the physical memory. */
-static size_t host_mem_now(void) {
+size_t estimate_host_available(void) {
     size_t phys = (size_t)sysconf(_SC_PHYS_PAGES) * (size_t)sysconf(_SC_PAGESIZE), kib = 0;
     FILE *f = fopen("/proc/meminfo", "r");
     char line[128];
@@ -410,7 +410,7 @@ int estimate_auto_policy(JobConfig *jc, int cuda, Err *e) {
     struct stat st;
     size_t data_bytes = data_bytes_for(jc, stat(jc->train_file, &st) ? 0 : (size_t)st.st_size);
     // likewise the host's available memory, not its total (files in /dev/shm, other jobs)
-    size_t host_budget = (size_t)(host_mem_now() * 0.9);
+    size_t host_budget = (size_t)(estimate_host_available() * 0.9);
     auto_policy(&mc, jc, jc->context_length, cuda, device_mem, host_budget, data_bytes, &jc->act);
     return 0;
 }

@@ -33,4 +33,7 @@ int estimate_job(const JobConfig *jc, const char *device, size_t device_mem, siz
  * or -1 with e set (unreadable model config, no device memory to read). */
 int estimate_auto_policy(JobConfig *jc, int cuda, Err *e);
 
+/* The host memory available now (/proc/meminfo's MemAvailable), else the physical memory. */
+size_t estimate_host_available(void);
+
 #endif
