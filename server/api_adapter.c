@@ -6,6 +6,7 @@
  * newer) with its SHA-256 beside it, then served from a file descriptor: the ETag is that
  * SHA-256 (If-None-Match gives 304), and a single byte range (Range / If-Range) gives 206, so
  * an interrupted download of a large adapter can continue. */
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -155,11 +156,14 @@ int api_adapter_tar(Req *r) {
     char hex[65];
     pthread_mutex_lock(&build_mu);
     int64_t tm = mtime_of(tarp);
-    int ok = 1;
+    int ok = 1, full = 0;
     if (tm < 0 || tm < newest) {
         Err e;
         const char *paths[2] = {src[0], src[1]};
-        ok = fs_mkdirs(dl, NULL) == 0 && tar_write_files(tarp, ADAPTER_FILES, paths, 2, hex, &e) == 0;
+        int rc = fs_mkdirs(dl, NULL) ? (errno == ENOSPC || errno == EDQUOT ? -2 : -1)
+                                     : tar_write_files(tarp, ADAPTER_FILES, paths, 2, hex, &e);
+        ok = rc == 0;
+        full = rc == -2;
         if (ok) {
             char line[80];
             snprintf(line, sizeof line, "%s\n", hex);
@@ -169,6 +173,9 @@ int api_adapter_tar(Req *r) {
         ok = cached_sha(tarp, side, hex) == 0;
     }
     pthread_mutex_unlock(&build_mu);
+    if (full)  // the adapter itself is whole: its files are still served one by one
+        return http_error(r, 507, "server_error", "insufficient_storage", NULL, "The data directory is full: the "
+                          "adapter archive cannot be built; its files download one by one (/adapter/FILE) meanwhile");
     if (!ok) return http_500(r, "cannot build the adapter archive");
     char name[128];
     snprintf(name, sizeof name, "%s-adapter%s%s.tar", id, strcmp(tag, "final") ? "-" : "", strcmp(tag, "final") ? tag : "");

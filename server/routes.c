@@ -52,7 +52,7 @@ const Route http_routes[] = {
      .errors = "not_found invalid_limit invalid_cursor"},
     {.method = "GET", .pattern = "/v1/fine_tuning/jobs/{fine_tuning_job_id}/adapter", .handler = api_adapter_tar,
      .summary = "The adapter as a tar (PEFT layout); sha256 ETag; Range", .query = "step",
-     .errors = "not_found invalid_step checkpoint_not_found adapter_not_ready"},
+     .errors = "not_found invalid_step checkpoint_not_found adapter_not_ready insufficient_storage"},
     {.method = "GET", .pattern = "/v1/fine_tuning/jobs/{fine_tuning_job_id}/adapter/{file}", .handler = api_adapter_file,
      .summary = "One file of the adapter", .query = "step",
      .errors = "not_found invalid_step checkpoint_not_found adapter_not_ready"},

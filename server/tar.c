@@ -52,6 +52,7 @@ int tar_write_files(const char *out_path, const char *const *names, const char *
     if (fd < 0) return err_set(e, "cannot create %s: %s", tmp, strerror(errno));
     Sha256 s;
     sha256_init(&s);
+    int full = 0;
     static const unsigned char zeros[1024];
     unsigned char h[512], buf[65536];
     for (int i = 0; i < n; i++) {
@@ -86,9 +87,12 @@ int tar_write_files(const char *out_path, const char *const *names, const char *
     hex_encode(d, 32, sha_hex);
     return 0;
 wfail:
+    full = errno == ENOSPC || errno == EDQUOT || errno == EFBIG;
     err_set(e, "cannot write %s: %s", tmp, strerror(errno));
 fail:
     if (fd >= 0) close(fd);
     unlink(tmp);
-    return -1;
+    uint8_t unused[32];
+    sha256_final(&s, unused);  // frees the digest's context
+    return full ? -2 : -1;
 }

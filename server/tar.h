@@ -10,7 +10,8 @@
 #include "err.h"
 
 /* Archives paths[i] under names[i] (each name < 100 bytes, no directories) into out_path;
- * fills sha_hex (65 bytes) with the archive's SHA-256. */
+ * fills sha_hex (65 bytes) with the archive's SHA-256. 0 done; -2 the disk is full (no space,
+ * quota or file size limit: nothing left behind); -1 any other failure. */
 int tar_write_files(const char *out_path, const char *const *names, const char *const *paths, int n,
                     char sha_hex[65], Err *e);
 

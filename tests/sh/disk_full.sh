@@ -154,6 +154,18 @@ if [ $mode = tmpfs ]; then
     curl -s "$base/v1/fine_tuning/jobs/$job/events?limit=1000" | grep -q "\"resumed from step $last (" ||
         fail "server job did not resume from its kept checkpoint $last"
     curl -s "$base/v1/fine_tuning/jobs/$job" | grep -q '"error":null' || fail "the resumed job still shows the disk error"
+    # a full disk while the adapter's archive is built: 507 insufficient_storage, no torn tar
+    # left, the adapter's files still served one by one, the archive once space is back
+    dd if=/dev/zero of="$d/s2/jobs/filler" bs=1M 2>/dev/null
+    out=$(curl -s -w ' %{http_code}' "$base/v1/fine_tuning/jobs/$job/adapter" -o "$d/ad507.json")
+    [ "${out##* }" = 507 ] && grep -q '"code":"insufficient_storage"' "$d/ad507.json" ||
+        fail "adapter archive on a full disk: HTTP ${out##* } $(head -c 300 "$d/ad507.json")"
+    ls "$d/s2/jobs/$job/downloads" 2>/dev/null | grep -q '\.tmp' && fail "a torn archive was left"
+    code=$(curl -s -o "$d/ad.safetensors" -w '%{http_code}' "$base/v1/fine_tuning/jobs/$job/adapter/adapter_model.safetensors")
+    [ "$code" = 200 ] || fail "an adapter file on a full disk: HTTP $code"
+    rm -f "$d/s2/jobs/filler"
+    code=$(curl -s -o "$d/ad.tar" -w '%{http_code}' "$base/v1/fine_tuning/jobs/$job/adapter")
+    [ "$code" = 200 ] && tar -tf "$d/ad.tar" | grep -q adapter_model.safetensors || fail "the archive once space is back: HTTP $code"
     kill $spid; wait $spid
 else
     echo "server job on a full jobs disk: not run (needs a tmpfs mount)"
