@@ -310,8 +310,9 @@ async function run() {
   check(await heat.getAttribute('data-layers') === String(nLayers) && (await page.locator('#kept-heatmap g.hm-row').count()) === nLayers,
     'heatmap: one row per layer', `${await heat.getAttribute('data-layers')} rows, ${nLayers} layers`);
   // (a column per step until the width is full, then one per bin of consecutive steps)
-  const heatNums = async () => Object.fromEntries(await Promise.all(['columns', 'steps', 'bin']
-    .map(async (k) => [k, parseInt(await heat.getAttribute(`data-${k}`), 10)])));
+  // read in one evaluation: the chart redraws live, and three separate reads can straddle a redraw
+  const heatNums = async () => heat.evaluate((el) => Object.fromEntries(['columns', 'steps', 'bin']
+    .map((k) => [k, parseInt(el.getAttribute(`data-${k}`), 10)])));
   const h1 = await heatNums();
   check(h1.steps > 0 && h1.columns === Math.ceil(h1.steps / h1.bin) && (h1.bin === 1 || h1.steps > 300),
     'heatmap: one column per step', JSON.stringify(h1));
