@@ -256,9 +256,7 @@ int api_models_lemo_prepare(Req *r) {
     const char *k;
     json_t *v;
     json_object_foreach(b, k, v) {
-        int ok = 0;
-        for (int i = 0; known[i]; i++) ok |= !strcmp(k, known[i]);
-        if (!ok) {
+        if (!str_in(k, known)) {
             char p[80];
             snprintf(p, sizeof p, "%.60s", k);
             json_decref(b);

@@ -179,9 +179,7 @@ int cmd_serve(int argc, char **argv) {
                                                 "--max-upload-bytes", "--max-body-bytes", "--import-timeout",
                                                 "--webhook-url", "--webhook-secret", "--max-connections",
                                                 "--max-connections-per-ip", "--header-timeout", "--idle-timeout", NULL};
-            int is_known = 0;
-            for (int k = 0; known[k]; k++) is_known |= !strcmp(a, known[k]);
-            fprintf(stderr, "lemo serve: %s '%s'\n", is_known ? "missing value for" : "unknown flag", a);
+            fprintf(stderr, "lemo serve: %s '%s'\n", str_in(a, known) ? "missing value for" : "unknown flag", a);
             usage(stderr);
             return 2;
         }

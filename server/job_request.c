@@ -99,9 +99,7 @@ static json_t *hp_collect(json_t *body, JobSpec *out, json_t **lemo, int *is_lem
             static const char *const lemo_keys[] = {"hyperparameters", "keep", "scores", "block", "dense_layers", "seed",
                                                     "prepare", NULL};
             json_object_foreach(s, k, v) {
-                int ok = !strcmp(k, "hyperparameters");
-                for (int i = 1; is_lemo && lemo_keys[i]; i++) ok |= !strcmp(k, lemo_keys[i]);
-                if (!ok) {
+                if (strcmp(k, "hyperparameters") && !(is_lemo && str_in(k, lemo_keys))) {
                     snprintf(p, sizeof p, "method.%s.%.50s", sub, k);
                     json_decref(hp);
                     FAIL("unknown_parameter", p, "Unknown field '%s'%s", p, is_lemo ? " (method.lemo takes "
@@ -135,9 +133,7 @@ static json_t *hp_collect(json_t *body, JobSpec *out, json_t **lemo, int *is_lem
     const char *k;
     json_t *v;
     json_object_foreach(hp, k, v) {
-        int ok = 0;
-        for (int i = 0; hp_known[i]; i++) ok |= !strcmp(k, hp_known[i]);
-        if (!ok) {
+        if (!str_in(k, hp_known)) {
             char p[96];
             snprintf(p, sizeof p, "hyperparameters.%.60s", k);
             FAIL("unknown_parameter", p, "Unknown hyperparameter '%.60s' (known: n_epochs, max_steps, batch_size, "
@@ -178,9 +174,7 @@ static int top_fields(json_t *b, const JobEnv *env, JobSpec *out, char *model_di
     const char *k;
     json_t *v;
     json_object_foreach(b, k, v) {
-        int ok = 0;
-        for (int i = 0; known[i]; i++) ok |= !strcmp(k, known[i]);
-        if (!ok) {
+        if (!str_in(k, known)) {
             char p[80];
             snprintf(p, sizeof p, "%.60s", k);
             return FAIL("unknown_parameter", p, "Unknown field '%s' (known: model, training_file, validation_file, "

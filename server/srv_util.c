@@ -20,6 +20,12 @@ int64_t now_s(void) { return (int64_t)time(NULL); }
 
 double now_f(void) { return clock_wall_s(); }
 
+int str_in(const char *s, const char *const *list) {
+    for (int i = 0; list[i]; i++)
+        if (!strcmp(s, list[i])) return 1;
+    return 0;
+}
+
 void random_bytes(void *buf, size_t n) {
     unsigned char *p = buf;
     while (n) {

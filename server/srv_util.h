@@ -14,6 +14,8 @@ int64_t now_s(void);
 double now_f(void);
 /* Fills buf with n cryptographically random bytes (getrandom). */
 void random_bytes(void *buf, size_t n);
+/* 1 when s is one of the strings of the NULL-terminated list (a table of known keys). */
+int str_in(const char *s, const char *const *list);
 /* New id: prefix + 24 random [A-Za-z0-9] characters ("file-", "ftjob-" ...). */
 void id_new(const char *prefix, char out[ID_MAX]);
 /* 1 if s is prefix followed by 1..40 characters of [A-Za-z0-9_]: ids never hold a path. */
